@@ -1,0 +1,94 @@
+"""Command line: argument parsing, logging, asyncio.run(app)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import app
+from .config import Config, ConfigError, load_config
+from .ffmpeg import mask
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+class MaskingFormatter(logging.Formatter):
+    """Masks stream keys and URL secrets in everything logged, tracebacks included."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str] = ()) -> None:
+        super().__init__(fmt)
+        self.secrets = list(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record), self.secrets)
+
+
+def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    print(
+        f"{args.config}: OK ({len(config.streams)} stream(s), {len(config.schedules)} schedule(s))"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    setup_logging(args.log_level, config.secrets)
+    asyncio.run(app.run(config))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mqttrelay",
+        description="Switch live-stream destinations on and off while live.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service in the foreground")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

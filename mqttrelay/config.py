@@ -1,0 +1,313 @@
+"""config.yaml: pydantic models, loading, ${VAR} secrets and readable errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+STREAM_ID_PATTERN = r"^[a-z0-9_-]+$"
+RESERVED_STREAM_IDS = {"all", "ingest", "status"}  # these name MQTT topics of their own
+DESTINATION_SCHEMES = ("rtmp", "rtmps", "srt")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_safe_text(value: str, what: str) -> str:
+    if _UNSAFE_CHARS.search(value):
+        raise ValueError(f"{what} must not contain spaces or control characters")
+    if value.startswith("-"):
+        raise ValueError(f"{what} must not start with '-'")
+    return value
+
+
+def check_destination_url(url: str) -> str:
+    """Only rtmp/rtmps/srt URLs with a host: anything else could make ffmpeg
+    read or write files (file:, pipe:, concat:) or take the URL as an option."""
+    _check_safe_text(url, "url")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in DESTINATION_SCHEMES:
+        raise ValueError(f"url must start with {', '.join(s + '://' for s in DESTINATION_SCHEMES)}")
+    if not parts.hostname:
+        raise ValueError("url has no host")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"url has a bad port: {exc}") from None
+    return url
+
+
+class IngestConfig(_Model):
+    url: str = "rtmp://127.0.0.1:1935/live/stream"
+    stat_url: str | None = None
+    mode: Literal["cached", "direct"] = "cached"
+    hold_s: Annotated[float, Field(ge=0, le=3600)] = 30
+    manage: bool = False
+    publish_key: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _ingest_url(cls, value: str) -> str:
+        _check_safe_text(value, "url")
+        if urlsplit(value).scheme.lower() not in ("rtmp", "rtmps"):
+            raise ValueError("ingest url must start with rtmp:// or rtmps://")
+        return value
+
+    @field_validator("stat_url")
+    @classmethod
+    def _stat_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_safe_text(value, "stat_url")
+        if urlsplit(value).scheme.lower() not in ("http", "https"):
+            raise ValueError("stat_url must start with http:// or https://")
+        return value
+
+
+class FfmpegConfig(_Model):
+    path: str = "ffmpeg"
+
+
+class MqttConfig(_Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: str | None = None
+    base_topic: str = "streamrelay"
+    discovery_prefix: str = "homeassistant"
+    node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "studio"
+
+    @field_validator("base_topic", "discovery_prefix")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+\x00") or value.startswith("/"):
+            raise ValueError("must be a non-empty MQTT topic without wildcards or a leading '/'")
+        return value.rstrip("/")
+
+
+class ApiConfig(_Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8088
+    token: str | None = None
+
+
+class StreamConfig(_Model):
+    id: Annotated[str, Field(pattern=STREAM_ID_PATTERN, max_length=64)]
+    name: str = ""
+    url: str
+    key: str | None = None
+    enabled: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_STREAM_IDS:
+            raise ValueError(f"'{value}' is reserved; choose another id")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_destination_url(value)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("key is empty (leave it out when the url holds everything)")
+        return _check_safe_text(value, "key")
+
+    @model_validator(mode="after")
+    def _default_name(self) -> StreamConfig:
+        if not self.name:
+            object.__setattr__(self, "name", self.id)
+        return self
+
+    @property
+    def target(self) -> str:
+        """The URL ffmpeg writes to: url + key, with a '/' between them when needed."""
+        if self.key is None:
+            return self.url
+        sep = "" if self.url.endswith("/") else "/"
+        return f"{self.url}{sep}{self.key}"
+
+
+class ScheduleConfig(_Model):
+    stream: str
+    action: Literal["on", "off"]
+    cron: str | None = None
+    at: datetime | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError("cron must have five fields: minute hour day month weekday")
+        return value
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.at is None):
+            raise ValueError("give exactly one of 'cron' or 'at'")
+        return self
+
+
+class Config(_Model):
+    timezone: str = "UTC"
+    state_file: Path = Path("state.json")
+    ingest: IngestConfig = IngestConfig()
+    ffmpeg: FfmpegConfig = FfmpegConfig()
+    mqtt: MqttConfig = MqttConfig()
+    api: ApiConfig = ApiConfig()
+    streams: list[StreamConfig] = []
+    schedules: list[ScheduleConfig] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone '{value}' (use an IANA name such as Europe/Paris)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        seen: set[str] = set()
+        for stream in self.streams:
+            if stream.id in seen:
+                raise ValueError(f"stream id '{stream.id}' is used twice")
+            seen.add(stream.id)
+        for n, schedule in enumerate(self.schedules):
+            if schedule.stream != "all" and schedule.stream not in seen:
+                raise ValueError(f"schedules[{n}].stream: unknown stream '{schedule.stream}'")
+        return self
+
+    def stream(self, stream_id: str) -> StreamConfig | None:
+        return next((s for s in self.streams if s.id == stream_id), None)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value this config holds, for masking."""
+        values = [s.key for s in self.streams] + [
+            self.mqtt.password,
+            self.api.token,
+            self.ingest.publish_key,
+        ]
+        return [v for v in values if v]
+
+
+_SECRET_FIELDS = {("mqtt", "password"), ("api", "token"), ("ingest", "publish_key")}
+
+
+def _expand_env(raw: Any, env: Mapping[str, str], problems: list[str]) -> Any:
+    """Replace ${VAR} in the secret fields (stream keys, passwords, tokens)."""
+    if not isinstance(raw, dict):
+        return raw
+
+    def expand(value: Any, where: str) -> Any:
+        if not isinstance(value, str):
+            return value
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                problems.append(f"{where}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+
+    for section, field in _SECRET_FIELDS:
+        part = raw.get(section)
+        if isinstance(part, dict) and field in part:
+            part[field] = expand(part[field], f"{section}.{field}")
+    streams = raw.get("streams")
+    if isinstance(streams, list):
+        for n, stream in enumerate(streams):
+            if isinstance(stream, dict) and "key" in stream:
+                stream["key"] = expand(stream["key"], f"streams[{n}].key")
+    return raw
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append(f"{_loc(err['loc'])}: {msg}")
+    return problems
+
+
+def parse_config(
+    text: str, *, base_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Parse config.yaml text; raise ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        reason = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError([f"(yaml) {where}: {reason}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping of settings"])
+    problems: list[str] = []
+    raw = _expand_env(raw, os.environ if env is None else env, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    if base_dir is not None and not config.state_file.is_absolute():
+        config = config.model_copy(update={"state_file": base_dir / config.state_file})
+    return config
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; a relative state_file is taken from its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    return parse_config(text, base_dir=path.resolve().parent, env=env)

@@ -1,0 +1,158 @@
+"""Pure helpers around ffmpeg: argv building, secret masking, progress parsing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MASK = "****"
+
+# Probing ends as soon as audio and video are both known, but never maps audio
+# alone: -analyzeduration must outlast one keyframe interval (DESIGN.md).
+FAST_PROBE = ["-fpsprobesize", "0", "-analyzeduration", "5000000"]
+# Read timeout for RTMP inputs, in microseconds (-timeout means "listen" there).
+INPUT_RW_TIMEOUT_US = "10000000"
+STATS_PERIOD_S = "0.5"
+
+_URL_IN_TEXT = re.compile(r"\b(?:rtmps?|rtmpt|rtmpe|srt)://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """Hide the secret part of a URL: its last path segment and its query.
+
+    rtmps://host:443/rtmp/KEY -> rtmps://host:443/rtmp/****,
+    srt://host:9000?streamid=KEY -> srt://host:9000?****.
+    """
+    parts = urlsplit(url)
+    head = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+    path = parts.path
+    if "/" in path.strip("/"):
+        prefix, _, last = path.rstrip("/").rpartition("/")
+        path = f"{prefix}/{MASK}" if last else path
+    elif path.strip("/"):
+        path = f"/{MASK}"
+    if parts.query:
+        path = f"{path}?{MASK}"
+    # user:password@ in the netloc is a secret too
+    if "@" in parts.netloc:
+        head = f"{parts.scheme}://{MASK}@{parts.netloc.rpartition('@')[2]}"
+    return head + path
+
+
+def display_url(url: str, key: str | None) -> str:
+    """What a user may see of a destination: the url, and **** for its key."""
+    if key is None:
+        return mask_url(url)
+    sep = "" if url.endswith("/") else "/"
+    return f"{url}{sep}{MASK}"
+
+
+def mask(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask every known secret and the secret part of every stream URL in text."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+
+
+def _output_options(target: str) -> list[str]:
+    scheme = urlsplit(target).scheme.lower()
+    if scheme == "srt":
+        return ["-f", "mpegts", target]
+    opts = ["-f", "flv", "-flvflags", "no_duration_filesize"]
+    if scheme == "rtmp":
+        # Small-packet delays cost ~180 ms of the RTMP handshake (DESIGN.md).
+        opts += ["-tcp_nodelay", "1"]
+    return [*opts, target]
+
+
+def _common(ffmpeg: str) -> list[str]:
+    return [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error"]
+
+
+def build_tap_argv(ffmpeg: str, ingest_url: str) -> list[str]:
+    """The one process that reads the ingest and writes FLV to its stdout."""
+    return [
+        *_common(ffmpeg),
+        "-nostdin",
+        "-rw_timeout",
+        INPUT_RW_TIMEOUT_US,
+        *FAST_PROBE,
+        "-i",
+        ingest_url,
+        "-map",
+        "0:v?",
+        "-map",
+        "0:a?",
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        "-flvflags",
+        "no_duration_filesize",
+        "pipe:1",
+    ]
+
+
+def build_relay_argv(ffmpeg: str, target: str, ingest_url: str | None = None) -> list[str]:
+    """A relay to one destination; stats go to stdout as -progress blocks.
+
+    With ingest_url None the relay reads FLV from its stdin (cached mode);
+    otherwise it pulls the ingest itself (direct mode).
+    """
+    argv = [*_common(ffmpeg), "-progress", "pipe:1", "-stats_period", STATS_PERIOD_S]
+    if ingest_url is None:
+        argv += [*FAST_PROBE, "-f", "flv", "-i", "pipe:0"]
+    else:
+        argv += ["-nostdin", "-rw_timeout", INPUT_RW_TIMEOUT_US, *FAST_PROBE, "-i", ingest_url]
+    argv += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
+    return argv + _output_options(target)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One -progress block."""
+
+    total_size: int | None
+    out_time_us: int | None
+    speed: str | None
+    ended: bool
+
+
+class ProgressParser:
+    """Collects key=value lines; returns a Progress at each block's end."""
+
+    def __init__(self) -> None:
+        self._fields: dict[str, str] = {}
+
+    def feed_line(self, line: str) -> Progress | None:
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            return None
+        if key != "progress":
+            self._fields[key] = value.strip()
+            return None
+        fields, self._fields = self._fields, {}
+        return Progress(
+            total_size=_int_or_none(fields.get("total_size")),
+            out_time_us=_int_or_none(fields.get("out_time_us") or fields.get("out_time_ms")),
+            speed=fields.get("speed"),
+            ended=value.strip() == "end",
+        )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None  # ffmpeg writes N/A before it knows
+
+
+def bitrate_kbps(bytes_before: int, bytes_after: int, seconds: float) -> float:
+    """Live bitrate from the change in total_size over a wall-clock interval."""
+    if seconds <= 0 or bytes_after < bytes_before:
+        return 0.0
+    return round((bytes_after - bytes_before) * 8 / 1000 / seconds, 1)

@@ -1,0 +1,266 @@
+"""The tap and the keyframe-cached fan-out.
+
+One tap ffmpeg reads the ingest and writes FLV to its stdout. The hub keeps
+the metadata, the codec sequence headers and every tag since the last
+keyframe, so a relay attached now is handed a decodable picture at once, and
+then every live tag through its own bounded queue: a slow destination only
+ever fills its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from . import process
+from .ffmpeg import build_tap_argv
+from .flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
+
+log = logging.getLogger(__name__)
+
+GOP_CACHE_MAX_MS = 12_000  # without a keyframe for this long, the cache is dropped
+GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
+QUEUE_MAX_LAG_MS = 20_000
+QUEUE_MAX_BYTES = 64 * 1024 * 1024
+TAP_RETRY_S = 1.0
+READ_SIZE = 65536
+
+
+class Subscription:
+    """One relay's queue of FLV bytes, bounded by stream time and by size."""
+
+    def __init__(self, on_wake: Callable[[], None]) -> None:
+        self._chunks: deque[tuple[int, bytes]] = deque()
+        self._bytes = 0
+        self._ready = asyncio.Event()
+        self._on_wake = on_wake
+        self.started = False  # has it received a keyframe group yet?
+        self.overflow: str | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def put(self, timestamp: int, data: bytes) -> None:
+        if self.overflow is not None:
+            return
+        self._chunks.append((timestamp, data))
+        self._bytes += len(data)
+        lag = timestamp - self._chunks[0][0]
+        if lag > QUEUE_MAX_LAG_MS or self._bytes > QUEUE_MAX_BYTES:
+            self.overflow = (
+                f"destination fell behind by {lag / 1000:.0f} s of stream "
+                f"({self._bytes // 1024} KiB queued)"
+            )
+            self._chunks.clear()
+            self._bytes = 0
+            self._on_wake()
+        self._ready.set()
+
+    async def get(self) -> bytes:
+        """Everything queued so far, waiting for at least one chunk."""
+        while not self._chunks:
+            self._ready.clear()
+            await self._ready.wait()
+        data = b"".join(chunk for _, chunk in self._chunks)
+        self._chunks.clear()
+        self._bytes = 0
+        return data
+
+
+class Hub:
+    """Supervises the tap and fans its tags out to subscriptions."""
+
+    def __init__(
+        self, ffmpeg: str, ingest_url: str, owner: str, secrets: list[str], grace_s: float = 2.0
+    ) -> None:
+        self._argv = build_tap_argv(ffmpeg, ingest_url)
+        self._owner = owner
+        self._secrets = secrets
+        self._grace_s = grace_s
+        self._listeners: list[Callable[[], None]] = []
+        self._subs: list[Subscription] = []
+        self._rewriter = TimestampRewriter()
+        self._task: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._header = encode_header(audio=True, video=True)
+        self._metadata: FlvTag | None = None
+        self._video_seq: FlvTag | None = None
+        self._audio_seq: FlvTag | None = None
+        self._gop: list[FlvTag] = []
+        self._gop_bytes = 0
+        self._last_tag_wall: float | None = None
+        self.live = False
+        self.sessions = 0
+        self.last_error: str | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self._rate_bytes = 0
+        self._rate_since = time.monotonic()
+        self.bitrate_kbps = 0.0
+
+    # -- public -------------------------------------------------------------
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="hub-tap")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def poke(self) -> None:
+        """The ingest is (probably) publishing now: retry the tap at once."""
+        self._poke.set()
+
+    def subscribe(self, on_wake: Callable[[], None]) -> Subscription:
+        sub = Subscription(on_wake)
+        if self._gop:
+            self._send_start(sub, self._gop[0].timestamp)
+            for tag in self._gop:
+                sub.put(tag.timestamp, tag.encode())
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subs.remove(sub)
+
+    # -- the tap ------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._run_tap_once()
+                self._poke.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), TAP_RETRY_S)
+        finally:
+            if self._proc is not None and self._proc.returncode is None:
+                await asyncio.shield(process.stop_process(self._proc, self._grace_s))
+            self._end_session()
+
+    async def _run_tap_once(self) -> None:
+        try:
+            proc = await process.spawn(self._argv, self._owner, stdin=False)
+        except OSError as exc:
+            self.last_error = f"cannot start ffmpeg: {exc.strerror or exc}"
+            log.error("tap: %s", self.last_error)
+            await asyncio.sleep(5)
+            return
+        self._proc = proc
+        stderr_task = asyncio.create_task(
+            process.read_stderr(proc.stderr, self._secrets, self.stderr_tail, self._log_stderr)
+        )
+        gap_ms = 0
+        if self._last_tag_wall is not None:
+            gap_ms = int((time.monotonic() - self._last_tag_wall) * 1000)
+        self._rewriter.new_session(gap_ms)
+        reader = FlvReader()
+        session_synced = False
+        assert proc.stdout is not None
+        try:
+            while chunk := await proc.stdout.read(READ_SIZE):
+                self._count(len(chunk))
+                for tag in reader.feed(chunk):
+                    session_synced = self._on_tag(tag, session_synced)
+        except FlvError as exc:
+            self.last_error = f"tap produced bad FLV: {exc}"
+            log.error("tap: %s", self.last_error)
+        finally:
+            await process.stop_process(proc, self._grace_s)
+            await stderr_task
+            self._end_session()
+
+    def _log_stderr(self, line: str) -> None:
+        self.last_error = line
+        log.info("tap: %s", line)
+
+    def _count(self, n: int) -> None:
+        self._rate_bytes += n
+        now = time.monotonic()
+        if now - self._rate_since >= 2.0:
+            self.bitrate_kbps = round(self._rate_bytes * 8 / 1000 / (now - self._rate_since), 1)
+            self._rate_bytes = 0
+            self._rate_since = now
+
+    # -- tags ---------------------------------------------------------------
+    def _on_tag(self, tag: FlvTag, session_synced: bool) -> bool:
+        """Cache and forward one tag; returns whether the session has had a keyframe."""
+        self._last_tag_wall = time.monotonic()
+        if tag.is_metadata:
+            # Only new relays get it: an attached relay takes a second one for a new stream.
+            self._metadata = self._rewriter.rewrite(tag)
+            return session_synced
+        if tag.is_sequence_header:
+            tag = self._rewriter.rewrite(tag)
+            if tag.is_video:
+                self._video_seq = tag
+            else:
+                self._audio_seq = tag
+            self._forward(tag)
+            return session_synced
+        if not session_synced and not tag.is_keyframe:
+            return False  # nothing decodable before the session's first keyframe
+        tag = self._rewriter.rewrite(tag)
+        if tag.is_keyframe:
+            self._gop = [tag]
+            self._gop_bytes = len(tag.data)
+            if not self.live:
+                self.live = True
+                self.sessions += 1
+                log.info("ingest is live (session %d)", self.sessions)
+                self._notify()
+        elif self._gop:
+            self._gop.append(tag)
+            self._gop_bytes += len(tag.data)
+            too_long = tag.timestamp - self._gop[0].timestamp > GOP_CACHE_MAX_MS
+            if too_long or self._gop_bytes > GOP_CACHE_MAX_BYTES:
+                self._gop, self._gop_bytes = [], 0
+        self._forward(tag)
+        return True
+
+    def _send_start(self, sub: Subscription, timestamp: int) -> None:
+        """FLV header and codec headers, stamped at the group's start."""
+        sub.put(timestamp, self._header)
+        for header in (self._metadata, self._video_seq, self._audio_seq):
+            if header is not None:
+                sub.put(timestamp, header.with_timestamp(timestamp).encode())
+        sub.started = True
+
+    def _forward(self, tag: FlvTag) -> None:
+        data = tag.encode()
+        for sub in self._subs:
+            if not sub.started:
+                if not tag.is_keyframe:
+                    continue
+                self._send_start(sub, tag.timestamp)
+            sub.put(tag.timestamp, data)
+
+    def _end_session(self) -> None:
+        self._proc = None
+        self._gop, self._gop_bytes = [], 0
+        self.bitrate_kbps = 0.0
+        if self.live:
+            self.live = False
+            log.info("ingest is no longer live")
+            self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("hub listener failed")

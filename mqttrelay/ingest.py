@@ -1,0 +1,107 @@
+"""Is the ingest live?
+
+In cached mode the tap itself answers (hub.Hub is an IngestSource: live once
+it has read a keyframe). In direct mode nothing reads the ingest but the
+relays, so the nginx-rtmp stat page is polled when `stat_url` is set;
+without it the ingest is taken as live and relays retry on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+log = logging.getLogger(__name__)
+STAT_POLL_S = 2.0
+
+
+class IngestSource(Protocol):
+    live: bool
+    bitrate_kbps: float
+
+    def add_listener(self, listener: Callable[[], None]) -> None: ...
+
+
+def ingest_app_and_stream(url: str) -> tuple[str, str]:
+    """rtmp://host:1935/live/stream -> ("live", "stream")."""
+    path = urlsplit(url).path.strip("/")
+    app, _, name = path.partition("/")
+    return app, name
+
+
+def parse_stat(xml_text: str, app: str, name: str) -> tuple[bool, float]:
+    """(publishing?, bw_in in kbit/s) of one stream on an nginx-rtmp stat page."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        return False, 0.0
+    for application in root.iter("application"):
+        if application.findtext("name") != app:
+            continue
+        for stream in application.iter("stream"):
+            if stream.findtext("name") != name:
+                continue
+            publishing = stream.find("publishing") is not None
+            try:
+                bw_in = int(stream.findtext("bw_in") or 0) / 1000
+            except ValueError:
+                bw_in = 0.0
+            return publishing, round(bw_in, 1)
+    return False, 0.0
+
+
+class DirectIngest:
+    """Ingest state for direct mode."""
+
+    def __init__(self, ingest_url: str, stat_url: str | None) -> None:
+        self._app, self._name = ingest_app_and_stream(ingest_url)
+        self._stat_url = stat_url
+        self._listeners: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.live = stat_url is None
+        self.bitrate_kbps = 0.0
+        self.last_error: str | None = None
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def set_live(self, live: bool) -> None:
+        if live != self.live:
+            self.live = live
+            log.info("ingest is %s", "live" if live else "no longer live")
+            for listener in list(self._listeners):
+                listener()
+
+    def start(self) -> None:
+        if self._stat_url is not None and self._task is None:
+            self._task = asyncio.create_task(self._poll(self._stat_url), name="ingest-stat")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _poll(self, url: str) -> None:
+        async with httpx.AsyncClient(timeout=3.0) as client:
+            while True:
+                try:
+                    response = await client.get(url)
+                    response.raise_for_status()
+                    live, self.bitrate_kbps = parse_stat(response.text, self._app, self._name)
+                    self.last_error = None
+                except httpx.HTTPError as exc:
+                    live = False
+                    if self.last_error is None:
+                        log.warning("ingest stat page %s unreachable: %s", url, exc)
+                    self.last_error = str(exc) or type(exc).__name__
+                self.set_live(live)
+                await asyncio.sleep(STAT_POLL_S)

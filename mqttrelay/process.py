@@ -1,0 +1,129 @@
+"""Child processes: spawning in their own group, stopping in steps, orphans.
+
+Every ffmpeg mqttrelay starts carries an environment marker naming its owner
+(the state file), so processes left behind by a run that was SIGKILLed can be
+found and ended by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import psutil
+
+from .ffmpeg import mask
+
+OWNER_ENV = "MQTTRELAY_OWNER"
+log = logging.getLogger(__name__)
+
+
+async def spawn(argv: list[str], owner: str, *, stdin: bool) -> asyncio.subprocess.Process:
+    """Start argv (never through a shell) in a new session and process group."""
+    env = dict(os.environ)
+    env[OWNER_ENV] = owner
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )
+
+
+def signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+async def _exited_within(proc: asyncio.subprocess.Process, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def stop_process(proc: asyncio.subprocess.Process, grace_s: float) -> str:
+    """Close stdin, then SIGTERM, then SIGKILL, each after grace_s; always reaps.
+
+    A relay reading a pipe ignores SIGTERM while it waits for input, but
+    flushes and exits in milliseconds when its stdin closes. Returns the step
+    that ended it.
+    """
+    if proc.returncode is not None:
+        return "exited"
+    if proc.stdin is not None:
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+        if await _exited_within(proc, grace_s):
+            return "stdin closed"
+    signal_group(proc, signal.SIGTERM)
+    if await _exited_within(proc, grace_s):
+        return "SIGTERM"
+    signal_group(proc, signal.SIGKILL)
+    await proc.wait()
+    return "SIGKILL"
+
+
+async def kill_process(proc: asyncio.subprocess.Process) -> None:
+    """Immediate end (also works on a SIGSTOPped process)."""
+    signal_group(proc, signal.SIGKILL)
+    await proc.wait()
+
+
+async def read_stderr(
+    stream: asyncio.StreamReader | None,
+    secrets: Iterable[str],
+    tail: deque[str],
+    logger: Callable[[str], None],
+) -> None:
+    """Read ffmpeg's stderr to its end, masking every line before anything sees it."""
+    if stream is None:
+        return
+    secret_list = list(secrets)
+    while True:
+        raw = await stream.readline()
+        if not raw:
+            return
+        line = mask(raw.decode("utf-8", "replace").rstrip(), secret_list)
+        if line:
+            tail.append(line)
+            logger(line)
+
+
+def find_orphans(owner: str) -> list[psutil.Process]:
+    """Processes marked with this owner whose parent is not this process."""
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter(["pid", "ppid"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(OWNER_ENV) == owner and proc.ppid() != me:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def reap_orphans(owner: str, timeout_s: float = 3.0) -> int:
+    """End processes left behind by an earlier run with the same owner."""
+    orphans = find_orphans(owner)
+    for proc in orphans:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(orphans, timeout=timeout_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout_s)
+    if orphans:
+        log.warning("ended %d ffmpeg process(es) left behind by an earlier run", len(orphans))
+    return len(orphans)

@@ -1,0 +1,329 @@
+"""One destination's ffmpeg: start, stop, backoff, stall watch, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psutil
+
+from . import process
+from .config import StreamConfig
+from .ffmpeg import ProgressParser, bitrate_kbps, build_relay_argv
+from .hub import Hub, Subscription
+from .ingest import IngestSource
+
+log = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    OFF = "off"
+    WAITING = "waiting"
+    STARTING = "starting"
+    LIVE = "live"
+    HOLDING = "holding"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    ffmpeg: str
+    owner: str
+    secrets: tuple[str, ...]
+    ingest_url: str
+    hold_s: float = 30.0
+    stop_grace_s: float = 3.0
+    start_timeout_s: float = 20.0  # spawn to first output bytes
+    stall_s: float = 10.0  # no output growth while input flows
+    backoff_first_s: float = 0.5
+    backoff_max_s: float = 30.0
+    stable_s: float = 30.0  # a run this long forgets earlier failures
+    max_failures: int = 8
+    failure_window_s: float = 300.0
+
+
+def backoff_delay(failures: int, first_s: float, max_s: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: in [d/2, d] for d = first * 2**(failures-1)."""
+    ceiling = min(max_s, first_s * 2 ** max(0, failures - 1))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+class Relay:
+    """Keeps one destination's ffmpeg running while it is enabled."""
+
+    def __init__(
+        self,
+        stream: StreamConfig,
+        settings: RelaySettings,
+        source: IngestSource,
+        hub: Hub | None,
+        on_change: Callable[[Relay, bool], None],
+    ) -> None:
+        self.stream = stream
+        self.settings = settings
+        self._source = source
+        self._hub = hub
+        self._on_change = on_change
+        self._wake = asyncio.Event()
+        self._desired = False
+        self._task: asyncio.Task[None] | None = None
+        self._rng = random.Random()
+        self.status = Status.OFF
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.bitrate_kbps = 0.0
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ps: psutil.Process | None = None
+        self._live_since: float | None = None
+        self._last_growth = 0.0
+        self._total_size = 0
+        self._live_since_last_run = 0.0
+        source.add_listener(self.wake)
+
+    # -- control ------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        return self._desired
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    @property
+    def uptime_s(self) -> float:
+        return round(time.monotonic() - self._live_since, 1) if self._live_since else 0.0
+
+    def process_stats(self) -> tuple[float, float]:
+        """(cpu percent since the last call, resident memory in MB) of the process."""
+        if self._ps is None or self.pid is None:
+            return 0.0, 0.0
+        try:
+            return self._ps.cpu_percent(None), round(self._ps.memory_info().rss / 2**20, 1)
+        except psutil.Error:
+            return 0.0, 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Idempotent; enabling a failed relay gives it a fresh start."""
+        if enabled and self.status is Status.FAILED and self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._desired = enabled
+        if enabled and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._supervise(), name=f"relay-{self.stream.id}")
+        self.wake()
+
+    async def close(self) -> None:
+        """Switch off and wait until the process is gone."""
+        self._desired = False
+        self.wake()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- supervision --------------------------------------------------------
+    def _set(self, status: Status) -> None:
+        if status is not self.status:
+            log.info("%s: %s -> %s", self.stream.id, self.status.value, status.value)
+            self.status = status
+            if status not in (Status.LIVE, Status.HOLDING):
+                self._live_since = None
+                self.bitrate_kbps = 0.0
+            self._on_change(self, True)
+
+    async def _sleep_until(self, condition: Callable[[], bool], limit_s: float | None) -> None:
+        """Wait for wake-ups until condition() holds or limit_s passes."""
+        deadline = None if limit_s is None else time.monotonic() + limit_s
+        while not condition():
+            self._wake.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+
+    async def _supervise(self) -> None:
+        failures: deque[float] = deque()
+        try:
+            while self._desired:
+                if not self._source.live:
+                    self._set(Status.WAITING)
+                    await self._sleep_until(lambda: not self._desired or self._source.live, None)
+                    continue
+                started = time.monotonic()
+                error = await self._run_once()
+                if error is None or not self._desired:
+                    continue
+                self.last_error = error
+                self.restarts += 1
+                log.warning("%s: %s", self.stream.id, error)
+                now = time.monotonic()
+                if self._live_since_last_run >= self.settings.stable_s or now - started > (
+                    self.settings.failure_window_s
+                ):
+                    failures.clear()
+                failures.append(now)
+                while failures and now - failures[0] > self.settings.failure_window_s:
+                    failures.popleft()
+                if len(failures) >= self.settings.max_failures:
+                    self._set(Status.FAILED)
+                    log.error(
+                        "%s: failed %d times in %.0f s; giving up until switched on again",
+                        self.stream.id,
+                        len(failures),
+                        self.settings.failure_window_s,
+                    )
+                    await self._sleep_until(lambda: not self._desired, None)
+                    continue
+                self._set(Status.RETRYING)
+                delay = backoff_delay(
+                    len(failures),
+                    self.settings.backoff_first_s,
+                    self.settings.backoff_max_s,
+                    self._rng,
+                )
+                await self._sleep_until(lambda: not self._desired, delay)
+        finally:
+            self._set(Status.OFF)
+
+    async def _run_once(self) -> str | None:
+        """Run the process once; None when it ended as wanted, else the reason."""
+        cached = self._hub is not None
+        argv = build_relay_argv(
+            self.settings.ffmpeg, self.stream.target, None if cached else self.settings.ingest_url
+        )
+        self._live_since_last_run = 0.0
+        try:
+            proc = await process.spawn(argv, self.settings.owner, stdin=cached)
+        except OSError as exc:
+            return f"cannot start ffmpeg: {exc.strerror or exc}"
+        self._proc = proc
+        with contextlib.suppress(psutil.Error):
+            self._ps = psutil.Process(proc.pid)
+            self._ps.cpu_percent(None)
+        self._set(Status.STARTING)
+        sub = self._hub.subscribe(self.wake) if self._hub is not None else None
+        tasks = [
+            asyncio.create_task(self._read_progress(proc)),
+            asyncio.create_task(
+                process.read_stderr(
+                    proc.stderr, self.settings.secrets, self.stderr_tail, self._log_stderr
+                )
+            ),
+            asyncio.create_task(self._notify_exit(proc)),
+        ]
+        if sub is not None:
+            tasks.append(asyncio.create_task(self._feed(proc, sub)))
+        try:
+            return await self._watch(proc, sub)
+        finally:
+            if sub is not None and self._hub is not None:
+                self._hub.unsubscribe(sub)
+            if self._live_since is not None:
+                self._live_since_last_run = time.monotonic() - self._live_since
+            if proc.returncode is None:
+                await process.stop_process(proc, self.settings.stop_grace_s)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._proc = None
+            self._ps = None
+
+    async def _watch(
+        self, proc: asyncio.subprocess.Process, sub: Subscription | None
+    ) -> str | None:
+        spawned = time.monotonic()
+        self._last_growth = spawned
+        self._total_size = 0
+        held_since: float | None = None
+        while True:
+            now = time.monotonic()
+            if not self._desired:
+                how = await process.stop_process(proc, self.settings.stop_grace_s)
+                log.info("%s: stopped (%s)", self.stream.id, how)
+                return None
+            if proc.returncode is not None:
+                if not self._source.live:
+                    return None  # the ingest ended under a direct-mode relay
+                tail = self.stderr_tail[-1] if self.stderr_tail else "no error output"
+                return f"ffmpeg exited with code {proc.returncode}: {tail}"
+            if sub is not None and sub.overflow is not None:
+                await process.kill_process(proc)
+                return sub.overflow
+            if not self._source.live:
+                if self._hub is None:
+                    await process.stop_process(proc, self.settings.stop_grace_s)
+                    return None
+                held_since = held_since or now
+                self._set(Status.HOLDING)
+                if now - held_since >= self.settings.hold_s:
+                    log.info(
+                        "%s: ingest gone for %.0f s; stopping", self.stream.id, now - held_since
+                    )
+                    await process.stop_process(proc, self.settings.stop_grace_s)
+                    return None
+                self._last_growth = now  # no input, so no output is expected
+            else:
+                held_since = None
+                limit = (
+                    self.settings.start_timeout_s
+                    if self._total_size == 0
+                    else self.settings.stall_s
+                )
+                if now - self._last_growth > limit:
+                    await process.kill_process(proc)
+                    return f"no output for {limit:.0f} s while the ingest is live; restarting"
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+
+    async def _notify_exit(self, proc: asyncio.subprocess.Process) -> None:
+        await proc.wait()
+        self.wake()
+
+    async def _feed(self, proc: asyncio.subprocess.Process, sub: Subscription) -> None:
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while True:
+                data = await sub.get()
+                proc.stdin.write(data)
+                await proc.stdin.drain()
+
+    async def _read_progress(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        parser = ProgressParser()
+        last_at = time.monotonic()
+        while line := await proc.stdout.readline():
+            progress = parser.feed_line(line.decode("utf-8", "replace"))
+            if progress is None or progress.total_size is None:
+                continue
+            now = time.monotonic()
+            if progress.total_size > self._total_size:
+                self.bitrate_kbps = bitrate_kbps(
+                    self._total_size, progress.total_size, now - last_at
+                )
+                self._total_size = progress.total_size
+                self._last_growth = now
+                if self.status in (Status.STARTING, Status.HOLDING):
+                    self._live_since = self._live_since or now
+                    self._set(Status.LIVE)
+                else:
+                    self._on_change(self, False)
+            elif self.status is Status.LIVE:
+                self.bitrate_kbps = 0.0
+            last_at = now
+
+    def _log_stderr(self, line: str) -> None:
+        log.info("%s: ffmpeg: %s", self.stream.id, line)
