@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from mqttrelay.config import Config
+from mqttrelay.manager import Manager
+from mqttrelay.process import OWNER_ENV
+
+from .support import NginxRtmp, Publisher, require_tool, start_nginx
+
+CANARY_KEY = "canary-SECRET-4711"
+
+# Faster supervision for tests; the values the product uses are in RelaySettings.
+TEST_RELAY_OVERRIDES: dict[str, float] = {
+    "stop_grace_s": 2.0,
+    "stall_s": 6.0,
+    "start_timeout_s": 15.0,
+    "backoff_first_s": 0.3,
+    "backoff_max_s": 2.0,
+}
+
+
+@pytest.fixture
+def ingest(tmp_path: Path) -> Iterator[NginxRtmp]:
+    require_tool("ffmpeg")
+    server = start_nginx(tmp_path / "ingest", "live")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def platforms(tmp_path: Path) -> Iterator[NginxRtmp]:
+    """A second nginx-rtmp server standing in for Facebook, TikTok, YouTube."""
+    server = start_nginx(tmp_path / "platforms", "dest", fast_start=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def publisher(ingest: NginxRtmp) -> Iterator[Publisher]:
+    pub = Publisher(ingest.url("stream"))
+    pub.start()
+    yield pub
+    pub.stop()
+
+
+def make_config(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    names: list[str],
+    mode: str = "cached",
+    **ingest_extra: Any,
+) -> Config:
+    return Config.model_validate(
+        {
+            "state_file": str(tmp_path / "state.json"),
+            "ingest": {"url": ingest.url("stream"), "mode": mode, **ingest_extra},
+            "streams": [
+                {
+                    "id": name,
+                    "name": name.title(),
+                    "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                    "key": f"{name}-{CANARY_KEY}",
+                }
+                for name in names
+            ],
+        }
+    )
+
+
+@pytest.fixture
+async def managers() -> AsyncIterator[Callable[[Config], Manager]]:
+    """Managers made here are stopped after the test; no ffmpeg may outlive them."""
+    made: list[Manager] = []
+
+    def factory(config: Config) -> Manager:
+        manager = Manager(config, relay_overrides=TEST_RELAY_OVERRIDES)
+        made.append(manager)
+        return manager
+
+    yield factory
+    for manager in made:
+        await manager.stop()
+    for manager in made:
+        owner = str(manager.config.state_file.resolve())
+        leftovers = [p for p in psutil.process_iter() if _owned_by(p, owner)]
+        assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def _owned_by(proc: psutil.Process, owner: str) -> bool:
+    try:
+        return proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -1,0 +1,218 @@
+"""Real processes for tests and benchmarks: nginx-rtmp servers, an ffmpeg
+publisher standing in for OBS, and readers of the nginx-rtmp stat page.
+Everything listens on 127.0.0.1 only, on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from mqttrelay.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
+
+T = TypeVar("T")
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool fails under CI=true and skips elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (run scripts/setup)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, deadline_s: float = 10.0) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@dataclass
+class NginxRtmp:
+    rtmp_port: int
+    http_port: int
+    app: str
+    proc: subprocess.Popen[bytes]
+    prefix: Path
+
+    def url(self, name: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{self.app}/{name}"
+
+    @property
+    def stat_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/stat"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_nginx(prefix: Path, app: str, *, fast_start: bool = True) -> NginxRtmp:
+    nginx = require_tool("nginx")
+    if not Path(RTMP_MODULE).exists():
+        message = f"{RTMP_MODULE} missing (install libnginx-mod-rtmp)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    prefix.mkdir(parents=True, exist_ok=True)
+    settings = NginxSettings(
+        prefix=str(prefix),
+        rtmp_port=free_port(),
+        http_port=free_port(),
+        app=app,
+        fast_start=fast_start,
+        run_as_root=os.geteuid() == 0,
+    )
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_nginx_conf(settings))
+    proc = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = NginxRtmp(settings.rtmp_port, settings.http_port, app, proc, prefix)
+    try:
+        wait_port(settings.rtmp_port)
+        wait_port(settings.http_port)
+    except TimeoutError:
+        server.stop()
+        raise RuntimeError((prefix / "error.log").read_text()) from None
+    return server
+
+
+class Publisher:
+    """An ffmpeg test source publishing like OBS: 2 s keyframe interval, H.264 + AAC."""
+
+    def __init__(self, url: str, gop_frames: int = 50) -> None:
+        self.url = url
+        self.gop_frames = gop_frames
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        ffmpeg = require_tool("ffmpeg")
+        self.proc = subprocess.Popen(
+            [
+                ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+                "-g", str(self.gop_frames), "-keyint_min", str(self.gop_frames),
+                "-pix_fmt", "yuv420p", "-b:v", "400k",
+                "-c:a", "aac", "-b:a", "64k",
+                "-f", "flv", self.url,
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass(frozen=True)
+class StatStream:
+    name: str
+    publishing: bool
+    publisher_id: str | None
+    bytes_in: int
+    video_codec: str | None
+    audio_codec: str | None
+
+
+def parse_stat_streams(xml_text: str, app: str) -> dict[str, StatStream]:
+    root = ET.fromstring(xml_text)
+    out: dict[str, StatStream] = {}
+    for application in root.iter("application"):
+        if application.findtext("name") != app:
+            continue
+        for stream in application.iter("stream"):
+            name = stream.findtext("name") or ""
+            publisher = next(
+                (c.findtext("id") for c in stream.iter("client") if c.find("publishing") is not None),
+                None,
+            )
+            out[name] = StatStream(
+                name=name,
+                publishing=stream.find("publishing") is not None,
+                publisher_id=publisher,
+                bytes_in=int(stream.findtext("bytes_in") or 0),
+                video_codec=stream.findtext("meta/video/codec"),
+                audio_codec=stream.findtext("meta/audio/codec"),
+            )
+    return out
+
+
+async def stat_streams(server: NginxRtmp) -> dict[str, StatStream]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(server.stat_url)
+    return parse_stat_streams(response.text, server.app)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], deadline_s: float, what: str, step_s: float = 0.1
+) -> T:
+    """Poll check() until it returns a truthy value; fail with `what` after deadline_s."""
+    end = time.monotonic() + deadline_s
+    last: T | None = None
+    while time.monotonic() < end:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(step_s)
+    raise AssertionError(f"timed out after {deadline_s} s waiting for {what} (last: {last!r})")
+
+
+async def probe_codecs(url: str, timeout_s: float = 20.0) -> set[str]:
+    """Codec types (audio/video) a player actually reads from url."""
+    ffprobe = require_tool("ffprobe")
+    proc = await asyncio.create_subprocess_exec(
+        ffprobe, "-v", "error", "-rw_timeout", "10000000",
+        "-show_entries", "stream=codec_type", "-of", "csv=p=0", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return set()
+    return {line.strip() for line in out.decode().splitlines() if line.strip()}
