@@ -53,7 +53,13 @@ def mask(text: str, secrets: Iterable[str] = ()) -> str:
     """Mask every known secret and the secret part of every stream URL in text."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, MASK)
-    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+    return _URL_IN_TEXT.sub(_mask_match, text)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    trimmed = url.rstrip(":,.;)]")  # punctuation that ends a sentence, not the URL
+    return mask_url(trimmed) + url[len(trimmed) :]
 
 
 def _output_options(target: str) -> list[str]:

@@ -121,14 +121,41 @@ class Publisher:
         ffmpeg = require_tool("ffmpeg")
         self.proc = subprocess.Popen(
             [
-                ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
-                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                "-g", str(self.gop_frames), "-keyint_min", str(self.gop_frames),
-                "-pix_fmt", "yuv420p", "-b:v", "400k",
-                "-c:a", "aac", "-b:a", "64k",
-                "-f", "flv", self.url,
+                ffmpeg,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=44100",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                str(self.gop_frames),
+                "-keyint_min",
+                str(self.gop_frames),
+                "-pix_fmt",
+                "yuv420p",
+                "-b:v",
+                "400k",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-f",
+                "flv",
+                self.url,
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -167,7 +194,11 @@ def parse_stat_streams(xml_text: str, app: str) -> dict[str, StatStream]:
         for stream in application.iter("stream"):
             name = stream.findtext("name") or ""
             publisher = next(
-                (c.findtext("id") for c in stream.iter("client") if c.find("publishing") is not None),
+                (
+                    c.findtext("id")
+                    for c in stream.iter("client")
+                    if c.find("publishing") is not None
+                ),
                 None,
             )
             out[name] = StatStream(

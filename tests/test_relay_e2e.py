@@ -24,7 +24,9 @@ async def wait_ingest_live(manager: Manager) -> None:
     await eventually(live, 30, "the ingest to be live")
 
 
-async def wait_status(manager: Manager, stream_id: str, status: str, deadline_s: float = 30) -> None:
+async def wait_status(
+    manager: Manager, stream_id: str, status: str, deadline_s: float = 30
+) -> None:
     async def check() -> bool:
         return manager.stream_state(stream_id).status == status
 

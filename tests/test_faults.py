@@ -1,0 +1,323 @@
+"""Faults against real processes: crashes, freezes, stuck destinations, ingest outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mqttrelay.config import Config
+from mqttrelay.manager import Manager
+
+from .conftest import CANARY_KEY, make_config
+from .support import NginxRtmp, Publisher, eventually, require_tool, stat_streams
+from .test_relay_e2e import wait_gone, wait_ingest_live, wait_publishing, wait_status
+
+pytestmark = pytest.mark.integration
+
+
+def key_of(config: Config, stream_id: str) -> str:
+    stream = config.stream(stream_id)
+    assert stream is not None and stream.key is not None
+    return stream.key
+
+
+async def publisher_id(platforms: NginxRtmp, key: str) -> str | None:
+    stream = (await stat_streams(platforms)).get(key)
+    return stream.publisher_id if stream and stream.publishing else None
+
+
+async def bytes_in(platforms: NginxRtmp, key: str) -> int:
+    stream = (await stat_streams(platforms)).get(key)
+    return stream.bytes_in if stream else 0
+
+
+async def wait_bytes_grow(platforms: NginxRtmp, key: str, deadline_s: float = 20) -> None:
+    before = await bytes_in(platforms, key)
+
+    async def grew() -> bool:
+        return await bytes_in(platforms, key) > before + 10_000
+
+    await eventually(grew, deadline_s, f"{key} to receive more data")
+
+
+def assert_no_canary(text: str) -> None:
+    assert CANARY_KEY not in text
+
+
+@pytest.mark.parametrize("mode", ["cached", "direct"])
+async def test_switching_one_destination_never_interrupts_another(
+    mode: str,
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"], mode=mode)
+    manager = managers(config)
+    await manager.start()
+    if mode == "cached":
+        await wait_ingest_live(manager)
+    await manager.set_enabled("youtube", True)
+    await wait_publishing(platforms, key_of(config, "youtube"))
+    steady = await publisher_id(platforms, key_of(config, "youtube"))
+    ingest_before = (await stat_streams(ingest))["stream"].publisher_id
+    pid = manager.stream_state("youtube").pid
+
+    for _ in range(10):
+        await manager.toggle("tiktok")
+        await asyncio.sleep(0.3)
+    assert not manager.stream_state("tiktok").enabled  # ten toggles: back off
+    await wait_status(manager, "tiktok", "off")
+
+    assert await publisher_id(platforms, key_of(config, "youtube")) == steady
+    assert manager.stream_state("youtube").pid == pid
+    assert manager.stream_state("youtube").restarts == 0
+    await wait_bytes_grow(platforms, key_of(config, "youtube"))
+    assert (await stat_streams(ingest))["stream"].publisher_id == ingest_before
+    assert publisher.running
+    assert_no_canary(caplog.text)
+    assert_no_canary(repr(manager.snapshot()))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
+async def test_killed_or_frozen_relay_is_replaced(
+    sig: signal.Signals,
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
+    manager = managers(config)
+    await manager.start()
+    await wait_ingest_live(manager)
+    await manager.set_enabled("youtube", True)
+    await manager.set_enabled("tiktok", True)
+    await wait_status(manager, "youtube", "live")
+    await wait_status(manager, "tiktok", "live")
+    other = await publisher_id(platforms, key_of(config, "youtube"))
+    old_pid = manager.stream_state("tiktok").pid
+    assert old_pid is not None
+
+    os.kill(old_pid, sig)
+
+    async def replaced() -> bool:
+        state = manager.stream_state("tiktok")
+        return state.status == "live" and state.pid not in (None, old_pid)
+
+    await eventually(replaced, 60, "tiktok to be replaced and live again")
+    state = manager.stream_state("tiktok")
+    assert state.restarts >= 1 and state.last_error
+    assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
+    await wait_publishing(platforms, key_of(config, "tiktok"))
+    assert await publisher_id(platforms, key_of(config, "youtube")) == other
+    assert manager.stream_state("youtube").restarts == 0
+    assert_no_canary(caplog.text)
+    assert_no_canary(repr(manager.snapshot()))
+
+
+def write_stubborn_ffmpeg(path: Path, real_ffmpeg: str) -> None:
+    """Relays (reading pipe:0) ignore SIGTERM and stdin; the tap is the real ffmpeg."""
+    path.write_text(
+        f"""#!{sys.executable}
+import os, signal, sys, time
+if "pipe:0" not in sys.argv:
+    os.execv({real_ffmpeg!r}, [{real_ffmpeg!r}] + sys.argv[1:])
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+sys.stdin.close()
+while True:
+    time.sleep(1)
+"""
+    )
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+async def test_relay_ignoring_sigterm_is_killed_after_grace(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    fake = tmp_path / "stubborn-ffmpeg"
+    write_stubborn_ffmpeg(fake, require_tool("ffmpeg"))
+    config = make_config(tmp_path, ingest, platforms, ["tiktok"])
+    config = config.model_copy(
+        update={"ffmpeg": config.ffmpeg.model_copy(update={"path": str(fake)})}
+    )
+    manager = managers(config)
+    await manager.start()
+    await wait_ingest_live(manager)
+    await manager.set_enabled("tiktok", True)
+
+    async def has_pid() -> int | None:
+        return manager.stream_state("tiktok").pid
+
+    pid = await eventually(has_pid, 20, "the stubborn relay to start")
+    await asyncio.sleep(0.5)  # let it install its SIGTERM handler
+    await manager.set_enabled("tiktok", False)
+    await wait_status(manager, "tiktok", "off", deadline_s=20)
+
+    async def gone() -> bool:
+        return not psutil.pid_exists(pid)
+
+    await eventually(gone, 10, "the stubborn relay to be killed and reaped")
+
+
+class FreezableProxy:
+    """A TCP proxy to the platforms' server that can stop reading from its client."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.server = await asyncio.start_server(self._handle, sock=sock)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, freezes: bool
+    ) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while True:
+                if freezes and self.frozen.is_set():
+                    await asyncio.sleep(3600)
+                data = await reader.read(4096)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, freezes=True),
+            self._pipe(up_reader, writer, freezes=False),
+        )
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.fixture
+async def proxy(platforms: NginxRtmp) -> AsyncIterator[FreezableProxy]:
+    p = FreezableProxy(platforms.rtmp_port)
+    await p.start()
+    yield p
+    await p.close()
+
+
+async def test_destination_that_stops_reading_gets_its_relay_restarted(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    proxy: FreezableProxy,
+    managers: Callable[[Config], Manager],
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
+    streams = [
+        config.streams[0],
+        config.streams[1].model_copy(update={"url": f"rtmp://127.0.0.1:{proxy.port}/dest"}),
+    ]
+    config = config.model_copy(update={"streams": streams})
+    manager = managers(config)
+    await manager.start()
+    await wait_ingest_live(manager)
+    await manager.set_enabled("youtube", True)
+    await manager.set_enabled("tiktok", True)
+    await wait_status(manager, "youtube", "live")
+    await wait_status(manager, "tiktok", "live")
+    other = await publisher_id(platforms, key_of(config, "youtube"))
+    old_pid = manager.stream_state("tiktok").pid
+
+    proxy.frozen.set()
+
+    async def restarted() -> bool:
+        state = manager.stream_state("tiktok")
+        return state.restarts >= 1 and state.pid != old_pid
+
+    await eventually(restarted, 90, "the stuck destination's relay to be restarted")
+    error = manager.stream_state("tiktok").last_error or ""
+    assert "fell behind" in error or "no output" in error, error
+    assert await publisher_id(platforms, key_of(config, "youtube")) == other
+    assert manager.stream_state("youtube").restarts == 0
+    await wait_bytes_grow(platforms, key_of(config, "youtube"))
+
+
+async def test_short_ingest_outage_keeps_platform_connection(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=30)
+    manager = managers(config)
+    await manager.start()
+    await wait_ingest_live(manager)
+    await manager.set_enabled("youtube", True)
+    key = key_of(config, "youtube")
+    await wait_publishing(platforms, key)
+    await wait_status(manager, "youtube", "live")
+    connection = await publisher_id(platforms, key)
+    pid = manager.stream_state("youtube").pid
+
+    publisher.stop()
+    await wait_status(manager, "youtube", "holding")
+    await asyncio.sleep(3)
+    publisher.start()
+    await wait_status(manager, "youtube", "live")
+    await wait_bytes_grow(platforms, key)
+    assert await publisher_id(platforms, key) == connection
+    assert manager.stream_state("youtube").pid == pid
+    assert manager.stream_state("youtube").restarts == 0
+
+
+async def test_long_ingest_outage_waits_then_resumes_by_itself(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
+    manager = managers(config)
+    await manager.start()
+    await wait_ingest_live(manager)
+    await manager.set_enabled("youtube", True)
+    key = key_of(config, "youtube")
+    await wait_publishing(platforms, key)
+
+    publisher.stop()
+    await wait_status(manager, "youtube", "waiting", deadline_s=30)
+    await wait_gone(platforms, key)
+    assert manager.stream_state("youtube").pid is None
+    publisher.start()
+    await wait_status(manager, "youtube", "live", deadline_s=40)
+    await wait_publishing(platforms, key)
+    assert manager.stream_state("youtube").restarts == 0

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mqttrelay.ffmpeg import (
+    ProgressParser,
+    bitrate_kbps,
+    build_relay_argv,
+    build_tap_argv,
+    display_url,
+    mask,
+    mask_url,
+)
+
+
+def test_cached_relay_argv_reads_stdin_and_copies() -> None:
+    argv = build_relay_argv("ffmpeg", "rtmp://a.example:1935/app/KEY")
+    assert argv[0] == "ffmpeg"
+    assert argv[argv.index("-i") + 1] == "pipe:0"
+    assert argv[argv.index("-i") - 2 : argv.index("-i")] == ["-f", "flv"]
+    assert argv[argv.index("-c") + 1] == "copy"
+    assert argv[argv.index("-progress") + 1] == "pipe:1"
+    assert argv[-1] == "rtmp://a.example:1935/app/KEY"
+    assert argv[-3:-1] == ["-tcp_nodelay", "1"]
+    assert "-fpsprobesize" in argv and argv[argv.index("-analyzeduration") + 1] == "5000000"
+
+
+def test_direct_relay_argv_pulls_ingest_with_read_timeout() -> None:
+    argv = build_relay_argv("/usr/bin/ffmpeg", "rtmps://b/rtmp/K", "rtmp://127.0.0.1/live/s")
+    assert argv[argv.index("-i") + 1] == "rtmp://127.0.0.1/live/s"
+    assert "-rw_timeout" in argv and "-timeout" not in argv
+    assert "-tcp_nodelay" not in argv  # not passed to TLS
+    assert argv[-3:] == ["-flvflags", "no_duration_filesize", "rtmps://b/rtmp/K"]
+
+
+def test_srt_output_is_mpegts() -> None:
+    argv = build_relay_argv("ffmpeg", "srt://h:9000?streamid=x")
+    assert argv[-3:] == ["-f", "mpegts", "srt://h:9000?streamid=x"]
+
+
+def test_tap_argv() -> None:
+    argv = build_tap_argv("ffmpeg", "rtmp://127.0.0.1:1935/live/stream")
+    assert argv[-1] == "pipe:1"
+    assert argv[argv.index("-f", argv.index("-i")) + 1] == "flv"
+    assert "-nostdin" in argv
+
+
+def test_mask_url_and_display() -> None:
+    assert mask_url("rtmps://live-api-s.facebook.com:443/rtmp/FB-123") == (
+        "rtmps://live-api-s.facebook.com:443/rtmp/****"
+    )
+    assert mask_url("srt://h:9000?streamid=abc") == "srt://h:9000?****"
+    assert mask_url("rtmp://u:pw@h/app/k?x=1") == "rtmp://****@h/app/****?****"
+    assert display_url("rtmp://h/app", "K") == "rtmp://h/app/****"
+    assert display_url("rtmp://h/app/", "K") == "rtmp://h/app/****"
+
+
+def test_mask_ffmpeg_error_line() -> None:
+    line = (
+        "[rtmp @ 0x5] Cannot open connection tcp://h:1?tcp_nodelay=1\nrtmp://h/app/SECRET: refused"
+    )
+    masked = mask(line, ["SECRET"])
+    assert "SECRET" not in masked
+    assert "rtmp://h/app/****: refused" in masked
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=4, max_size=30))
+def test_mask_hides_any_key(key: str) -> None:
+    text = f"Error: rtmp://host/app/{key} and playpath {key}"
+    assert key not in mask(text, [key])
+
+
+def test_progress_blocks() -> None:
+    parser = ProgressParser()
+    lines = ["frame=10", "total_size=N/A", "out_time_us=400000", "progress=continue"]
+    results = [parser.feed_line(line) for line in lines]
+    assert results[:3] == [None, None, None]
+    first = results[3]
+    assert first is not None and first.total_size is None and first.out_time_us == 400000
+    for line in ["total_size=12345", "speed=1.01x"]:
+        assert parser.feed_line(line) is None
+    last = parser.feed_line("progress=end\n")
+    assert last is not None and last.total_size == 12345 and last.ended and last.speed == "1.01x"
+    assert parser.feed_line("garbage without equals") is None
+
+
+def test_bitrate() -> None:
+    assert bitrate_kbps(0, 125_000, 1.0) == 1000.0
+    assert bitrate_kbps(100, 50, 1.0) == 0.0
+    assert bitrate_kbps(0, 100, 0) == 0.0
