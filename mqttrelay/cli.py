@@ -35,6 +35,7 @@ def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per stat poll otherwise
 
 
 def _load(path: Path) -> Config | None:

@@ -119,44 +119,16 @@ class Publisher:
 
     def start(self) -> None:
         ffmpeg = require_tool("ffmpeg")
+        source = (
+            "-hide_banner -loglevel error -nostdin -re"
+            " -f lavfi -i testsrc=size=320x240:rate=25"
+            " -f lavfi -i sine=frequency=440:sample_rate=44100"
+            " -c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p -b:v 400k"
+            f" -g {self.gop_frames} -keyint_min {self.gop_frames}"
+            " -c:a aac -b:a 64k -f flv"
+        )
         self.proc = subprocess.Popen(
-            [
-                ffmpeg,
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-nostdin",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=320x240:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=44100",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                str(self.gop_frames),
-                "-keyint_min",
-                str(self.gop_frames),
-                "-pix_fmt",
-                "yuv420p",
-                "-b:v",
-                "400k",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "64k",
-                "-f",
-                "flv",
-                self.url,
-            ],  # fmt: skip
+            [ffmpeg, *source.split(), self.url],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

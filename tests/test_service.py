@@ -1,0 +1,143 @@
+"""`mqttrelay run` as users run it: a real process, SIGTERM, SIGKILL and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from mqttrelay.process import OWNER_ENV
+
+from .conftest import CANARY_KEY
+from .support import NginxRtmp, Publisher, eventually, stat_streams
+
+pytestmark = pytest.mark.integration
+
+
+def write_config(tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, mode: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_file": "state.json",
+                "ingest": {"url": ingest.url("stream"), "mode": mode, "stat_url": ingest.stat_url},
+                "streams": [
+                    {
+                        "id": "youtube",
+                        "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                        "key": "${YT_KEY}",
+                        "enabled": True,
+                    },
+                    {
+                        "id": "tiktok",
+                        "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest/tt-{CANARY_KEY}",
+                    },
+                ],
+            }
+        )
+    )
+    return path
+
+
+class Service:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, YT_KEY=f"yt-{CANARY_KEY}")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mqttrelay", "run", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    def children(self) -> list[psutil.Process]:
+        owner = str((self.config.parent / "state.json").resolve())
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get(OWNER_ENV) == owner and proc.status() != "zombie":
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for child in self.children():
+            child.kill()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    svc = Service(tmp_path / "config.yaml", tmp_path / "service.log")
+    yield svc
+    svc.stop()
+
+
+async def wait_dest(platforms: NginxRtmp, key: str, present: bool, deadline_s: float = 40) -> None:
+    async def check() -> bool:
+        stream = (await stat_streams(platforms)).get(key)
+        live = bool(stream and stream.publishing and stream.video_codec)
+        return live == present
+
+    await eventually(check, deadline_s, f"{key} {'publishing' if present else 'gone'}")
+
+
+@pytest.mark.parametrize("mode", ["cached", "direct"])
+async def test_sigkill_and_restart_keeps_state_and_leaves_no_orphans(
+    mode: str,
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    service: Service,
+) -> None:
+    write_config(tmp_path, ingest, platforms, mode)
+    service.start()
+    await wait_dest(platforms, f"yt-{CANARY_KEY}", True)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["streams"] == {"youtube": True, "tiktok": False}
+    old = {p.pid for p in service.children()}
+    assert old
+
+    assert service.proc is not None
+    service.proc.send_signal(signal.SIGKILL)
+    service.proc.wait()
+    service.start()
+
+    async def replaced() -> bool:
+        current = {p.pid for p in service.children()}
+        return bool(current) and not current & old
+
+    await eventually(replaced, 40, "the old run's ffmpeg to be gone and new ones started")
+    await wait_dest(platforms, f"yt-{CANARY_KEY}", True)
+    assert not [
+        pid for pid in old if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
+
+    assert service.proc is not None
+    service.proc.send_signal(signal.SIGTERM)
+    assert service.proc.wait(30) == 0
+    await asyncio.sleep(0.5)
+    assert service.children() == []
+    log = service.log.read_text()
+    assert "Traceback" not in log
+    assert CANARY_KEY not in log
+    assert CANARY_KEY not in (tmp_path / "state.json").read_text()
