@@ -174,7 +174,13 @@ class Hub:
         try:
             while chunk := await proc.stdout.read(READ_SIZE):
                 self._count(len(chunk))
-                for tag in reader.feed(chunk):
+                had_header = reader.header is not None
+                tags = reader.feed(chunk)
+                if not had_header and reader.header is not None:
+                    # new relays are told which streams to expect, as this session says
+                    flags = reader.header
+                    self._header = encode_header(audio=flags.audio, video=flags.video)
+                for tag in tags:
                     session_synced = self._on_tag(tag, session_synced)
         except FlvError as exc:
             self.last_error = f"tap produced bad FLV: {exc}"
@@ -185,8 +191,10 @@ class Hub:
             self._end_session()
 
     def _log_stderr(self, line: str) -> None:
+        # While OBS is away the tap fails the same way every second: say it once.
+        if line != self.last_error:
+            log.info("tap: %s", line)
         self.last_error = line
-        log.info("tap: %s", line)
 
     def _count(self, n: int) -> None:
         self._rate_bytes += n

@@ -87,6 +87,7 @@ class Relay:
         self._last_growth = 0.0
         self._total_size = 0
         self._live_since_last_run = 0.0
+        self._fresh_start = False
         source.add_listener(self.wake)
 
     # -- control ------------------------------------------------------------
@@ -116,9 +117,9 @@ class Relay:
 
     def set_enabled(self, enabled: bool) -> None:
         """Idempotent; enabling a failed relay gives it a fresh start."""
-        if enabled and self.status is Status.FAILED and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if enabled and self.status is Status.FAILED:
+            self._fresh_start = True
+            self._set(Status.RETRYING)  # the answer to the command shows it at once
         self._desired = enabled
         if enabled and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._supervise(), name=f"relay-{self.stream.id}")
@@ -185,7 +186,9 @@ class Relay:
                         len(failures),
                         self.settings.failure_window_s,
                     )
-                    await self._sleep_until(lambda: not self._desired, None)
+                    self._fresh_start = False
+                    await self._sleep_until(lambda: not self._desired or self._fresh_start, None)
+                    failures.clear()
                     continue
                 self._set(Status.RETRYING)
                 delay = backoff_delay(

@@ -20,7 +20,7 @@ from mqttrelay.config import Config
 from mqttrelay.manager import Manager
 
 from .conftest import CANARY_KEY, make_config
-from .support import NginxRtmp, Publisher, eventually, require_tool, stat_streams
+from .support import NginxRtmp, Publisher, eventually, probe_codecs, require_tool, stat_streams
 from .test_relay_e2e import wait_gone, wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
@@ -294,6 +294,7 @@ async def test_short_ingest_outage_keeps_platform_connection(
     await wait_status(manager, "youtube", "live")
     await wait_bytes_grow(platforms, key)
     assert await publisher_id(platforms, key) == connection
+    assert await probe_codecs(platforms.url(key)) == {"audio", "video"}
     assert manager.stream_state("youtube").pid == pid
     assert manager.stream_state("youtube").restarts == 0
 

@@ -1,0 +1,149 @@
+"""The manager as the command router: idempotence, persistence, failure states."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mqttrelay.config import Config
+from mqttrelay.manager import ChangeEvent, Manager, UnknownStreamError
+from mqttrelay.relay import backoff_delay
+
+from .conftest import CANARY_KEY, make_config
+from .support import NginxRtmp, Publisher, free_port, probe_codecs, start_nginx
+from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
+
+pytestmark = pytest.mark.integration
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    rng = random.Random(7)
+    first = [backoff_delay(1, 0.5, 30, rng) for _ in range(50)]
+    assert all(0.25 <= d <= 0.5 for d in first)
+    assert all(2.0 <= backoff_delay(4, 0.5, 30, rng) <= 4.0 for _ in range(50))
+    assert all(15 <= backoff_delay(20, 0.5, 30, rng) <= 30 for _ in range(50))
+
+
+async def test_commands_are_idempotent_and_persisted(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
+    manager = managers(config)
+    events: list[ChangeEvent] = []
+    manager.add_listener(events.append)
+    await manager.start()
+    await wait_ingest_live(manager)
+
+    with pytest.raises(UnknownStreamError, match="unknown stream 'nope'"):
+        await manager.set_enabled("nope", True)
+    await manager.set_enabled("youtube", True)
+    await wait_status(manager, "youtube", "live")
+    pid = manager.stream_state("youtube").pid
+    await manager.set_enabled("youtube", True)
+    await manager.toggle("tiktok")
+    await wait_status(manager, "tiktok", "live")
+    assert manager.stream_state("youtube").pid == pid
+    assert ChangeEvent("state", "youtube") in events and ChangeEvent("ingest") in events
+
+    saved = json.loads(config.state_file.read_text())
+    assert saved["streams"] == {"youtube": True, "tiktok": True}
+    await manager.set_all(False)
+    await wait_status(manager, "youtube", "off")
+    await wait_status(manager, "tiktok", "off")
+    assert json.loads(config.state_file.read_text())["streams"] == {
+        "youtube": False,
+        "tiktok": False,
+    }
+    assert CANARY_KEY not in config.state_file.read_text()
+
+
+async def test_state_is_restored_and_corrupt_file_falls_back_to_config(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    managers: Callable[[Config], Manager],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
+    streams = [config.streams[0].model_copy(update={"enabled": True}), config.streams[1]]
+    config = config.model_copy(update={"streams": streams})
+    config.state_file.write_text('{"version": 1, "streams": {"youtube": false, "tiktok": true}}')
+    first = managers(config)
+    await first.start()
+    assert [s.enabled for s in first.snapshot()] == [False, True]
+    await first.stop()
+
+    config.state_file.write_text("{ not json")
+    second = managers(config)
+    await second.start()
+    assert [s.enabled for s in second.snapshot()] == [True, False]
+    assert "not valid JSON" in caplog.text
+
+
+async def test_unreachable_destination_fails_then_fresh_start_on_command(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["tiktok"])
+    dead = f"rtmp://127.0.0.1:{free_port()}/dest"  # nothing listens there
+    config = config.model_copy(
+        update={"streams": [config.streams[0].model_copy(update={"url": dead})]}
+    )
+    manager = Manager(
+        config,
+        relay_overrides={"backoff_first_s": 0.1, "backoff_max_s": 0.3, "max_failures": 3},
+    )
+    await manager.start()
+    try:
+        await wait_ingest_live(manager)
+        await manager.set_enabled("tiktok", True)
+        await wait_status(manager, "tiktok", "failed", deadline_s=60)
+        state = manager.stream_state("tiktok")
+        assert state.restarts == 3 and state.pid is None
+        assert state.last_error and "Connection refused" in state.last_error
+        assert CANARY_KEY not in state.last_error and "/dest/****" in state.last_error
+        await manager.set_enabled("tiktok", True)  # a fresh start
+        assert manager.stream_state("tiktok").status != "failed"
+        await wait_status(manager, "tiktok", "failed", deadline_s=60)
+        assert manager.stream_state("tiktok").restarts == 6
+    finally:
+        await manager.stop()
+    assert CANARY_KEY not in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["cached", "direct"])
+async def test_default_nginx_application_still_maps_audio_and_video(
+    mode: str,
+    tmp_path: Path,
+    platforms: NginxRtmp,
+    managers: Callable[[Config], Manager],
+) -> None:
+    """An ingest without wait_key/wait_video/idle_streams off, as users may have."""
+    plain = start_nginx(tmp_path / "plain-ingest", "live", fast_start=False)
+    pub = Publisher(plain.url("stream"))
+    pub.start()
+    try:
+        config = make_config(tmp_path, plain, platforms, ["youtube"], mode=mode)
+        manager = managers(config)
+        await manager.start()
+        if mode == "cached":
+            await wait_ingest_live(manager)
+        await manager.set_enabled("youtube", True)
+        key = config.streams[0].target.rsplit("/", 1)[1]
+        await wait_publishing(platforms, key)
+        assert await probe_codecs(platforms.url(key)) == {"audio", "video"}
+        await manager.stop()
+    finally:
+        pub.stop()
+        plain.stop()
