@@ -1,13 +1,15 @@
-"""Wires config -> manager (and, later, MQTT, HTTP, scheduler); ordered shutdown."""
+"""Wires config -> manager -> MQTT (and later HTTP, scheduler); ordered shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
 from .config import Config
 from .manager import Manager
+from .mqtt import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,8 @@ async def run(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await manager.start()
+    bridge = MqttBridge(manager, config) if config.mqtt.enabled else None
+    bridge_task = asyncio.create_task(bridge.run(), name="mqtt") if bridge else None
     log.info(
         "mqttrelay running: %d stream(s), ingest %s (%s mode)",
         len(config.streams),
@@ -30,7 +34,13 @@ async def run(config: Config) -> None:
         await stop.wait()
         log.info("stopping")
     finally:
+        # Relays first, so their final 'off' status still goes out; then 'offline'.
         await manager.stop()
+        if bridge is not None and bridge_task is not None:
+            await bridge.close()
+            bridge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bridge_task
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")

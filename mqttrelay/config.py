@@ -89,10 +89,13 @@ class FfmpegConfig(_Model):
 
 
 class MqttConfig(_Model):
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     username: str | None = None
     password: str | None = None
+    tls: bool = False  # TLS to the broker (usually port 8883)
+    ca_certs: Path | None = None  # CA file when the broker's certificate is not public
     base_topic: str = "streamrelay"
     discovery_prefix: str = "homeassistant"
     node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "studio"

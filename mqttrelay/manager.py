@@ -77,6 +77,8 @@ class Manager:
         self._relays: dict[str, Relay] = {}
         self._desired: dict[str, bool] = {}
         self._lock = asyncio.Lock()
+        self._reverts: dict[str, asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Task[StreamState]] = set()
         self.state_error: str | None = None
         self.hub: Hub | None = None
         self.direct: DirectIngest | None = None
@@ -114,6 +116,8 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop every relay (in parallel), then the ingest reader."""
+        for stream_id in list(self._reverts):
+            self._cancel_revert(stream_id)
         await asyncio.gather(*(relay.close() for relay in self._relays.values()))
         if self.hub is not None:
             await self.hub.stop()
@@ -141,8 +145,19 @@ class Manager:
         except KeyError:
             raise UnknownStreamError(stream_id) from None
 
-    async def set_enabled(self, stream_id: str, enabled: bool) -> StreamState:
+    async def set_enabled(
+        self, stream_id: str, enabled: bool, revert_after_s: float | None = None
+    ) -> StreamState:
+        """Switch a stream; with revert_after_s, switch it back after that long.
+
+        Any command for a stream cancels the switch-back still pending for it.
+        """
         relay = self._relay(stream_id)
+        self._cancel_revert(stream_id)
+        if revert_after_s is not None:
+            self._reverts[stream_id] = asyncio.get_running_loop().call_later(
+                revert_after_s, self._revert, stream_id, not enabled
+            )
         async with self._lock:
             changed = self._desired[stream_id] != enabled
             self._desired[stream_id] = enabled
@@ -154,11 +169,34 @@ class Manager:
                 self._emit(ChangeEvent("state", stream_id))
         return self.stream_state(stream_id)
 
-    async def toggle(self, stream_id: str) -> StreamState:
-        return await self.set_enabled(stream_id, not self._relay(stream_id).enabled)
+    async def toggle(self, stream_id: str, revert_after_s: float | None = None) -> StreamState:
+        enabled = not self._relay(stream_id).enabled
+        return await self.set_enabled(stream_id, enabled, revert_after_s)
 
-    async def set_all(self, enabled: bool) -> list[StreamState]:
-        return [await self.set_enabled(stream_id, enabled) for stream_id in self._relays]
+    async def set_all(
+        self, enabled: bool, revert_after_s: float | None = None
+    ) -> list[StreamState]:
+        return [await self.set_enabled(s, enabled, revert_after_s) for s in self._relays]
+
+    def pending_revert(self, stream_id: str) -> float | None:
+        """Seconds until a pending switch-back, if any."""
+        handle = self._reverts.get(stream_id)
+        if handle is None:
+            return None
+        return max(0.0, handle.when() - asyncio.get_running_loop().time())
+
+    def _cancel_revert(self, stream_id: str) -> None:
+        handle = self._reverts.pop(stream_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _revert(self, stream_id: str, enabled: bool) -> None:
+        self._reverts.pop(stream_id, None)
+        if stream_id in self._relays:
+            log.info("%s: timer: switching %s", stream_id, "on" if enabled else "off")
+            task = asyncio.create_task(self.set_enabled(stream_id, enabled))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def notify_ingest_publishing(self) -> None:
         """An on_publish hook: retry the ingest reader now instead of at its next poll."""

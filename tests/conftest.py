@@ -11,7 +11,7 @@ from mqttrelay.config import Config
 from mqttrelay.manager import Manager
 from mqttrelay.process import OWNER_ENV
 
-from .support import NginxRtmp, Publisher, require_tool, start_nginx
+from .support import Mosquitto, NginxRtmp, Publisher, make_mosquitto, require_tool, start_nginx
 
 CANARY_KEY = "canary-SECRET-4711"
 
@@ -39,6 +39,14 @@ def platforms(tmp_path: Path) -> Iterator[NginxRtmp]:
     server = start_nginx(tmp_path / "platforms", "dest", fast_start=False)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    server = make_mosquitto(tmp_path / "mosquitto")
+    server.start()
+    yield server
+    server.kill()
 
 
 @pytest.fixture

@@ -219,3 +219,37 @@ async def probe_codecs(url: str, timeout_s: float = 20.0) -> set[str]:
         await proc.wait()
         return set()
     return {line.strip() for line in out.decode().splitlines() if line.strip()}
+
+
+@dataclass
+class Mosquitto:
+    port: int
+    conf: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(mosquitto).exists():
+            require_tool("mosquitto")
+        self.proc = subprocess.Popen(
+            [mosquitto, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def make_mosquitto(folder: Path) -> Mosquitto:
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "log_type error\nlog_type warning\n" + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    return Mosquitto(port, conf)

@@ -18,17 +18,21 @@ import yaml
 from mqttrelay.process import OWNER_ENV
 
 from .conftest import CANARY_KEY
-from .support import NginxRtmp, Publisher, eventually, stat_streams
+from .support import Mosquitto, NginxRtmp, Publisher, eventually, stat_streams
+from .test_mqtt import collector
 
 pytestmark = pytest.mark.integration
 
 
-def write_config(tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, mode: str) -> Path:
+def write_config(
+    tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, mode: str, mqtt_port: int | None = None
+) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "state_file": "state.json",
+                "mqtt": {"port": mqtt_port} if mqtt_port else {"enabled": False},
                 "ingest": {"url": ingest.url("stream"), "mode": mode, "stat_url": ingest.stat_url},
                 "streams": [
                     {
@@ -141,3 +145,29 @@ async def test_sigkill_and_restart_keeps_state_and_leaves_no_orphans(
     assert "Traceback" not in log
     assert CANARY_KEY not in log
     assert CANARY_KEY not in (tmp_path / "state.json").read_text()
+
+
+async def test_last_will_on_sigkill_and_offline_on_sigterm(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    broker: Mosquitto,
+    service: Service,
+) -> None:
+    write_config(tmp_path, ingest, platforms, "cached", mqtt_port=broker.port)
+    async with collector(broker.port) as col:
+        service.start()
+        await col.wait("streamrelay/status", b"online", deadline_s=30)
+        await col.wait("streamrelay/youtube/state", b"ON")
+        assert service.proc is not None
+        service.proc.send_signal(signal.SIGKILL)
+        service.proc.wait()
+        await col.wait("streamrelay/status", b"offline", deadline_s=30)
+
+        service.start()
+        await col.wait("streamrelay/status", b"online", deadline_s=30)
+        await col.wait("streamrelay/youtube/state", b"ON")
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(30) == 0
+        await col.wait("streamrelay/status", b"offline", deadline_s=10)
+        assert all(CANARY_KEY.encode() not in item.payload for item in col.seen)

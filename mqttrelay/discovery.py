@@ -1,0 +1,165 @@
+"""Home Assistant MQTT discovery payloads and topic names (pure).
+
+One device per mqttrelay instance (identified by mqtt.node_id); per stream a
+switch, a bitrate sensor, a status sensor and a running binary sensor; one
+ingest binary sensor. Entity names never repeat the device name (Home
+Assistant prefixes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .relay import Status
+
+SUPPORT_URL = "https://github.com/mqttrelay/mqttrelay"
+STATUS_OPTIONS = [s.value for s in Status]
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic of the contract, from mqtt.base_topic."""
+
+    base: str
+
+    @property
+    def availability(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def ingest_status(self) -> str:
+        return f"{self.base}/ingest/status"
+
+    @property
+    def set_wildcard(self) -> str:
+        return f"{self.base}/+/set"
+
+    def set(self, stream_id: str) -> str:
+        return f"{self.base}/{stream_id}/set"
+
+    def state(self, stream_id: str) -> str:
+        return f"{self.base}/{stream_id}/state"
+
+    def status(self, stream_id: str) -> str:
+        return f"{self.base}/{stream_id}/status"
+
+    def bitrate(self, stream_id: str) -> str:
+        return f"{self.base}/{stream_id}/bitrate"
+
+    def attributes(self, stream_id: str) -> str:
+        return f"{self.base}/{stream_id}/attributes"
+
+    def stream_of_set_topic(self, topic: str) -> str | None:
+        """'B/<id>/set' -> '<id>'; None for anything else."""
+        prefix = f"{self.base}/"
+        if not topic.startswith(prefix) or not topic.endswith("/set"):
+            return None
+        middle = topic[len(prefix) : -len("/set")]
+        return middle if middle and "/" not in middle else None
+
+
+@dataclass(frozen=True)
+class DiscoveryContext:
+    topics: Topics
+    prefix: str
+    node_id: str
+    configuration_url: str | None
+
+
+def config_topic(prefix: str, component: str, node_id: str, object_id: str) -> str:
+    return f"{prefix}/{component}/{node_id}/{object_id}/config"
+
+
+def config_wildcard(prefix: str, node_id: str) -> str:
+    return f"{prefix}/+/{node_id}/+/config"
+
+
+def _device(ctx: DiscoveryContext) -> dict[str, Any]:
+    device: dict[str, Any] = {
+        "identifiers": [f"mqttrelay_{ctx.node_id}"],
+        "name": f"mqttrelay {ctx.node_id}",
+        "manufacturer": "mqttrelay",
+        "model": "Stream relay",
+        "sw_version": __version__,
+    }
+    if ctx.configuration_url:
+        device["configuration_url"] = ctx.configuration_url
+    return device
+
+
+def _common(ctx: DiscoveryContext, object_id: str, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "unique_id": f"{ctx.node_id}_{object_id}",
+        "object_id": f"{ctx.node_id}_{object_id}",
+        "availability_topic": ctx.topics.availability,
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": _device(ctx),
+        "origin": {"name": "mqttrelay", "sw_version": __version__, "support_url": SUPPORT_URL},
+    }
+
+
+def stream_discovery(
+    ctx: DiscoveryContext, stream_id: str, stream_name: str
+) -> dict[str, dict[str, Any]]:
+    """Config topic -> payload for one stream's four entities."""
+    t = ctx.topics
+    switch = _common(ctx, f"{stream_id}", stream_name) | {
+        "command_topic": t.set(stream_id),
+        "state_topic": t.state(stream_id),
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "state_on": "ON",
+        "state_off": "OFF",
+        "optimistic": False,
+        "json_attributes_topic": t.attributes(stream_id),
+        "icon": "mdi:broadcast",
+    }
+    bitrate = _common(ctx, f"{stream_id}_bitrate", f"{stream_name} bitrate") | {
+        "state_topic": t.bitrate(stream_id),
+        "device_class": "data_rate",
+        "unit_of_measurement": "kbit/s",
+        "state_class": "measurement",
+    }
+    status = _common(ctx, f"{stream_id}_status", f"{stream_name} status") | {
+        "state_topic": t.status(stream_id),
+        "device_class": "enum",
+        "options": STATUS_OPTIONS,
+        "json_attributes_topic": t.attributes(stream_id),
+    }
+    running = _common(ctx, f"{stream_id}_running", f"{stream_name} running") | {
+        "state_topic": t.status(stream_id),
+        "value_template": "{{ 'ON' if value == 'live' else 'OFF' }}",
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "device_class": "running",
+    }
+    return {
+        config_topic(ctx.prefix, "switch", ctx.node_id, stream_id): switch,
+        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_bitrate"): bitrate,
+        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_status"): status,
+        config_topic(ctx.prefix, "binary_sensor", ctx.node_id, f"{stream_id}_running"): running,
+    }
+
+
+def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
+    ingest = _common(ctx, "ingest_live", "Ingest live") | {
+        "state_topic": ctx.topics.ingest_status,
+        "payload_on": "live",
+        "payload_off": "idle",
+        "device_class": "running",
+    }
+    return {config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "ingest_live"): ingest}
+
+
+def all_discovery(
+    ctx: DiscoveryContext, streams: list[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """Every discovery config for these (id, name) streams and the ingest."""
+    out = ingest_discovery(ctx)
+    for stream_id, name in streams:
+        out |= stream_discovery(ctx, stream_id, name)
+    return out

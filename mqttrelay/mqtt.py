@@ -1,0 +1,294 @@
+"""The MQTT bridge: commands in, state out, Home Assistant discovery.
+
+Talks only to the manager. Every retained topic is published from the
+runtime state (never from the config file), again after every reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import time
+from typing import Any
+
+import aiomqtt
+
+from .commands import CommandError, parse_command
+from .config import Config
+from .discovery import DiscoveryContext, Topics, all_discovery, config_wildcard
+from .manager import ChangeEvent, Manager, StreamState, UnknownStreamError
+
+log = logging.getLogger(__name__)
+
+BITRATE_PERIOD_S = 5.0
+RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 30.0
+HA_REPUBLISH_DELAY_S = (0.5, 3.0)  # spread many devices' answers to Home Assistant
+
+
+class BadInputLog:
+    """Logs bad input with its reason, at most once per topic and reason a minute."""
+
+    def __init__(self, period_s: float = 60.0) -> None:
+        self._period_s = period_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def warn(self, topic: str, reason: str) -> None:
+        key = (topic[:120], reason[:120])
+        now = time.monotonic()
+        if now - self._last.get(key, -self._period_s) >= self._period_s:
+            self._last[key] = now
+            if len(self._last) > 1000:
+                self._last.clear()
+            log.warning("ignored MQTT message on %s: %s", key[0], reason)
+
+
+def payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+class MqttBridge:
+    def __init__(self, manager: Manager, config: Config) -> None:
+        self._manager = manager
+        self._cfg = config.mqtt
+        self.topics = Topics(self._cfg.base_topic)
+        api_host = "127.0.0.1" if config.api.host in ("0.0.0.0", "::") else config.api.host
+        self._ctx = DiscoveryContext(
+            topics=self.topics,
+            prefix=self._cfg.discovery_prefix,
+            node_id=self._cfg.node_id,
+            configuration_url=f"http://{api_host}:{config.api.port}/",
+        )
+        self._ha_status = f"{self._cfg.discovery_prefix}/status"
+        self._discovery_wildcard = config_wildcard(self._cfg.discovery_prefix, self._cfg.node_id)
+        self._client: aiomqtt.Client | None = None
+        self._dirty: set[str] = set()
+        self._ingest_dirty = False
+        self._wake = asyncio.Event()
+        self._bad = BadInputLog()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connected = False
+        self.connects = 0
+        manager.add_listener(self._on_change)
+
+    # -- connection ---------------------------------------------------------
+    def _make_client(self) -> aiomqtt.Client:
+        tls_context = None
+        if self._cfg.tls:
+            tls_context = ssl.create_default_context(
+                cafile=str(self._cfg.ca_certs) if self._cfg.ca_certs else None
+            )
+        return aiomqtt.Client(
+            self._cfg.host,
+            self._cfg.port,
+            username=self._cfg.username,
+            password=self._cfg.password,
+            identifier=f"mqttrelay-{self._cfg.node_id}",
+            will=aiomqtt.Will(self.topics.availability, "offline", qos=1, retain=True),
+            keepalive=30,
+            timeout=10,
+            tls_context=tls_context,
+        )
+
+    async def run(self) -> None:
+        """Stay connected forever, with backoff; cancel to stop."""
+        delay = RECONNECT_FIRST_S
+        last_error = None
+        while True:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    await self._on_connect(client)
+                    delay, last_error = RECONNECT_FIRST_S, None
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if str(exc) != last_error:
+                    log.warning(
+                        "MQTT broker %s:%s: %s; retrying", self._cfg.host, self._cfg.port, exc
+                    )
+                last_error = str(exc)
+            finally:
+                self._client = None
+                if self.connected:
+                    log.info("MQTT disconnected")
+                self.connected = False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def close(self) -> None:
+        """Publish what is pending and 'offline', then disconnect (cancel run() after)."""
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._flush(client)
+            await client.publish(self.topics.availability, "offline", qos=1, retain=True)
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        self.connected = True
+        self.connects += 1
+        log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
+        await client.publish(self.topics.availability, "online", qos=1, retain=True)
+        await client.subscribe(self.topics.set_wildcard, qos=1)
+        await client.subscribe(self._ha_status, qos=1)
+        await client.subscribe(self._discovery_wildcard, qos=1)
+        await self._publish_discovery(client)
+        await self._publish_everything(client)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        helpers = [
+            asyncio.create_task(self._publisher(client)),
+            asyncio.create_task(self._periodic(client)),
+        ]
+        try:
+            async for message in client.messages:
+                try:
+                    await self._handle(client, message)
+                except aiomqtt.MqttError:
+                    raise
+                except Exception:
+                    log.exception("error handling MQTT message on %s", message.topic)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    # -- incoming -----------------------------------------------------------
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        payload = payload_bytes(message.payload)
+        if topic == self._ha_status:
+            if payload.strip().lower() == b"online":
+                self._spawn(self._answer_home_assistant(client))
+            return
+        if message.topic.matches(self._discovery_wildcard):
+            await self._remove_stale_discovery(client, topic, payload)
+            return
+        stream_id = self.topics.stream_of_set_topic(topic)
+        if stream_id is None:
+            return
+        if message.retain:
+            # A retained ON left on the broker would switch a platform on at every start.
+            self._bad.warn(topic, "retained command ignored (publish commands without retain)")
+            return
+        try:
+            command = parse_command(payload)
+            if stream_id == "all":
+                if command.action == "TOGGLE":
+                    raise CommandError("TOGGLE is for one stream; use ON or OFF for all")
+                await self._manager.set_all(command.action == "ON", command.duration_s)
+            elif command.action == "TOGGLE":
+                await self._manager.toggle(stream_id, command.duration_s)
+            else:
+                await self._manager.set_enabled(
+                    stream_id, command.action == "ON", command.duration_s
+                )
+        except CommandError as exc:
+            self._bad.warn(topic, str(exc))
+        except UnknownStreamError as exc:
+            self._bad.warn(topic, str(exc))
+
+    async def _answer_home_assistant(self, client: aiomqtt.Client) -> None:
+        await asyncio.sleep(random.uniform(*HA_REPUBLISH_DELAY_S))
+        log.info("Home Assistant came online: publishing discovery and states again")
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._publish_discovery(client)
+            await self._publish_everything(client)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- discovery ----------------------------------------------------------
+    def _discovery(self) -> dict[str, dict[str, Any]]:
+        streams = [(s.id, s.name) for s in self._manager.snapshot()]
+        return all_discovery(self._ctx, streams)
+
+    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+        for topic, payload in self._discovery().items():
+            await client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    async def _remove_stale_discovery(
+        self, client: aiomqtt.Client, topic: str, payload: bytes
+    ) -> None:
+        """A retained config of ours for an entity that no longer exists: remove it."""
+        if payload and topic not in self._discovery():
+            log.info("removing discovery of a stream no longer configured: %s", topic)
+            await client.publish(topic, b"", qos=1, retain=True)
+
+    # -- outgoing -----------------------------------------------------------
+    def _on_change(self, event: ChangeEvent) -> None:
+        if event.kind == "stats":
+            return  # bitrates go out on their own period
+        if event.kind == "ingest":
+            self._ingest_dirty = True
+        elif event.stream_id is not None:
+            self._dirty.add(event.stream_id)
+        self._wake.set()
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush(client)
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for stream_id in sorted(dirty):
+            with contextlib.suppress(UnknownStreamError):
+                await self._publish_stream(client, self._manager.stream_state(stream_id))
+        if self._ingest_dirty:
+            self._ingest_dirty = False
+            await self._publish_ingest(client)
+
+    async def _periodic(self, client: aiomqtt.Client) -> None:
+        while True:
+            await asyncio.sleep(BITRATE_PERIOD_S)
+            for state in self._manager.snapshot():
+                if state.status == "live":
+                    await client.publish(self.topics.bitrate(state.id), _kbps(state))
+                    await self._publish_attributes(client, state)
+
+    async def _publish_everything(self, client: aiomqtt.Client) -> None:
+        for state in self._manager.snapshot():
+            await self._publish_stream(client, state)
+        await self._publish_ingest(client)
+
+    async def _publish_stream(self, client: aiomqtt.Client, state: StreamState) -> None:
+        t = self.topics
+        await client.publish(t.state(state.id), "ON" if state.enabled else "OFF", 1, True)
+        await client.publish(t.status(state.id), state.status, qos=1, retain=True)
+        await client.publish(t.bitrate(state.id), _kbps(state))
+        await self._publish_attributes(client, state)
+
+    async def _publish_attributes(self, client: aiomqtt.Client, state: StreamState) -> None:
+        attributes = {
+            "pid": state.pid,
+            "uptime_s": state.uptime_s,
+            "restarts": state.restarts,
+            "cpu_percent": state.cpu_percent,
+            "rss_mb": state.rss_mb,
+            "last_error": state.last_error,  # masked by the manager
+            "url": state.url,
+            "switch_back_in_s": self._manager.pending_revert(state.id),
+        }
+        await client.publish(
+            self.topics.attributes(state.id), json.dumps(attributes), qos=1, retain=True
+        )
+
+    async def _publish_ingest(self, client: aiomqtt.Client) -> None:
+        live = self._manager.ingest_state().live
+        await client.publish(self.topics.ingest_status, "live" if live else "idle", 1, True)
+
+
+def _kbps(state: StreamState) -> str:
+    return f"{state.bitrate_kbps:g}" if state.status == "live" else "0"

@@ -1,0 +1,318 @@
+"""The MQTT bridge against a real mosquitto broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from mqttrelay.config import Config
+from mqttrelay.discovery import DiscoveryContext, Topics, all_discovery
+from mqttrelay.manager import Manager
+from mqttrelay.mqtt import MqttBridge
+
+from .conftest import CANARY_KEY, make_config
+from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port
+
+pytestmark = pytest.mark.integration
+B = "streamrelay"
+
+
+@dataclass
+class Seen:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass
+class Collector:
+    """A client subscribed to '#' that remembers everything it sees."""
+
+    port: int
+    seen: list[Seen] = field(default_factory=list)
+    client: aiomqtt.Client | None = None
+
+    def last(self, topic: str) -> bytes | None:
+        for item in reversed(self.seen):
+            if item.topic == topic:
+                return item.payload
+        return None
+
+    async def wait(self, topic: str, payload: bytes, deadline_s: float = 20) -> None:
+        async def check() -> bool:
+            return self.last(topic) == payload
+
+        await eventually(check, deadline_s, f"{topic} = {payload!r}")
+
+    async def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
+        assert self.client is not None
+        await self.client.publish(topic, payload, qos=1, retain=retain)
+
+
+@contextlib.asynccontextmanager
+async def collector(port: int) -> AsyncIterator[Collector]:
+    col = Collector(port)
+
+    async def listen() -> None:
+        async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-{random.random()}") as c:
+            col.client = c
+            await c.subscribe("#", qos=1)
+            async for m in c.messages:
+                col.seen.append(Seen(str(m.topic), bytes(m.payload), m.retain))
+
+    task = asyncio.create_task(listen())
+
+    async def ready() -> bool:
+        return col.client is not None
+
+    await eventually(ready, 10, "the test client to connect")
+    try:
+        yield col
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+
+
+def offline_config(tmp_path: Path, broker: Mosquitto, names: list[str]) -> Config:
+    """Streams whose ingest never goes live: commands work, relays wait."""
+    return Config.model_validate(
+        {
+            "state_file": str(tmp_path / "state.json"),
+            "ingest": {"url": f"rtmp://127.0.0.1:{free_port()}/live/stream"},
+            "mqtt": {"port": broker.port, "node_id": "studio"},
+            "streams": [
+                {"id": n, "name": n.title(), "url": "rtmp://127.0.0.1:9/app", "key": CANARY_KEY}
+                for n in names
+            ],
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(manager: Manager, config: Config) -> AsyncIterator[MqttBridge]:
+    await manager.start()
+    bridge = MqttBridge(manager, config)
+    task = asyncio.create_task(bridge.run())
+    try:
+        yield bridge
+    finally:
+        await bridge.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
+    async def check() -> bool:
+        return bridge.connected and bridge.connects >= connects
+
+    await eventually(check, 30, "the bridge to connect")
+
+
+def test_discovery_payloads() -> None:
+    ctx = DiscoveryContext(Topics("streamrelay"), "homeassistant", "studio", "http://h:8088/")
+    configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
+    assert len(configs) == 1 + 2 * 4
+    switch = configs["homeassistant/switch/studio/facebook/config"]
+    assert switch["command_topic"] == "streamrelay/facebook/set"
+    assert switch["state_topic"] == "streamrelay/facebook/state"
+    assert switch["optimistic"] is False
+    assert switch["availability_topic"] == "streamrelay/status"
+    assert switch["device"]["configuration_url"] == "http://h:8088/"
+    bitrate = configs["homeassistant/sensor/studio/tiktok_bitrate/config"]
+    assert (bitrate["device_class"], bitrate["unit_of_measurement"]) == ("data_rate", "kbit/s")
+    assert bitrate["state_class"] == "measurement"
+    status = configs["homeassistant/sensor/studio/tiktok_status/config"]
+    assert "holding" in status["options"] and status["device_class"] == "enum"
+    assert configs["homeassistant/binary_sensor/studio/ingest_live/config"]["payload_on"] == "live"
+    ids = [c["unique_id"] for c in configs.values()]
+    assert len(set(ids)) == len(ids) and all(i.startswith("studio_") for i in ids)
+    for payload in configs.values():
+        assert payload["device"]["name"] not in payload["name"]
+        assert payload["origin"]["name"] == "mqttrelay"
+
+
+async def test_every_payload_form_over_mqtt(
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+) -> None:
+    config = offline_config(tmp_path, broker, ["tiktok", "youtube"])
+    manager = managers(config)
+    async with collector(broker.port) as col, running_bridge(manager, config) as bridge:
+        await wait_connected(bridge)
+        await col.wait(f"{B}/status", b"online")
+        await col.wait(f"{B}/tiktok/state", b"OFF")
+        steps: list[tuple[bytes, bool]] = [
+            (b"ON", True),
+            (b"off", False),
+            (b"TOGGLE", True),
+            (b"toggle", False),
+            (b"1", True),
+            (b"0", False),
+            (b"true", True),
+            (b"False", False),
+            (b'{"state": "ON"}', True),
+            (b'{"state": "off"}', False),
+        ]
+        for payload, expected in steps:
+            await col.publish(f"{B}/tiktok/set", payload)
+            await col.wait(f"{B}/tiktok/state", b"ON" if expected else b"OFF")
+            assert manager.stream_state("tiktok").enabled is expected
+        await col.wait(f"{B}/tiktok/status", b"off")
+
+        await col.publish(f"{B}/all/set", b"ON")
+        await col.wait(f"{B}/tiktok/state", b"ON")
+        await col.wait(f"{B}/youtube/state", b"ON")
+        await col.wait(f"{B}/youtube/status", b"waiting")
+        await col.publish(f"{B}/all/set", b"OFF")
+        await col.wait(f"{B}/youtube/state", b"OFF")
+
+        await col.publish(f"{B}/tiktok/set", b'{"state": "ON", "duration_s": 1.5}')
+        await col.wait(f"{B}/tiktok/state", b"ON")
+        await col.wait(f"{B}/tiktok/state", b"OFF", deadline_s=15)
+        assert not manager.stream_state("tiktok").enabled
+
+        attributes = json.loads(col.last(f"{B}/tiktok/attributes") or b"{}")
+        assert {"pid", "uptime_s", "restarts", "cpu_percent", "rss_mb", "last_error"} <= set(
+            attributes
+        )
+        assert all(CANARY_KEY.encode() not in item.payload for item in col.seen)
+
+
+async def test_garbage_never_crashes_and_next_command_works(
+    tmp_path: Path,
+    broker: Mosquitto,
+    managers: Callable[[Config], Manager],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = offline_config(tmp_path, broker, ["tiktok"])
+    manager = managers(config)
+    rng = random.Random(4711)
+    garbage = [
+        b"",
+        b"maybe",
+        b"\xff\xfe\x00",
+        b"{not json",
+        b'{"state": "ON", "duration_s": -5}',
+        b'{"state": ["ON"]}',
+        b"O" * 10_000,
+        b"[" * 5000,
+        *(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) for _ in range(60)),
+    ]
+    async with collector(broker.port) as col, running_bridge(manager, config) as bridge:
+        await wait_connected(bridge)
+        await col.wait(f"{B}/tiktok/state", b"OFF")
+        for payload in garbage:
+            await col.publish(f"{B}/tiktok/set", payload)
+        for topic in (f"{B}/nope/set", f"{B}/all/set", f"{B}/a/b/set", f"{B}//set"):
+            await col.publish(topic, b"TOGGLE")
+        await col.publish(f"{B}/tiktok/set", b"ON")
+        await col.wait(f"{B}/tiktok/state", b"ON")
+        assert bridge.connected and bridge.connects == 1
+    assert "unknown stream 'nope'" in caplog.text
+    assert "TOGGLE is for one stream" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+async def test_retained_command_is_never_acted_on(
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+) -> None:
+    config = offline_config(tmp_path, broker, ["tiktok"])
+    async with collector(broker.port) as col:
+        await col.publish(f"{B}/tiktok/set", b"ON", retain=True)
+        await asyncio.sleep(0.3)
+        manager = managers(config)
+        async with running_bridge(manager, config) as bridge:
+            await wait_connected(bridge)
+            await col.wait(f"{B}/tiktok/state", b"OFF")
+            await asyncio.sleep(1.0)
+            assert not manager.stream_state("tiktok").enabled
+            assert manager.stream_state("tiktok").status == "off"
+            await col.publish(f"{B}/tiktok/set", b"", retain=True)  # clean the broker
+
+
+async def test_broker_restart_reconnects_and_republishes(
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+) -> None:
+    config = offline_config(tmp_path, broker, ["tiktok"])
+    manager = managers(config)
+    async with running_bridge(manager, config) as bridge:
+        await wait_connected(bridge)
+        await manager.set_enabled("tiktok", True)
+        broker.kill()
+
+        async def disconnected() -> bool:
+            return not bridge.connected
+
+        await eventually(disconnected, 30, "the bridge to notice the broker is gone")
+        broker.start()  # same port, empty: nothing retained survives
+        async with collector(broker.port) as col:
+            await wait_connected(bridge, connects=2)
+            await col.wait(f"{B}/status", b"online")
+            await col.wait(f"{B}/tiktok/state", b"ON")
+            await col.wait(f"{B}/tiktok/status", b"waiting")
+            assert col.last("homeassistant/switch/studio/tiktok/config")
+            await col.publish(f"{B}/tiktok/set", b"OFF")
+            await col.wait(f"{B}/tiktok/state", b"OFF")
+            assert not manager.stream_state("tiktok").enabled
+
+
+async def test_home_assistant_online_republishes_and_stale_discovery_is_removed(
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+) -> None:
+    config = offline_config(tmp_path, broker, ["tiktok"])
+    stale = "homeassistant/switch/studio/oldstream/config"
+    async with collector(broker.port) as col:
+        await col.publish(stale, json.dumps({"name": "Old"}), retain=True)
+        manager = managers(config)
+        async with running_bridge(manager, config) as bridge:
+            await wait_connected(bridge)
+            await col.wait(stale, b"")  # removed with an empty retained payload
+            topic = "homeassistant/switch/studio/tiktok/config"
+            await col.wait(topic, col.last(topic) or b"?")
+            before = sum(1 for s in col.seen if s.topic == topic)
+            await col.publish("homeassistant/status", b"online")
+
+            async def republished() -> bool:
+                return sum(1 for s in col.seen if s.topic == topic) > before
+
+            await eventually(republished, 15, "discovery to be published again")
+            await col.wait(f"{B}/tiktok/state", b"OFF")
+
+
+async def test_real_relay_status_and_bitrate_over_mqtt(
+    tmp_path: Path,
+    broker: Mosquitto,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["tiktok"])
+    config = config.model_copy(
+        update={"mqtt": config.mqtt.model_copy(update={"port": broker.port})}
+    )
+    manager = managers(config)
+    async with collector(broker.port) as col, running_bridge(manager, config) as bridge:
+        await wait_connected(bridge)
+        await col.wait(f"{B}/ingest/status", b"live", deadline_s=30)
+        await col.publish(f"{B}/tiktok/set", b"ON")
+        await col.wait(f"{B}/tiktok/status", b"live", deadline_s=30)
+
+        async def bitrate() -> float:
+            value = col.last(f"{B}/tiktok/bitrate")
+            return float(value) if value else 0.0
+
+        assert await eventually(bitrate, 20, "a bitrate above 0") > 0
+        await col.publish(f"{B}/tiktok/set", b"OFF")
+        await col.wait(f"{B}/tiktok/status", b"off")
+        await col.wait(f"{B}/tiktok/bitrate", b"0")
+        assert all(CANARY_KEY.encode() not in item.payload for item in col.seen)
