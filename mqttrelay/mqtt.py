@@ -75,6 +75,7 @@ class MqttBridge:
         self._wake = asyncio.Event()
         self._bad = BadInputLog()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retained: dict[str, str] = {}  # what the broker holds from us, to skip repeats
         self.connected = False
         self.connects = 0
         manager.add_listener(self._on_change)
@@ -133,6 +134,7 @@ class MqttBridge:
             await client.publish(self.topics.availability, "offline", qos=1, retain=True)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
+        self._retained.clear()
         self.connected = True
         self.connects += 1
         log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
@@ -201,6 +203,7 @@ class MqttBridge:
         log.info("Home Assistant came online: publishing discovery and states again")
         with contextlib.suppress(aiomqtt.MqttError):
             await self._publish_discovery(client)
+            self._retained.clear()
             await self._publish_everything(client)
 
     def _spawn(self, coro: Any) -> None:
@@ -263,10 +266,15 @@ class MqttBridge:
             await self._publish_stream(client, state)
         await self._publish_ingest(client)
 
+    async def _publish_retained(self, client: aiomqtt.Client, topic: str, payload: str) -> None:
+        if self._retained.get(topic) != payload:
+            await client.publish(topic, payload, qos=1, retain=True)
+            self._retained[topic] = payload
+
     async def _publish_stream(self, client: aiomqtt.Client, state: StreamState) -> None:
         t = self.topics
-        await client.publish(t.state(state.id), "ON" if state.enabled else "OFF", 1, True)
-        await client.publish(t.status(state.id), state.status, qos=1, retain=True)
+        await self._publish_retained(client, t.state(state.id), "ON" if state.enabled else "OFF")
+        await self._publish_retained(client, t.status(state.id), state.status)
         await client.publish(t.bitrate(state.id), _kbps(state))
         await self._publish_attributes(client, state)
 
@@ -281,13 +289,13 @@ class MqttBridge:
             "url": state.url,
             "switch_back_in_s": self._manager.pending_revert(state.id),
         }
-        await client.publish(
-            self.topics.attributes(state.id), json.dumps(attributes), qos=1, retain=True
+        await self._publish_retained(
+            client, self.topics.attributes(state.id), json.dumps(attributes)
         )
 
     async def _publish_ingest(self, client: aiomqtt.Client) -> None:
         live = self._manager.ingest_state().live
-        await client.publish(self.topics.ingest_status, "live" if live else "idle", 1, True)
+        await self._publish_retained(client, self.topics.ingest_status, "live" if live else "idle")
 
 
 def _kbps(state: StreamState) -> str:

@@ -329,4 +329,5 @@ class Relay:
             last_at = now
 
     def _log_stderr(self, line: str) -> None:
-        log.info("%s: ffmpeg: %s", self.stream.id, line)
+        # The last line goes into the warning when the process ends; all of them at debug.
+        log.debug("%s: ffmpeg: %s", self.stream.id, line)
