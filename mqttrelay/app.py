@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
@@ -23,7 +22,8 @@ async def run(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await manager.start()
     bridge = MqttBridge(manager, config) if config.mqtt.enabled else None
-    bridge_task = asyncio.create_task(bridge.run(), name="mqtt") if bridge else None
+    if bridge is not None:
+        bridge.start()
     log.info(
         "mqttrelay running: %d stream(s), ingest %s (%s mode)",
         len(config.streams),
@@ -36,11 +36,8 @@ async def run(config: Config) -> None:
     finally:
         # Relays first, so their final 'off' status still goes out; then 'offline'.
         await manager.stop()
-        if bridge is not None and bridge_task is not None:
-            await bridge.close()
-            bridge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bridge_task
+        if bridge is not None:
+            await bridge.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from . import process
+from .aio import cancel_and_wait
 from .ffmpeg import build_tap_argv
 from .flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
 
@@ -117,9 +118,7 @@ class Hub:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def poke(self) -> None:

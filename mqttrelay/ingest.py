@@ -9,7 +9,6 @@ without it the ingest is taken as live and relays retry on their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
+
+from .aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 STAT_POLL_S = 2.0
@@ -85,9 +86,7 @@ class DirectIngest:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _poll(self, url: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiomqtt
 
+from .aio import cancel_and_wait
 from .commands import CommandError, parse_command
 from .config import Config
 from .discovery import DiscoveryContext, Topics, all_discovery, config_wildcard
@@ -75,6 +76,7 @@ class MqttBridge:
         self._wake = asyncio.Event()
         self._bad = BadInputLog()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
         self._retained: dict[str, str] = {}  # what the broker holds from us, to skip repeats
         self.connected = False
         self.connects = 0
@@ -124,14 +126,23 @@ class MqttBridge:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RECONNECT_MAX_S)
 
-    async def close(self) -> None:
-        """Publish what is pending and 'offline', then disconnect (cancel run() after)."""
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="mqtt")
+
+    async def stop(self) -> None:
+        """Publish what is pending and 'offline', then disconnect."""
         client = self._client
-        if client is None:
-            return
-        with contextlib.suppress(aiomqtt.MqttError):
-            await self._flush(client)
-            await client.publish(self.topics.availability, "offline", qos=1, retain=True)
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await asyncio.wait_for(self._say_goodbye(client), 5)
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+
+    async def _say_goodbye(self, client: aiomqtt.Client) -> None:
+        await self._flush(client)
+        await client.publish(self.topics.availability, "offline", qos=1, retain=True)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         self._retained.clear()
@@ -159,9 +170,7 @@ class MqttBridge:
                 except Exception:
                     log.exception("error handling MQTT message on %s", message.topic)
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await cancel_and_wait(*helpers)
 
     # -- incoming -----------------------------------------------------------
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:

@@ -15,6 +15,7 @@ from enum import StrEnum
 import psutil
 
 from . import process
+from .aio import cancel_and_wait
 from .config import StreamConfig
 from .ffmpeg import ProgressParser, bitrate_kbps, build_relay_argv
 from .hub import Hub, Subscription
@@ -238,9 +239,7 @@ class Relay:
                 self._live_since_last_run = time.monotonic() - self._live_since
             if proc.returncode is None:
                 await process.stop_process(proc, self.settings.stop_grace_s)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(*tasks)
             self._proc = None
             self._ps = None
 

@@ -101,14 +101,11 @@ def offline_config(tmp_path: Path, broker: Mosquitto, names: list[str]) -> Confi
 async def running_bridge(manager: Manager, config: Config) -> AsyncIterator[MqttBridge]:
     await manager.start()
     bridge = MqttBridge(manager, config)
-    task = asyncio.create_task(bridge.run())
+    bridge.start()
     try:
         yield bridge
     finally:
-        await bridge.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await bridge.stop()
 
 
 async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
