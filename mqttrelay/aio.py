@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[Any], retry_s: float = 1.0) -> None:
@@ -18,3 +23,24 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any], retry_s: float = 1.0) -> No
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=retry_s)
+
+
+class Notifier:
+    """Plain callbacks for 'something changed'; a failing listener is logged, not raised."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("change listener failed")

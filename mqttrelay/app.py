@@ -1,43 +1,140 @@
-"""Wires config -> manager -> MQTT (and later HTTP, scheduler); ordered shutdown."""
+"""Wires config -> manager -> MQTT, HTTP; ordered start and shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
+from collections.abc import Generator
+from pathlib import Path
 
-from .config import Config
+import uvicorn
+
+from .aio import cancel_and_wait
+from .api import ApiContext, create_app, is_loopback
+from .config import Config, ConfigError, load_config
 from .manager import Manager
 from .mqtt import MqttBridge
 
 log = logging.getLogger(__name__)
 
 
-async def run(config: Config) -> None:
+class StartupError(Exception):
+    """The service cannot start as configured; the message says why."""
+
+
+def check_api_exposure(config: Config) -> None:
+    if not is_loopback(config.api.host) and not config.api.token:
+        raise StartupError(
+            f"api.host is {config.api.host}, reachable from other machines, but api.token is "
+            "not set: set a token (clients send 'Authorization: Bearer <token>') or bind "
+            "api.host to 127.0.0.1"
+        )
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so a busy port is a clear error, not a crash."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"cannot listen on {host}:{port} for the web page and API: {exc.strerror or exc}"
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn in our loop; our own SIGTERM/SIGINT handling stays in charge."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def run(config: Config, config_path: Path | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop every relay and return."""
+    check_api_exposure(config)
+    sock = bind_api_socket(config.api.host, config.api.port)
     manager = Manager(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+    if config_path is not None:
+
+        def on_hup() -> None:
+            task = asyncio.create_task(_reload(manager, config_path))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     await manager.start()
     bridge = MqttBridge(manager, config) if config.mqtt.enabled else None
     if bridge is not None:
         bridge.start()
+    app = create_app(
+        ApiContext(
+            manager=manager,
+            config_path=config_path,
+            token=config.api.token,
+            timezone=config.timezone,
+            mqtt_enabled=bridge is not None,
+            mqtt_connected=(lambda: bridge.connected) if bridge is not None else (lambda: False),
+        )
+    )
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.api.host,
+            port=config.api.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+        )
+    )
+    server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    stop_task = asyncio.create_task(stop.wait())
     log.info(
-        "mqttrelay running: %d stream(s), ingest %s (%s mode)",
+        "mqttrelay running: %d stream(s), ingest %s (%s mode), web page http://%s:%d/",
         len(config.streams),
         config.ingest.url,
         config.ingest.mode,
+        config.api.host,
+        config.api.port,
     )
     try:
-        await stop.wait()
+        await asyncio.wait([server_task, stop_task], return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            log.error("the web server stopped unexpectedly")
         log.info("stopping")
     finally:
+        app.state.broker.close()  # end the pages' event streams so uvicorn can finish
+        server.should_exit = True
         # Relays first, so their final 'off' status still goes out; then 'offline'.
         await manager.stop()
         if bridge is not None:
             await bridge.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(server_task), 5)
+        await cancel_and_wait(server_task, stop_task, *reloads)
+        sock.close()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("stopped")
+
+
+async def _reload(manager: Manager, path: Path) -> None:
+    try:
+        new = load_config(path)
+    except ConfigError as exc:
+        log.error("reload refused, config has problems: %s", "; ".join(exc.problems))
+        return
+    await manager.apply_config(new)

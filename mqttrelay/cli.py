@@ -62,7 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     setup_logging(args.log_level, config.secrets)
-    asyncio.run(app.run(config))
+    try:
+        asyncio.run(app.run(config, args.config))
+    except app.StartupError as exc:
+        print(f"mqttrelay: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from . import process
-from .aio import cancel_and_wait
+from .aio import Notifier, cancel_and_wait
 from .ffmpeg import build_tap_argv
 from .flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
 
@@ -73,17 +73,17 @@ class Subscription:
         return data
 
 
-class Hub:
+class Hub(Notifier):
     """Supervises the tap and fans its tags out to subscriptions."""
 
     def __init__(
         self, ffmpeg: str, ingest_url: str, owner: str, secrets: list[str], grace_s: float = 2.0
     ) -> None:
+        super().__init__()
         self._argv = build_tap_argv(ffmpeg, ingest_url)
         self._owner = owner
         self._secrets = secrets
         self._grace_s = grace_s
-        self._listeners: list[Callable[[], None]] = []
         self._subs: list[Subscription] = []
         self._rewriter = TimestampRewriter()
         self._task: asyncio.Task[None] | None = None
@@ -105,9 +105,6 @@ class Hub:
         self.bitrate_kbps = 0.0
 
     # -- public -------------------------------------------------------------
-    def add_listener(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc and self._proc.returncode is None else None
@@ -120,6 +117,9 @@ class Hub:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+
+    def add_secrets(self, secrets: list[str]) -> None:
+        self._secrets.extend(s for s in secrets if s not in self._secrets)
 
     def poke(self) -> None:
         """The ingest is (probably) publishing now: retry the tap at once."""
@@ -229,7 +229,7 @@ class Hub:
                 self.live = True
                 self.sessions += 1
                 log.info("ingest is live (session %d)", self.sessions)
-                self._notify()
+                self.notify()
         elif self._gop:
             self._gop.append(tag)
             self._gop_bytes += len(tag.data)
@@ -263,11 +263,4 @@ class Hub:
         if self.live:
             self.live = False
             log.info("ingest is no longer live")
-            self._notify()
-
-    def _notify(self) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("hub listener failed")
+            self.notify()

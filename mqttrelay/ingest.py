@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .aio import cancel_and_wait
+from .aio import Notifier, cancel_and_wait
 
 log = logging.getLogger(__name__)
 STAT_POLL_S = 2.0
@@ -28,6 +28,8 @@ class IngestSource(Protocol):
     bitrate_kbps: float
 
     def add_listener(self, listener: Callable[[], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[], None]) -> None: ...
 
 
 def ingest_app_and_stream(url: str) -> tuple[str, str]:
@@ -58,27 +60,23 @@ def parse_stat(xml_text: str, app: str, name: str) -> tuple[bool, float]:
     return False, 0.0
 
 
-class DirectIngest:
+class DirectIngest(Notifier):
     """Ingest state for direct mode."""
 
     def __init__(self, ingest_url: str, stat_url: str | None) -> None:
+        super().__init__()
         self._app, self._name = ingest_app_and_stream(ingest_url)
         self._stat_url = stat_url
-        self._listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.live = stat_url is None
         self.bitrate_kbps = 0.0
         self.last_error: str | None = None
 
-    def add_listener(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
     def set_live(self, live: bool) -> None:
         if live != self.live:
             self.live = live
             log.info("ingest is %s", "live" if live else "no longer live")
-            for listener in list(self._listeners):
-                listener()
+            self.notify()
 
     def start(self) -> None:
         if self._stat_url is not None and self._task is None:

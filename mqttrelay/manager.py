@@ -10,15 +10,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from . import process
-from .config import Config
+from .config import Config, StreamConfig
 from .ffmpeg import display_url, mask
 from .hub import Hub
 from .ingest import DirectIngest
 from .relay import Relay, RelaySettings
 from .state import StateFileError, load_state, save_state
+from .timers import Timer, Timers
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class StreamState:
     cpu_percent: float
     rss_mb: float
     last_error: str | None
+    next_change_at: str | None = None  # ISO time of the next timer for this stream
+    next_change_to: str | None = None  # "on" or "off"
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,20 @@ class IngestState:
 
 
 @dataclass(frozen=True)
-class ChangeEvent:
-    """kind 'state': enabled or status changed; 'stats': new bitrate figures."""
+class ReloadResult:
+    added: list[str]
+    removed: list[str]
+    changed: list[str]  # relay restarted (url or key changed)
+    renamed: list[str]  # only the name changed: relay untouched
+    restart_required: list[str]  # config sections that only a restart applies
 
-    kind: Literal["state", "stats", "ingest"]
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """'state': enabled, status or timers changed; 'stats': new bitrate figures;
+    'ingest': the ingest went live or idle; 'config': streams added or removed."""
+
+    kind: Literal["state", "stats", "ingest", "config"]
     stream_id: str | None = None
 
 
@@ -77,7 +91,7 @@ class Manager:
         self._relays: dict[str, Relay] = {}
         self._desired: dict[str, bool] = {}
         self._lock = asyncio.Lock()
-        self._reverts: dict[str, asyncio.TimerHandle] = {}
+        self._timers = Timers(self._timer_due)
         self._background: set[asyncio.Task[StreamState]] = set()
         self.state_error: str | None = None
         self.hub: Hub | None = None
@@ -99,13 +113,7 @@ class Manager:
             saved = {}
         for stream in self.config.streams:
             self._desired[stream.id] = saved.get(stream.id, stream.enabled)
-            self._relays[stream.id] = Relay(
-                stream,
-                self._relay_settings(),
-                self.hub if self.hub is not None else self._direct_source(),
-                self.hub,
-                self._relay_changed,
-            )
+            self._relays[stream.id] = self._new_relay(stream)
         if self.hub is not None:
             self.hub.start()
         if self.direct is not None:
@@ -116,13 +124,68 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop every relay (in parallel), then the ingest reader."""
-        for stream_id in list(self._reverts):
-            self._cancel_revert(stream_id)
+        self._timers.cancel_all()
         await asyncio.gather(*(relay.close() for relay in self._relays.values()))
         if self.hub is not None:
             await self.hub.stop()
         if self.direct is not None:
             await self.direct.stop()
+
+    def _new_relay(self, stream: StreamConfig) -> Relay:
+        source: Hub | DirectIngest = self.hub if self.hub is not None else self._direct_source()
+        return Relay(stream, self._relay_settings(), source, self.hub, self._relay_changed)
+
+    async def apply_config(self, new: Config) -> ReloadResult:
+        """Reconcile streams with a new config; untouched relays keep running.
+
+        Settings outside `streams` (ingest, ffmpeg, mqtt, api, ...) need a restart.
+        """
+        old = self.config
+        restart_required = [
+            name
+            for name in ("ingest", "ffmpeg", "mqtt", "api", "state_file", "timezone", "schedules")
+            if getattr(old, name) != getattr(new, name)
+        ]
+        added, removed, changed, renamed = [], [], [], []
+        async with self._lock:
+            self._secrets = tuple(dict.fromkeys([*self._secrets, *new.secrets]))
+            if self.hub is not None:
+                self.hub.add_secrets(new.secrets)
+            for stream_id in [s for s in self._relays if new.stream(s) is None]:
+                await self._relays.pop(stream_id).dispose()
+                self._timers.cancel(stream_id)
+                del self._desired[stream_id]
+                removed.append(stream_id)
+            for stream in new.streams:
+                relay = self._relays.get(stream.id)
+                if relay is None:
+                    self._desired[stream.id] = stream.enabled
+                    added.append(stream.id)
+                elif (relay.stream.url, relay.stream.key) != (stream.url, stream.key):
+                    await relay.dispose()
+                    changed.append(stream.id)
+                elif relay.stream != stream:
+                    relay.stream = stream
+                    renamed.append(stream.id)
+                    continue
+                else:
+                    continue
+                self._relays[stream.id] = self._new_relay(stream)
+                self._relays[stream.id].set_enabled(self._desired[stream.id])
+            # keep the config order
+            self._relays = {s.id: self._relays[s.id] for s in new.streams}
+            self.config = old.model_copy(update={"streams": new.streams})
+            self._persist()
+        log.info(
+            "config reloaded: added %s, removed %s, restarted %s, renamed %s%s",
+            added or "none",
+            removed or "none",
+            changed or "none",
+            renamed or "none",
+            f"; restart needed for {', '.join(restart_required)}" if restart_required else "",
+        )
+        self._emit(ChangeEvent("config"))
+        return ReloadResult(added, removed, changed, renamed, restart_required)
 
     def _direct_source(self) -> DirectIngest:
         assert self.direct is not None
@@ -146,18 +209,26 @@ class Manager:
             raise UnknownStreamError(stream_id) from None
 
     async def set_enabled(
-        self, stream_id: str, enabled: bool, revert_after_s: float | None = None
+        self,
+        stream_id: str,
+        enabled: bool,
+        revert_after_s: float | None = None,
+        *,
+        by_timer: bool = False,
     ) -> StreamState:
         """Switch a stream; with revert_after_s, switch it back after that long.
 
-        Any command for a stream cancels the switch-back still pending for it.
+        A command (not a timer firing) cancels a switch-back still pending for
+        the stream; timers set for a time of day stay.
         """
         relay = self._relay(stream_id)
-        self._cancel_revert(stream_id)
+        timers_changed = False
+        if not by_timer:
+            timers_changed = bool(self._timers.cancel(stream_id, switch_back_only=True))
         if revert_after_s is not None:
-            self._reverts[stream_id] = asyncio.get_running_loop().call_later(
-                revert_after_s, self._revert, stream_id, not enabled
-            )
+            due = datetime.now(UTC) + timedelta(seconds=revert_after_s)
+            self._timers.add(stream_id, not enabled, due, switch_back=True)
+            timers_changed = True
         async with self._lock:
             changed = self._desired[stream_id] != enabled
             self._desired[stream_id] = enabled
@@ -165,7 +236,7 @@ class Manager:
                 log.info("%s: switched %s", stream_id, "on" if enabled else "off")
                 self._persist()
             relay.set_enabled(enabled)
-            if changed:
+            if changed or timers_changed:
                 self._emit(ChangeEvent("state", stream_id))
         return self.stream_state(stream_id)
 
@@ -178,23 +249,33 @@ class Manager:
     ) -> list[StreamState]:
         return [await self.set_enabled(s, enabled, revert_after_s) for s in self._relays]
 
-    def pending_revert(self, stream_id: str) -> float | None:
-        """Seconds until a pending switch-back, if any."""
-        handle = self._reverts.get(stream_id)
-        if handle is None:
-            return None
-        return max(0.0, handle.when() - asyncio.get_running_loop().time())
+    # -- timers -------------------------------------------------------------
+    def add_timer(self, stream_id: str, enabled: bool, due: datetime) -> Timer:
+        self._relay(stream_id)
+        timer = self._timers.add(stream_id, enabled, due)
+        log.info("%s: timer %s: switch %s at %s", stream_id, timer.id, _on_off(enabled), due)
+        self._emit(ChangeEvent("state", stream_id))
+        return timer
 
-    def _cancel_revert(self, stream_id: str) -> None:
-        handle = self._reverts.pop(stream_id, None)
-        if handle is not None:
-            handle.cancel()
+    def timers(self, stream_id: str) -> list[Timer]:
+        self._relay(stream_id)
+        return self._timers.pending(stream_id)
 
-    def _revert(self, stream_id: str, enabled: bool) -> None:
-        self._reverts.pop(stream_id, None)
-        if stream_id in self._relays:
-            log.info("%s: timer: switching %s", stream_id, "on" if enabled else "off")
-            task = asyncio.create_task(self.set_enabled(stream_id, enabled))
+    def cancel_timers(self, stream_id: str, timer_id: str | None = None) -> list[Timer]:
+        self._relay(stream_id)
+        cancelled = self._timers.cancel(stream_id, timer_id)
+        if cancelled:
+            self._emit(ChangeEvent("state", stream_id))
+        return cancelled
+
+    def _timer_due(self, timer: Timer) -> None:
+        if timer.stream_id in self._relays:
+            log.info(
+                "%s: timer %s: switching %s", timer.stream_id, timer.id, _on_off(timer.enabled)
+            )
+            task = asyncio.create_task(
+                self.set_enabled(timer.stream_id, timer.enabled, by_timer=True)
+            )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -213,6 +294,7 @@ class Manager:
     def stream_state(self, stream_id: str) -> StreamState:
         relay = self._relay(stream_id)
         cpu, rss = relay.process_stats()
+        upcoming = self._timers.pending(stream_id)
         return StreamState(
             id=stream_id,
             name=relay.stream.name,
@@ -226,6 +308,8 @@ class Manager:
             cpu_percent=cpu,
             rss_mb=rss,
             last_error=mask(relay.last_error, self._secrets) if relay.last_error else None,
+            next_change_at=upcoming[0].due.isoformat() if upcoming else None,
+            next_change_to=_on_off(upcoming[0].enabled) if upcoming else None,
         )
 
     def snapshot(self) -> list[StreamState]:
@@ -269,3 +353,7 @@ class Manager:
             if self.state_error is not None:
                 log.info("state file written again")
             self.state_error = None
+
+
+def _on_off(enabled: bool) -> str:
+    return "on" if enabled else "off"

@@ -73,6 +73,8 @@ class MqttBridge:
         self._client: aiomqtt.Client | None = None
         self._dirty: set[str] = set()
         self._ingest_dirty = False
+        self._config_dirty = False
+        self._discovery_topics: set[str] = set()
         self._wake = asyncio.Event()
         self._bad = BadInputLog()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -226,8 +228,12 @@ class MqttBridge:
         return all_discovery(self._ctx, streams)
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
-        for topic, payload in self._discovery().items():
+        configs = self._discovery()
+        for topic in sorted(self._discovery_topics - set(configs)):
+            await client.publish(topic, b"", qos=1, retain=True)  # a stream was removed
+        for topic, payload in configs.items():
             await client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        self._discovery_topics = set(configs)
 
     async def _remove_stale_discovery(
         self, client: aiomqtt.Client, topic: str, payload: bytes
@@ -241,7 +247,9 @@ class MqttBridge:
     def _on_change(self, event: ChangeEvent) -> None:
         if event.kind == "stats":
             return  # bitrates go out on their own period
-        if event.kind == "ingest":
+        if event.kind == "config":
+            self._config_dirty = True
+        elif event.kind == "ingest":
             self._ingest_dirty = True
         elif event.stream_id is not None:
             self._dirty.add(event.stream_id)
@@ -254,6 +262,10 @@ class MqttBridge:
             await self._flush(client)
 
     async def _flush(self, client: aiomqtt.Client) -> None:
+        if self._config_dirty:
+            self._config_dirty = False
+            await self._publish_discovery(client)
+            self._dirty.update(self._manager.stream_ids)
         dirty, self._dirty = self._dirty, set()
         for stream_id in sorted(dirty):
             with contextlib.suppress(UnknownStreamError):
@@ -296,7 +308,8 @@ class MqttBridge:
             "rss_mb": state.rss_mb,
             "last_error": state.last_error,  # masked by the manager
             "url": state.url,
-            "switch_back_in_s": self._manager.pending_revert(state.id),
+            "next_change_at": state.next_change_at,
+            "next_change_to": state.next_change_to,
         }
         await self._publish_retained(
             client, self.topics.attributes(state.id), json.dumps(attributes)

@@ -122,6 +122,9 @@ class Relay:
             self._fresh_start = True
             self._set(Status.RETRYING)  # the answer to the command shows it at once
         self._desired = enabled
+        if enabled and self.status is Status.OFF:
+            # the answer to the command already says what happens next
+            self._set(Status.STARTING if self._source.live else Status.WAITING)
         if enabled and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._supervise(), name=f"relay-{self.stream.id}")
         self.wake()
@@ -134,6 +137,11 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def dispose(self) -> None:
+        """Close for good: the relay's stream was removed from the config."""
+        await self.close()
+        self._source.remove_listener(self.wake)
 
     # -- supervision --------------------------------------------------------
     def _set(self, status: Status) -> None:

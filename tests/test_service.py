@@ -18,7 +18,7 @@ import yaml
 from mqttrelay.process import OWNER_ENV
 
 from .conftest import CANARY_KEY
-from .support import Mosquitto, NginxRtmp, Publisher, eventually, stat_streams
+from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams
 from .test_mqtt import collector
 
 pytestmark = pytest.mark.integration
@@ -33,6 +33,7 @@ def write_config(
             {
                 "state_file": "state.json",
                 "mqtt": {"port": mqtt_port} if mqtt_port else {"enabled": False},
+                "api": {"port": free_port()},
                 "ingest": {"url": ingest.url("stream"), "mode": mode, "stat_url": ingest.stat_url},
                 "streams": [
                     {

@@ -1,0 +1,317 @@
+"""The HTTP API and the web page, on the manager; served by uvicorn in the same loop."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import __version__
+from .config import ConfigError, load_config
+from .events import EventBroker
+from .manager import Manager, UnknownStreamError
+from .metrics import render_metrics
+from .timers import Timer
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_TIMER_S = 7 * 24 * 3600
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOut(BaseModel):
+    id: str
+    name: str
+    url: str = Field(description="the destination with its key masked")
+    enabled: bool
+    status: Literal["off", "waiting", "starting", "live", "holding", "retrying", "failed"]
+    bitrate_kbps: float
+    pid: int | None
+    uptime_s: float
+    restarts: int
+    cpu_percent: float
+    rss_mb: float
+    last_error: str | None
+    next_change_at: str | None
+    next_change_to: Literal["on", "off"] | None
+
+
+class StreamUpdate(_Body):
+    enabled: bool
+
+
+class TimerIn(_Body):
+    """Switch in so many seconds."""
+
+    action: Literal["on", "off"]
+    in_s: Annotated[float, Field(gt=0, le=MAX_TIMER_S)]
+
+
+class TimerAt(_Body):
+    """Switch at a time (without an offset: in the config's time zone)."""
+
+    action: Literal["on", "off"]
+    at: datetime
+
+
+class TimerOut(BaseModel):
+    id: str
+    stream: str
+    action: Literal["on", "off"]
+    at: datetime
+
+
+class IngestOut(BaseModel):
+    mode: str
+    live: bool
+    bitrate_kbps: float
+    last_error: str | None
+
+
+class MqttOut(BaseModel):
+    enabled: bool
+    connected: bool
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    ingest: IngestOut
+    mqtt: MqttOut
+    state_file_error: str | None
+
+
+class ReloadOut(BaseModel):
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+    renamed: list[str]
+    restart_required: list[str]
+
+
+@dataclass
+class ApiContext:
+    manager: Manager
+    config_path: Path | None
+    token: str | None
+    timezone: str
+    mqtt_enabled: bool = False
+    mqtt_connected: Callable[[], bool] = lambda: False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _timer_out(timer: Timer) -> TimerOut:
+    return TimerOut(
+        id=timer.id, stream=timer.stream_id, action="on" if timer.enabled else "off", at=timer.due
+    )
+
+
+class JsonBodyMiddleware:
+    """JSON bodies only (415 otherwise), and none over MAX_BODY_BYTES (413)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _plain_error(send, 413, f"request body over {MAX_BODY_BYTES} bytes")
+            return
+        path: str = scope["path"]
+        form_ok = path.startswith("/api/hooks/")  # nginx-rtmp posts form-encoded callbacks
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        has_body = length not in (None, "0") or "transfer-encoding" in headers
+        if has_body and content_type != "application/json" and not form_ok:
+            await _plain_error(send, 415, "send the body as application/json")
+            return
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _plain_error(send: Any, status: int, detail: str) -> None:
+    body = JSONResponse({"detail": detail}, status_code=status).body
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    manager = ctx.manager
+    broker = EventBroker(manager)
+    app = FastAPI(title="mqttrelay", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app.state.broker = broker
+    app.add_middleware(JsonBodyMiddleware)
+
+    def check_token(request: Request) -> None:
+        if ctx.token is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        # EventSource cannot send headers: the page passes the token in the query
+        if not given and request.url.path == "/api/events":
+            given = request.query_params.get("token", "")
+        if not hmac.compare_digest(given.encode(), ctx.token.encode()):
+            raise HTTPException(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(check_token)]
+
+    def stream_or_404(stream_id: str) -> StreamOut:
+        try:
+            return StreamOut(**asdict(manager.stream_state(stream_id)))
+        except UnknownStreamError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        html = resources.files("mqttrelay.web").joinpath("index.html").read_text("utf-8")
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/streams", dependencies=auth)
+    async def list_streams() -> list[StreamOut]:
+        return [StreamOut(**asdict(s)) for s in manager.snapshot()]
+
+    @app.get("/api/streams/{stream_id}", dependencies=auth, responses={404: {}})
+    async def get_stream(stream_id: str) -> StreamOut:
+        return stream_or_404(stream_id)
+
+    @app.put("/api/streams/{stream_id}", dependencies=auth, responses={404: {}, 415: {}})
+    async def put_stream(stream_id: str, body: StreamUpdate) -> StreamOut:
+        try:
+            state = await manager.set_enabled(stream_id, body.enabled)
+        except UnknownStreamError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return StreamOut(**asdict(state))
+
+    @app.post("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
+    async def add_timer(stream_id: str, body: TimerIn | TimerAt) -> TimerOut:
+        stream_or_404(stream_id)
+        now = datetime.now(UTC)
+        if isinstance(body, TimerIn):
+            due = now + timedelta(seconds=body.in_s)
+        else:
+            due = body.at if body.at.tzinfo else body.at.replace(tzinfo=ZoneInfo(ctx.timezone))
+            if due <= now:
+                raise HTTPException(422, "'at' is in the past")
+            if due - now > timedelta(seconds=MAX_TIMER_S):
+                raise HTTPException(422, "'at' is more than 7 days away")
+        return _timer_out(manager.add_timer(stream_id, body.action == "on", due))
+
+    @app.get("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
+    async def list_timers(stream_id: str) -> list[TimerOut]:
+        stream_or_404(stream_id)
+        return [_timer_out(t) for t in manager.timers(stream_id)]
+
+    @app.delete("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
+    async def cancel_timers(stream_id: str, timer_id: str | None = None) -> list[TimerOut]:
+        """Cancel every pending timer of the stream, or only `timer_id`."""
+        stream_or_404(stream_id)
+        return [_timer_out(t) for t in manager.cancel_timers(stream_id, timer_id)]
+
+    async def hook_allowed(request: Request) -> dict[str, str]:
+        client = request.client.host if request.client else ""
+        if ctx.token is not None and not is_loopback(client):
+            given = request.query_params.get("token", "")
+            if not hmac.compare_digest(given.encode(), ctx.token.encode()):
+                raise HTTPException(401, "missing or wrong token")
+        body = (await request.body()).decode("utf-8", "replace")
+        return {k: v[0] for k, v in parse_qs(body).items()}
+
+    @app.post("/api/hooks/on_publish", include_in_schema=False)
+    async def on_publish(request: Request) -> Response:
+        form = await hook_allowed(request)
+        key = manager.config.ingest.publish_key
+        if key is not None and not hmac.compare_digest(form.get("key", "").encode(), key.encode()):
+            log.warning("refused a publisher from %s: wrong or missing key", form.get("addr", "?"))
+            return Response("wrong publish key", status_code=403)
+        log.info("ingest: publisher started (%s)", form.get("name", "?"))
+        manager.notify_ingest_publishing()
+        return Response("ok")
+
+    @app.post("/api/hooks/on_publish_done", include_in_schema=False)
+    async def on_publish_done(request: Request) -> Response:
+        form = await hook_allowed(request)
+        log.info("ingest: publisher stopped (%s)", form.get("name", "?"))
+        return Response("ok")
+
+    @app.post("/api/reload", dependencies=auth, responses={422: {}})
+    async def reload() -> ReloadOut:
+        if ctx.config_path is None:
+            raise HTTPException(409, "this instance was not started from a config file")
+        try:
+            new = load_config(ctx.config_path)
+        except ConfigError as exc:
+            raise HTTPException(422, exc.problems) from None
+        return ReloadOut(**asdict(await manager.apply_config(new)))
+
+    @app.get("/api/health", dependencies=auth)
+    async def health() -> HealthOut:
+        ingest = manager.ingest_state()
+        mqtt_ok = ctx.mqtt_connected() or not ctx.mqtt_enabled
+        return HealthOut(
+            status="ok" if mqtt_ok and manager.state_error is None else "degraded",
+            version=__version__,
+            ingest=IngestOut(**asdict(ingest)),
+            mqtt=MqttOut(enabled=ctx.mqtt_enabled, connected=ctx.mqtt_connected()),
+            state_file_error=manager.state_error,
+        )
+
+    @app.get("/api/events", dependencies=auth, response_class=StreamingResponse)
+    async def events() -> StreamingResponse:
+        """Server-sent events: 'snapshot' (everything) and 'stream' (one stream changed)."""
+        return StreamingResponse(
+            broker.stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/metrics", dependencies=auth, include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = render_metrics(manager, ctx.mqtt_enabled and ctx.mqtt_connected())
+        return Response(body, media_type=content_type)
+
+    return app

@@ -1,0 +1,90 @@
+"""Server-sent events: every state change, fanned out to each connected page."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any
+
+from .manager import ChangeEvent, Manager, StreamState
+
+STATS_MIN_INTERVAL_S = 1.0  # bitrate updates per stream and client, at most
+KEEPALIVE_S = 15.0
+QUEUE_SIZE = 256
+
+
+def stream_payload(state: StreamState) -> dict[str, Any]:
+    return asdict(state)
+
+
+def format_sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class EventBroker:
+    """Turns manager change events into SSE messages for every subscriber."""
+
+    def __init__(self, manager: Manager) -> None:
+        self._manager = manager
+        self._queues: set[asyncio.Queue[str | None]] = set()
+        self._last_stats: dict[str, float] = {}
+        manager.add_listener(self._on_change)
+
+    @property
+    def clients(self) -> int:
+        return len(self._queues)
+
+    def snapshot_message(self) -> str:
+        ingest = asdict(self._manager.ingest_state())
+        streams = [stream_payload(s) for s in self._manager.snapshot()]
+        return format_sse("snapshot", {"streams": streams, "ingest": ingest})
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        if not self._queues:
+            return
+        if event.kind == "stats" and event.stream_id is not None:
+            now = time.monotonic()
+            if now - self._last_stats.get(event.stream_id, 0.0) < STATS_MIN_INTERVAL_S:
+                return
+            self._last_stats[event.stream_id] = now
+        if event.kind in ("config", "ingest") or event.stream_id is None:
+            message = self.snapshot_message()
+        else:
+            state = self._manager.stream_state(event.stream_id)
+            message = format_sse("stream", stream_payload(state))
+        for queue in list(self._queues):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                # A slow page gets a full snapshot instead of a backlog.
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(self.snapshot_message())
+
+    async def stream(self) -> AsyncIterator[str]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_SIZE)
+        self._queues.add(queue)
+        try:
+            yield "retry: 2000\n\n"
+            yield self.snapshot_message()
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                if message is None:
+                    return
+                yield message
+        finally:
+            self._queues.discard(queue)
+
+    def close(self) -> None:
+        """End every event stream (the service is stopping)."""
+        for queue in list(self._queues):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)

@@ -1,0 +1,55 @@
+"""Prometheus metrics, read from the manager at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from .manager import Manager
+
+
+class ManagerCollector(Collector):
+    def __init__(self, manager: Manager, mqtt_connected: bool) -> None:
+        self._manager = manager
+        self._mqtt_connected = mqtt_connected
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["stream"]
+        enabled = GaugeMetricFamily(
+            "mqttrelay_stream_enabled", "Switched on (1) or off", labels=labels
+        )
+        live = GaugeMetricFamily(
+            "mqttrelay_stream_live", "Relaying to the platform now", labels=labels
+        )
+        bitrate = GaugeMetricFamily(
+            "mqttrelay_stream_bitrate_kbps", "kbit/s sent to the platform", labels=labels
+        )
+        uptime = GaugeMetricFamily(
+            "mqttrelay_stream_uptime_seconds", "Seconds since the relay went live", labels=labels
+        )
+        restarts = CounterMetricFamily(
+            "mqttrelay_stream_restarts", "Relay restarts after errors", labels=labels
+        )
+        for state in self._manager.snapshot():
+            enabled.add_metric([state.id], float(state.enabled))
+            live.add_metric([state.id], float(state.status == "live"))
+            bitrate.add_metric([state.id], state.bitrate_kbps)
+            uptime.add_metric([state.id], state.uptime_s)
+            restarts.add_metric([state.id], state.restarts)
+        yield from (enabled, live, bitrate, uptime, restarts)
+        ingest = GaugeMetricFamily("mqttrelay_ingest_live", "The ingest is live")
+        ingest.add_metric([], float(self._manager.ingest_state().live))
+        yield ingest
+        mqtt = GaugeMetricFamily("mqttrelay_mqtt_connected", "Connected to the MQTT broker")
+        mqtt.add_metric([], float(self._mqtt_connected))
+        yield mqtt
+
+
+def render_metrics(manager: Manager, mqtt_connected: bool) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ManagerCollector(manager, mqtt_connected))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
