@@ -12,7 +12,7 @@ from typing import Any
 from .manager import ChangeEvent, Manager, StreamState
 
 STATS_MIN_INTERVAL_S = 1.0  # bitrate updates per stream and client, at most
-KEEPALIVE_S = 15.0
+INGEST_PERIOD_S = 2.0  # the ingest's bitrate, and a keepalive for proxies
 QUEUE_SIZE = 256
 
 
@@ -72,9 +72,9 @@ class EventBroker:
             yield self.snapshot_message()
             while True:
                 try:
-                    message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    message = await asyncio.wait_for(queue.get(), INGEST_PERIOD_S)
                 except TimeoutError:
-                    yield ": keepalive\n\n"
+                    yield format_sse("ingest", asdict(self._manager.ingest_state()))
                     continue
                 if message is None:
                     return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -162,3 +163,24 @@ def bitrate_kbps(bytes_before: int, bytes_after: int, seconds: float) -> float:
     if seconds <= 0 or bytes_after < bytes_before:
         return 0.0
     return round((bytes_after - bytes_before) * 8 / 1000 / seconds, 1)
+
+
+class BitrateMeter:
+    """Live kbit/s from total_size samples over the last window_s seconds.
+
+    The first sample is only a baseline: it holds the burst of the cached
+    keyframe group, which is not the stream's rate.
+    """
+
+    def __init__(self, window_s: float = 3.0) -> None:
+        self._window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, at: float, total_size: int) -> float:
+        self._samples.append((at, total_size))
+        while len(self._samples) > 2 and at - self._samples[1][0] >= self._window_s:
+            self._samples.popleft()
+        if len(self._samples) < 2:
+            return 0.0
+        start_at, start_size = self._samples[0]
+        return bitrate_kbps(start_size, total_size, at - start_at)

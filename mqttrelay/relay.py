@@ -17,7 +17,7 @@ import psutil
 from . import process
 from .aio import cancel_and_wait
 from .config import StreamConfig
-from .ffmpeg import ProgressParser, bitrate_kbps, build_relay_argv
+from .ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from .hub import Hub, Subscription
 from .ingest import IngestSource
 
@@ -314,26 +314,21 @@ class Relay:
     async def _read_progress(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         parser = ProgressParser()
-        last_at = time.monotonic()
+        meter = BitrateMeter()
         while line := await proc.stdout.readline():
             progress = parser.feed_line(line.decode("utf-8", "replace"))
             if progress is None or progress.total_size is None:
                 continue
             now = time.monotonic()
+            self.bitrate_kbps = meter.add(now, progress.total_size)
             if progress.total_size > self._total_size:
-                self.bitrate_kbps = bitrate_kbps(
-                    self._total_size, progress.total_size, now - last_at
-                )
                 self._total_size = progress.total_size
                 self._last_growth = now
                 if self.status in (Status.STARTING, Status.HOLDING):
                     self._live_since = self._live_since or now
                     self._set(Status.LIVE)
-                else:
-                    self._on_change(self, False)
-            elif self.status is Status.LIVE:
-                self.bitrate_kbps = 0.0
-            last_at = now
+                    continue
+            self._on_change(self, False)
 
     def _log_stderr(self, line: str) -> None:
         # The last line goes into the warning when the process ends; all of them at debug.

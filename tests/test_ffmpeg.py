@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqttrelay.ffmpeg import (
+    BitrateMeter,
     ProgressParser,
     bitrate_kbps,
     build_relay_argv,
@@ -89,3 +90,16 @@ def test_bitrate() -> None:
     assert bitrate_kbps(0, 125_000, 1.0) == 1000.0
     assert bitrate_kbps(100, 50, 1.0) == 0.0
     assert bitrate_kbps(0, 100, 0) == 0.0
+
+
+def test_bitrate_meter_ignores_the_first_burst_and_slides() -> None:
+    meter = BitrateMeter(window_s=2.0)
+    assert meter.add(0.0, 500_000) == 0.0  # the cached group, all at once
+    sizes = {n: 500_000 + n * 62_500 for n in range(1, 10)}  # 1000 kbit/s after that
+    rates = [meter.add(n * 0.5, size) for n, size in sizes.items()]
+    assert rates == [1000.0] * 9
+    stalled = meter.add(5.0, sizes[9])  # nothing sent in the last half second
+    assert 700 <= stalled < 1000
+    for n in range(11, 16):
+        meter.add(n * 0.5, sizes[9])
+    assert meter.add(8.0, sizes[9]) == 0.0  # a whole window without output

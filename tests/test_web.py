@@ -1,0 +1,164 @@
+"""The web page in a real browser (Debian's chromium driven by Playwright) against
+the real service with real relays, a real broker and a real stream."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from .conftest import CANARY_KEY
+from .support import Mosquitto, NginxRtmp, Publisher, free_port, require_tool, wait_port
+from .test_mqtt import collector
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # the tests run as root
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    chromium = require_tool("chromium")
+    async with async_playwright() as p:
+        instance = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield instance
+        await instance.close()
+
+
+@dataclass
+class WebService:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def web_service(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> Iterator[WebService]:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_file": "state.json",
+                "ingest": {"url": ingest.url("stream")},
+                "mqtt": {"port": broker.port},
+                "api": {"port": port},
+                "streams": [
+                    {
+                        "id": sid,
+                        "name": name,
+                        "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                        "key": f"{sid}-{CANARY_KEY}",
+                    }
+                    for sid, name in [("tiktok", "TikTok"), ("youtube", "YouTube")]
+                ],
+            }
+        )
+    )
+    log = tmp_path / "service.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
+    wait_port(port, 30)
+    service = WebService(f"http://127.0.0.1:{port}", proc)
+    yield service
+    service.stop()
+    assert CANARY_KEY not in log.read_text()
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def test_toggle_in_the_browser_goes_live_and_off(
+    browser: Browser, web_service: WebService, broker: Mosquitto
+) -> None:
+    page = await browser.new_page(viewport={"width": 1100, "height": 800})
+    await page.goto(web_service.url)
+    tiktok = page.locator('[data-testid="card"][data-stream="tiktok"]')
+    youtube = page.locator('[data-testid="card"][data-stream="youtube"]')
+    await expect(tiktok.get_by_test_id("status")).to_have_text("off", timeout=15_000)
+    await expect(page.get_by_test_id("ingest-status")).to_have_text("live", timeout=30_000)
+    await expect(page.get_by_test_id("connection")).to_have_text("live updates")
+
+    await tiktok.get_by_test_id("toggle").click()
+    await expect(tiktok.get_by_test_id("status")).to_have_text("live", timeout=20_000)
+    await expect(tiktok.get_by_test_id("bitrate")).not_to_have_text("0", timeout=15_000)
+    await expect(youtube.get_by_test_id("status")).to_have_text("off")
+    await shot(page, "web-tiktok-live")
+
+    await tiktok.get_by_test_id("toggle").click()
+    await expect(tiktok.get_by_test_id("status")).to_have_text("off", timeout=20_000)
+    await expect(tiktok.get_by_test_id("toggle")).not_to_be_checked()
+
+    # changes through other paths show up by themselves
+    async with httpx.AsyncClient(base_url=web_service.url) as client:
+        response = await client.put("/api/streams/youtube", json={"enabled": True})
+        assert response.status_code == 200
+    await expect(youtube.get_by_test_id("toggle")).to_be_checked(timeout=10_000)
+    await expect(youtube.get_by_test_id("status")).to_have_text("live", timeout=20_000)
+    async with collector(broker.port) as col:
+        await col.publish("streamrelay/tiktok/set", b"ON")
+        await expect(tiktok.get_by_test_id("toggle")).to_be_checked(timeout=10_000)
+        await expect(tiktok.get_by_test_id("status")).to_have_text("live", timeout=20_000)
+    await shot(page, "web-both-live")
+    content = await page.content()
+    assert CANARY_KEY not in content
+    assert re.search(r"rtmp://127\.0\.0\.1:\d+/dest/\*\*\*\*", content)
+
+
+async def test_phone_layout_and_lost_service(browser: Browser, web_service: WebService) -> None:
+    page = await browser.new_page(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    await page.goto(web_service.url)
+    tiktok = page.locator('[data-testid="card"][data-stream="tiktok"]')
+    await expect(tiktok.get_by_test_id("status")).to_have_text("off", timeout=15_000)
+    await expect(page.get_by_test_id("ingest-status")).to_have_text("live", timeout=30_000)
+    await tiktok.get_by_test_id("toggle").tap()
+    await expect(tiktok.get_by_test_id("status")).to_have_text("live", timeout=20_000)
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page scrolls sideways on a phone"
+    box = await tiktok.locator(".switch").bounding_box()
+    assert box is not None and box["width"] >= 44 and box["height"] >= 30  # thumb-sized
+    await shot(page, "web-phone")
+
+    # the service goes away: the page says so instead of showing stale data silently
+    async with httpx.AsyncClient(base_url=web_service.url) as client:
+        await client.put("/api/streams/tiktok", json={"enabled": False})
+    web_service.stop()
+    await expect(page.get_by_test_id("banner")).to_be_visible(timeout=20_000)
+    await expect(page.get_by_test_id("connection")).to_have_text("reconnecting…")
+    await shot(page, "web-phone-lost")
