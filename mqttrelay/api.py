@@ -50,6 +50,7 @@ class StreamOut(BaseModel):
     last_error: str | None
     next_change_at: str | None
     next_change_to: Literal["on", "off"] | None
+    version: int = Field(description="grows with every change; newer answers win")
 
 
 class StreamUpdate(_Body):

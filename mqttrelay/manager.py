@@ -50,6 +50,7 @@ class StreamState:
     last_error: str | None
     next_change_at: str | None = None  # ISO time of the next timer for this stream
     next_change_to: str | None = None  # "on" or "off"
+    version: int = 0  # grows with every change: a client keeps the newest it has seen
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Manager:
         self._desired: dict[str, bool] = {}
         self._lock = asyncio.Lock()
         self._timers = Timers(self._timer_due)
+        self._version = 0
         self._background: set[asyncio.Task[StreamState]] = set()
         self.state_error: str | None = None
         self.hub: Hub | None = None
@@ -310,6 +312,7 @@ class Manager:
             last_error=mask(relay.last_error, self._secrets) if relay.last_error else None,
             next_change_at=upcoming[0].due.isoformat() if upcoming else None,
             next_change_to=_on_off(upcoming[0].enabled) if upcoming else None,
+            version=self._version,
         )
 
     def snapshot(self) -> list[StreamState]:
@@ -330,6 +333,7 @@ class Manager:
         return lambda: self._listeners.remove(listener)
 
     def _emit(self, event: ChangeEvent) -> None:
+        self._version += 1
         for listener in list(self._listeners):
             try:
                 listener(event)
