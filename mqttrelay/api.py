@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -19,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
-from .config import ConfigError, load_config
+from .config import ConfigError, is_loopback, load_config
 from .events import EventBroker
 from .manager import Manager, UnknownStreamError
 from .metrics import render_metrics
@@ -114,15 +113,6 @@ class ApiContext:
     timezone: str
     mqtt_enabled: bool = False
     mqtt_connected: Callable[[], bool] = lambda: False
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _timer_out(timer: Timer) -> TimerOut:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import uvicorn
 
+from . import process
 from .aio import cancel_and_wait
-from .api import ApiContext, create_app, is_loopback
-from .config import Config, ConfigError, load_config
+from .api import ApiContext, create_app
+from .config import Config, ConfigError, is_loopback, load_config
+from .managed_nginx import ManagedNginx, NginxError
 from .manager import Manager
 from .mqtt import MqttBridge
 
@@ -63,6 +65,14 @@ async def run(config: Config, config_path: Path | None = None) -> None:
     check_api_exposure(config)
     sock = bind_api_socket(config.api.host, config.api.port)
     manager = Manager(config)
+    nginx = ManagedNginx.from_config(config, manager.owner) if config.ingest.manage else None
+    if nginx is not None:
+        process.reap_orphans(manager.owner)  # an old run's nginx would hold the port
+        try:
+            await nginx.start()
+        except NginxError as exc:
+            sock.close()
+            raise StartupError(f"managed ingest: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -122,6 +132,8 @@ async def run(config: Config, config_path: Path | None = None) -> None:
         await manager.stop()
         if bridge is not None:
             await bridge.stop()
+        if nginx is not None:
+            await nginx.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(server_task), 5)
         await cancel_and_wait(server_task, stop_task, *reloads)

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import app
 from .config import Config, ConfigError, load_config
 from .ffmpeg import mask
+from .nginx import render_nginx_conf, settings_from_config
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -70,6 +71,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # imports the web stack only when needed
+
+    setup_logging(args.log_level)
+    try:
+        asyncio.run(run_demo(args.port))
+    except app.StartupError as exc:
+        print(f"mqttrelay demo: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_nginx_conf(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    settings = settings_from_config(
+        config,
+        args.prefix,
+        run_as_root=args.user_root,
+        push=args.push,
+        show_keys=args.show_keys,
+    )
+    print(render_nginx_conf(settings), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqttrelay",
@@ -83,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     check.set_defaults(func=cmd_check)
+    demo = sub.add_parser("demo", help="run everything locally: ingest, test source, platforms")
+    demo.add_argument("--port", type=int, default=8088, help="web page port (if free)")
+    demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    demo.set_defaults(func=cmd_demo)
+    conf = sub.add_parser("nginx-conf", help="print the nginx-rtmp config of the ingest")
+    conf.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    conf.add_argument("--prefix", default="/var/lib/mqttrelay/nginx", help="pid, logs, temp")
+    conf.add_argument("--push", action="store_true", help="add nginx push lines (old mode)")
+    conf.add_argument("--show-keys", action="store_true", help="print stream keys in push lines")
+    conf.add_argument("--user-root", action="store_true", help="add 'user root;'")
+    conf.set_defaults(func=cmd_nginx_conf)
     return parser
 
 

@@ -117,6 +117,20 @@ def build_relay_argv(ffmpeg: str, target: str, ingest_url: str | None = None) ->
     return argv + _output_options(target)
 
 
+def build_test_source_argv(ffmpeg: str, url: str, gop_frames: int = 50) -> list[str]:
+    """A stand-in for OBS: colour bars and a tone, H.264 + AAC, a keyframe every
+    gop_frames (2 s at 25 fps), published in real time."""
+    source = (
+        "-hide_banner -loglevel error -nostdin -re"
+        " -f lavfi -i testsrc=size=320x240:rate=25"
+        " -f lavfi -i sine=frequency=440:sample_rate=44100"
+        " -c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p -b:v 400k"
+        f" -g {gop_frames} -keyint_min {gop_frames}"
+        " -c:a aac -b:a 64k -f flv"
+    )
+    return [ffmpeg, *source.split(), url]
+
+
 @dataclass(frozen=True, slots=True)
 class Progress:
     """One -progress block."""

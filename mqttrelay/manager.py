@@ -85,7 +85,7 @@ Listener = Callable[[ChangeEvent], None]
 class Manager:
     def __init__(self, config: Config, relay_overrides: dict[str, float] | None = None) -> None:
         self.config = config
-        self._owner = str(config.state_file.resolve())
+        self.owner = str(config.state_file.resolve())  # marks every process we start
         self._secrets = tuple(config.secrets)
         self._overrides = relay_overrides or {}
         self._listeners: list[Listener] = []
@@ -99,7 +99,7 @@ class Manager:
         self.hub: Hub | None = None
         self.direct: DirectIngest | None = None
         if config.ingest.mode == "cached":
-            self.hub = Hub(config.ffmpeg.path, config.ingest.url, self._owner, list(self._secrets))
+            self.hub = Hub(config.ffmpeg.path, config.ingest.url, self.owner, list(self._secrets))
             self.hub.add_listener(lambda: self._emit(ChangeEvent("ingest")))
         else:
             self.direct = DirectIngest(config.ingest.url, config.ingest.stat_url)
@@ -107,7 +107,7 @@ class Manager:
 
     # -- life cycle ---------------------------------------------------------
     async def start(self) -> None:
-        process.reap_orphans(self._owner)
+        process.reap_orphans(self.owner)
         try:
             saved = load_state(self.config.state_file)
         except StateFileError as exc:
@@ -196,7 +196,7 @@ class Manager:
     def _relay_settings(self) -> RelaySettings:
         return RelaySettings(
             ffmpeg=self.config.ffmpeg.path,
-            owner=self._owner,
+            owner=self.owner,
             secrets=self._secrets,
             ingest_url=self.config.ingest.url,
             hold_s=self.config.ingest.hold_s,

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .config import Config, is_loopback
+from .ffmpeg import display_url
+from .ingest import ingest_app_and_stream
 
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+LAN_RANGES = ("127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
 @dataclass(frozen=True)
 class NginxSettings:
     prefix: str  # folder for pid, logs and temp files
     rtmp_port: int
-    http_port: int  # the stat page
+    http_port: int | None  # the stat page, on 127.0.0.1; None: no stat page
     app: str = "live"
     listen_host: str = "127.0.0.1"
     fast_start: bool = True  # wait_key/wait_video/idle_streams off
@@ -20,6 +26,7 @@ class NginxSettings:
     on_publish_done_url: str | None = None
     run_as_root: bool = False
     module_path: str = RTMP_MODULE
+    push: tuple[tuple[str, str], ...] = ()  # (comment, url) pairs for the old push mode
 
 
 def render_nginx_conf(s: NginxSettings) -> str:
@@ -35,9 +42,36 @@ def render_nginx_conf(s: NginxSettings) -> str:
         app_lines.append(f"on_publish {s.on_publish_url};")
     if s.on_publish_done_url:
         app_lines.append(f"on_publish_done {s.on_publish_done_url};")
+    if s.push:
+        app_lines += [
+            "# Push mode (the old rtmp_streams.conf): nginx sends to every platform below",
+            "# by itself. A change here needs an nginx RESTART, which cuts every stream:",
+            "# 'nginx -s reload' leaves a running publisher's pushes as they were.",
+        ]
+        for comment, url in s.push:
+            app_lines.append(f"# {comment}" if not url else f"push {url};  # {comment}")
     app_block = "\n".join(f"            {line}" for line in app_lines)
     user = "user root;\n" if s.run_as_root else ""
-    return f"""load_module {s.module_path};
+    http = ""
+    if s.http_port is not None:
+        http = f"""
+http {{
+    access_log off;
+    client_body_temp_path {s.prefix}/client_body;
+    proxy_temp_path {s.prefix}/proxy;
+    fastcgi_temp_path {s.prefix}/fastcgi;
+    uwsgi_temp_path {s.prefix}/uwsgi;
+    scgi_temp_path {s.prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{s.http_port};
+        location /stat {{
+            rtmp_stat all;
+        }}
+    }}
+}}
+"""
+    return f"""# nginx-rtmp ingest for mqttrelay; runs in the foreground: nginx -c <this file>
+load_module {s.module_path};
 {user}daemon off;
 master_process on;
 worker_processes 1;
@@ -57,19 +91,42 @@ rtmp {{
         }}
     }}
 }}
+{http}"""
 
-http {{
-    access_log off;
-    client_body_temp_path {s.prefix}/client_body;
-    proxy_temp_path {s.prefix}/proxy;
-    fastcgi_temp_path {s.prefix}/fastcgi;
-    uwsgi_temp_path {s.prefix}/uwsgi;
-    scgi_temp_path {s.prefix}/scgi;
-    server {{
-        listen 127.0.0.1:{s.http_port};
-        location /stat {{
-            rtmp_stat all;
-        }}
-    }}
-}}
-"""
+
+def settings_from_config(
+    config: Config,
+    prefix: str,
+    *,
+    run_as_root: bool = False,
+    push: bool = False,
+    show_keys: bool = False,
+) -> NginxSettings:
+    """The ingest's nginx settings, all taken from config.yaml."""
+    ingest = urlsplit(config.ingest.url)
+    host = ingest.hostname or "127.0.0.1"
+    app, _ = ingest_app_and_stream(config.ingest.url)
+    stat_port = urlsplit(config.ingest.stat_url).port if config.ingest.stat_url else None
+    api_host = "127.0.0.1" if not is_loopback(config.api.host) else config.api.host
+    hooks = f"http://{api_host}:{config.api.port}/api/hooks"
+    pushes: list[tuple[str, str]] = []
+    if push:
+        for stream in config.streams:
+            if not stream.url.lower().startswith("rtmp://"):
+                scheme = stream.url.split(":", 1)[0]
+                pushes.append((f"{stream.id}: nginx-rtmp cannot push {scheme}://", ""))
+                continue
+            url = stream.target if show_keys else display_url(stream.url, stream.key)
+            pushes.append((stream.id, url))
+    return NginxSettings(
+        prefix=prefix,
+        rtmp_port=ingest.port or 1935,
+        http_port=stat_port or None,
+        app=app or "live",
+        listen_host=host,
+        publish_from=("127.0.0.1",) if is_loopback(host) else LAN_RANGES,
+        on_publish_url=f"{hooks}/on_publish",
+        on_publish_done_url=f"{hooks}/on_publish_done",
+        run_as_root=run_as_root,
+        push=tuple(pushes),
+    )

@@ -23,15 +23,20 @@ OWNER_ENV = "MQTTRELAY_OWNER"
 log = logging.getLogger(__name__)
 
 
-async def spawn(argv: list[str], owner: str, *, stdin: bool) -> asyncio.subprocess.Process:
-    """Start argv (never through a shell) in a new session and process group."""
+async def spawn(
+    argv: list[str], owner: str, *, stdin: bool, capture: bool = True
+) -> asyncio.subprocess.Process:
+    """Start argv (never through a shell) in a new session and process group.
+
+    With capture, stdout and stderr are pipes the caller must read.
+    """
     env = dict(os.environ)
     env[OWNER_ENV] = owner
     return await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL,
         start_new_session=True,
         env=env,
     )

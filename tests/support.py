@@ -20,6 +20,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from mqttrelay.ffmpeg import build_test_source_argv
 from mqttrelay.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
 
 T = TypeVar("T")
@@ -84,10 +85,11 @@ def start_nginx(prefix: Path, app: str, *, fast_start: bool = True) -> NginxRtmp
         message = f"{RTMP_MODULE} missing (install libnginx-mod-rtmp)"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
     prefix.mkdir(parents=True, exist_ok=True)
+    http_port = free_port()
     settings = NginxSettings(
         prefix=str(prefix),
         rtmp_port=free_port(),
-        http_port=free_port(),
+        http_port=http_port,
         app=app,
         fast_start=fast_start,
         run_as_root=os.geteuid() == 0,
@@ -99,10 +101,10 @@ def start_nginx(prefix: Path, app: str, *, fast_start: bool = True) -> NginxRtmp
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = NginxRtmp(settings.rtmp_port, settings.http_port, app, proc, prefix)
+    server = NginxRtmp(settings.rtmp_port, http_port, app, proc, prefix)
     try:
         wait_port(settings.rtmp_port)
-        wait_port(settings.http_port)
+        wait_port(http_port)
     except TimeoutError:
         server.stop()
         raise RuntimeError((prefix / "error.log").read_text()) from None
@@ -119,16 +121,8 @@ class Publisher:
 
     def start(self) -> None:
         ffmpeg = require_tool("ffmpeg")
-        source = (
-            "-hide_banner -loglevel error -nostdin -re"
-            " -f lavfi -i testsrc=size=320x240:rate=25"
-            " -f lavfi -i sine=frequency=440:sample_rate=44100"
-            " -c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p -b:v 400k"
-            f" -g {self.gop_frames} -keyint_min {self.gop_frames}"
-            " -c:a aac -b:a 64k -f flv"
-        )
         self.proc = subprocess.Popen(
-            [ffmpeg, *source.split(), self.url],
+            build_test_source_argv(ffmpeg, self.url, self.gop_frames),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

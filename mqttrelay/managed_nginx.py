@@ -1,0 +1,141 @@
+"""ingest.manage: true — mqttrelay runs its own nginx-rtmp ingest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from . import process
+from .aio import cancel_and_wait
+from .config import Config
+from .nginx import RTMP_MODULE, NginxSettings, render_nginx_conf, settings_from_config
+
+log = logging.getLogger(__name__)
+RESTART_DELAY_S = 2.0
+
+
+class NginxError(Exception):
+    """nginx cannot run as configured; the message says what to do."""
+
+
+def find_executable(name: str) -> str | None:
+    """Debian puts nginx and mosquitto in /usr/sbin, often not on a user's PATH."""
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/local/sbin/{name}") if os.access(p, os.X_OK)),
+        None,
+    )
+
+
+def explain_nginx_test(output: str) -> str:
+    """Turn `nginx -t` output into one actionable line."""
+    if "ngx_rtmp_module" in output or 'unknown directive "rtmp"' in output:
+        return "the nginx RTMP module is missing: install libnginx-mod-rtmp (scripts/setup does)"
+    if "Address already in use" in output or "bind()" in output:
+        return f"the ingest port is in use by another program: {output.strip().splitlines()[-1]}"
+    lines = [line for line in output.strip().splitlines() if "emerg" in line or "error" in line]
+    return (lines or output.strip().splitlines() or ["nginx -t failed"])[-1]
+
+
+class ManagedNginx:
+    """Renders the ingest config, checks it with `nginx -t`, runs and supervises nginx."""
+
+    def __init__(self, settings: NginxSettings, owner: str, nginx: str | None = None) -> None:
+        self.settings = settings
+        self._owner = owner
+        self._nginx = nginx or find_executable("nginx")
+        self._conf = Path(settings.prefix) / "nginx.conf"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, owner: str) -> ManagedNginx:
+        folder = config.state_file.resolve().parent / ".mqttrelay-nginx"
+        settings = settings_from_config(config, str(folder), run_as_root=os.geteuid() == 0)
+        return cls(settings, owner)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    def _prepare(self) -> str:
+        """Check what nginx needs and write its config; returns the nginx binary."""
+        if self._nginx is None:
+            raise NginxError("nginx is not installed (scripts/setup installs it)")
+        if not Path(self.settings.module_path).exists():
+            raise NginxError(
+                f"{RTMP_MODULE} is missing: install libnginx-mod-rtmp (scripts/setup does)"
+            )
+        Path(self.settings.prefix).mkdir(parents=True, exist_ok=True)
+        self._conf.write_text(render_nginx_conf(self.settings), encoding="utf-8")
+        return self._nginx
+
+    def _error_log_tail(self) -> str:
+        log_file = Path(self.settings.prefix) / "error.log"
+        return log_file.read_text(errors="replace")[-4000:] if log_file.exists() else ""
+
+    async def start(self) -> None:
+        nginx = self._prepare()
+        check = await asyncio.create_subprocess_exec(
+            nginx,
+            "-t",
+            "-q",
+            "-p",
+            self.settings.prefix,
+            "-c",
+            str(self._conf),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await check.communicate()
+        if check.returncode != 0:
+            raise NginxError(f"nginx -t: {explain_nginx_test(output.decode(errors='replace'))}")
+        await self._spawn()
+        await self._wait_listening()
+        self._task = asyncio.create_task(self._supervise(), name="managed-nginx")
+        log.info(
+            "managed nginx ingest listening on %s:%d",
+            self.settings.listen_host,
+            self.settings.rtmp_port,
+        )
+
+    async def _spawn(self) -> None:
+        argv = [self._nginx or "nginx", "-p", self.settings.prefix, "-c", str(self._conf)]
+        self._proc = await process.spawn(argv, self._owner, stdin=False, capture=False)
+
+    async def _wait_listening(self, deadline_s: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        while loop.time() < end:
+            if self._proc is not None and self._proc.returncode is not None:
+                tail = self._error_log_tail()
+                raise NginxError(f"nginx exited at start: {explain_nginx_test(tail)}")
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(
+                    self.settings.listen_host, self.settings.rtmp_port
+                )
+                writer.close()
+                return
+            await asyncio.sleep(0.05)
+        raise NginxError(f"nginx did not listen on port {self.settings.rtmp_port} in time")
+
+    async def _supervise(self) -> None:
+        while True:
+            assert self._proc is not None
+            code = await self._proc.wait()
+            log.error("managed nginx exited with code %s; restarting", code)
+            await asyncio.sleep(RESTART_DELAY_S)
+            with contextlib.suppress(OSError):
+                await self._spawn()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+        if self._proc is not None:
+            # SIGTERM is nginx's fast stop: a graceful one would wait for OBS to leave
+            await process.stop_process(self._proc, 3.0)
+            self._proc = None
