@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from . import process
 from .config import Config, StreamConfig
@@ -19,10 +22,13 @@ from .ffmpeg import display_url, mask
 from .hub import Hub
 from .ingest import DirectIngest
 from .relay import Relay, RelaySettings
-from .state import StateFileError, load_state, save_state
+from .schedule import Change, missed_changes
+from .scheduler import ConfigSchedules
+from .state import SavedState, SavedTimer, StateFileError, load_state, save_state
 from .timers import Timer, Timers
 
 log = logging.getLogger(__name__)
+LAST_SEEN_PERIOD_S = 60  # how often the state file notes that the service still runs
 
 
 class UnknownStreamError(KeyError):
@@ -92,7 +98,13 @@ class Manager:
         self._relays: dict[str, Relay] = {}
         self._desired: dict[str, bool] = {}
         self._lock = asyncio.Lock()
-        self._timers = Timers(self._timer_due)
+        self._tz = ZoneInfo(config.timezone)
+        # Timers and schedules run as APScheduler jobs on this event loop.
+        self._scheduler = AsyncIOScheduler(timezone=self._tz, event_loop=asyncio.get_running_loop())
+        self._timers = Timers(self._scheduler, self._timer_due)
+        self._schedules = ConfigSchedules(
+            self._scheduler, self._tz, lambda: self.stream_ids, self._scheduled_switch
+        )
         self._version = 0
         self._background: set[asyncio.Task[StreamState]] = set()
         self.state_error: str | None = None
@@ -112,10 +124,16 @@ class Manager:
             saved = load_state(self.config.state_file)
         except StateFileError as exc:
             log.error("%s; using each stream's 'enabled' from the config", exc)
-            saved = {}
+            saved = SavedState()
         for stream in self.config.streams:
-            self._desired[stream.id] = saved.get(stream.id, stream.enabled)
+            self._desired[stream.id] = saved.streams.get(stream.id, stream.enabled)
             self._relays[stream.id] = self._new_relay(stream)
+        self._catch_up(saved)
+        self._schedules.install(self.config.schedules)
+        self._scheduler.add_job(
+            self._persist, "interval", seconds=LAST_SEEN_PERIOD_S, id="last-seen"
+        )
+        self._scheduler.start()
         if self.hub is not None:
             self.hub.start()
         if self.direct is not None:
@@ -126,7 +144,9 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop every relay (in parallel), then the ingest reader."""
-        self._timers.cancel_all()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._persist()  # pending timers and the time we stopped, for the next start
         await asyncio.gather(*(relay.close() for relay in self._relays.values()))
         if self.hub is not None:
             await self.hub.stop()
@@ -145,7 +165,7 @@ class Manager:
         old = self.config
         restart_required = [
             name
-            for name in ("ingest", "ffmpeg", "mqtt", "api", "state_file", "timezone", "schedules")
+            for name in ("ingest", "ffmpeg", "mqtt", "api", "state_file", "timezone")
             if getattr(old, name) != getattr(new, name)
         ]
         added, removed, changed, renamed = [], [], [], []
@@ -176,7 +196,10 @@ class Manager:
                 self._relays[stream.id].set_enabled(self._desired[stream.id])
             # keep the config order
             self._relays = {s.id: self._relays[s.id] for s in new.streams}
-            self.config = old.model_copy(update={"streams": new.streams})
+            self.config = old.model_copy(
+                update={"streams": new.streams, "schedules": new.schedules}
+            )
+            self._schedules.install(new.schedules)
             self._persist()
         log.info(
             "config reloaded: added %s, removed %s, restarted %s, renamed %s%s",
@@ -236,6 +259,7 @@ class Manager:
             self._desired[stream_id] = enabled
             if changed:
                 log.info("%s: switched %s", stream_id, "on" if enabled else "off")
+            if changed or timers_changed:
                 self._persist()
             relay.set_enabled(enabled)
             if changed or timers_changed:
@@ -256,6 +280,7 @@ class Manager:
         self._relay(stream_id)
         timer = self._timers.add(stream_id, enabled, due)
         log.info("%s: timer %s: switch %s at %s", stream_id, timer.id, _on_off(enabled), due)
+        self._persist()
         self._emit(ChangeEvent("state", stream_id))
         return timer
 
@@ -267,6 +292,7 @@ class Manager:
         self._relay(stream_id)
         cancelled = self._timers.cancel(stream_id, timer_id)
         if cancelled:
+            self._persist()
             self._emit(ChangeEvent("state", stream_id))
         return cancelled
 
@@ -280,6 +306,42 @@ class Manager:
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        self._persist()
+
+    async def _scheduled_switch(self, stream_id: str, enabled: bool, source: str) -> None:
+        if stream_id in self._relays:
+            log.info("%s: %s: switching %s", stream_id, source, _on_off(enabled))
+            await self.set_enabled(stream_id, enabled, by_timer=True)
+
+    def _catch_up(self, saved: SavedState) -> None:
+        """Apply, once, the change that should be in force now after a downtime:
+        the latest of the timers that came due and the schedules that ran while
+        mqttrelay was not running. Timers still ahead are set again."""
+        now = datetime.now(UTC)
+        latest: dict[str, Change] = {}
+        for t in saved.timers:
+            if t.stream_id not in self._relays:
+                continue
+            if t.due > now:
+                self._timers.add(t.stream_id, t.enabled, t.due, t.switch_back, timer_id=t.id)
+            elif t.stream_id not in latest or t.due >= latest[t.stream_id].at:
+                latest[t.stream_id] = Change(t.stream_id, t.enabled, t.due, f"timer {t.id}")
+        if saved.last_seen is not None:
+            missed = missed_changes(
+                self.config.schedules, self._tz, self.stream_ids, saved.last_seen, now
+            )
+            for stream_id, change in missed.items():
+                if stream_id not in latest or change.at >= latest[stream_id].at:
+                    latest[stream_id] = change
+        for stream_id, change in latest.items():
+            log.warning(
+                "%s: while mqttrelay was down, %s was due at %s to switch it %s: applying it now",
+                stream_id,
+                change.source,
+                change.at.astimezone(self._tz).isoformat(timespec="minutes"),
+                _on_off(change.enabled),
+            )
+            self._desired[stream_id] = change.enabled
 
     def notify_ingest_publishing(self) -> None:
         """An on_publish hook: retry the ingest reader now instead of at its next poll."""
@@ -296,7 +358,7 @@ class Manager:
     def stream_state(self, stream_id: str) -> StreamState:
         relay = self._relay(stream_id)
         cpu, rss = relay.process_stats()
-        upcoming = self._timers.pending(stream_id)
+        upcoming = self.next_change(stream_id)
         return StreamState(
             id=stream_id,
             name=relay.stream.name,
@@ -310,10 +372,21 @@ class Manager:
             cpu_percent=cpu,
             rss_mb=rss,
             last_error=mask(relay.last_error, self._secrets) if relay.last_error else None,
-            next_change_at=upcoming[0].due.isoformat() if upcoming else None,
-            next_change_to=_on_off(upcoming[0].enabled) if upcoming else None,
+            next_change_at=upcoming.at.isoformat() if upcoming else None,
+            next_change_to=_on_off(upcoming.enabled) if upcoming else None,
             version=self._version,
         )
+
+    def next_change(self, stream_id: str) -> Change | None:
+        """The next timer or schedule that will switch this stream."""
+        candidates = [
+            Change(t.stream_id, t.enabled, t.due, f"timer {t.id}")
+            for t in self._timers.pending(stream_id)[:1]
+        ]
+        scheduled = self._schedules.next_change(stream_id)
+        if scheduled is not None:
+            candidates.append(scheduled)
+        return min(candidates, key=lambda c: c.at) if candidates else None
 
     def snapshot(self) -> list[StreamState]:
         return [self.stream_state(stream_id) for stream_id in self._relays]
@@ -345,8 +418,16 @@ class Manager:
 
     # -- persistence --------------------------------------------------------
     def _persist(self) -> None:
+        state = SavedState(
+            streams=dict(self._desired),
+            timers=[
+                SavedTimer(t.id, t.stream_id, t.enabled, t.due, t.switch_back)
+                for t in self._timers.pending()
+            ],
+            last_seen=datetime.now(UTC),
+        )
         try:
-            save_state(self.config.state_file, dict(self._desired))
+            save_state(self.config.state_file, state)
         except OSError as exc:
             # Keep relaying: the running state is right, only the file is stale.
             message = f"cannot write state file {self.config.state_file}: {exc.strerror or exc}"

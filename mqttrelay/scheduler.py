@@ -1,0 +1,67 @@
+"""The config's schedules as APScheduler jobs that call the manager."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .config import ScheduleConfig
+from .schedule import Change, build_trigger, next_changes, targets
+
+log = logging.getLogger(__name__)
+JOB_PREFIX = "schedule-"
+Switch = Callable[[str, bool, str], Awaitable[None]]
+
+
+class ConfigSchedules:
+    def __init__(
+        self,
+        scheduler: AsyncIOScheduler,
+        tz: ZoneInfo,
+        stream_ids: Callable[[], list[str]],
+        switch: Switch,
+    ) -> None:
+        self._scheduler = scheduler
+        self._tz = tz
+        self._stream_ids = stream_ids
+        self._switch = switch
+        self._schedules: list[ScheduleConfig] = []
+        self._next: dict[str, Change] | None = None
+
+    def install(self, schedules: list[ScheduleConfig]) -> None:
+        """(Re)create one job per schedule; fixed ids, so never a duplicate."""
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith(JOB_PREFIX):
+                job.remove()
+        self._schedules = list(schedules)
+        self._next = None
+        for n, schedule in enumerate(self._schedules):
+            self._scheduler.add_job(
+                self._run,
+                build_trigger(schedule, self._tz),
+                args=[n],
+                id=f"{JOB_PREFIX}{n}",
+                replace_existing=True,
+                coalesce=True,  # one run, however many were missed while the loop was busy
+                misfire_grace_time=300,
+            )
+
+    @property
+    def job_ids(self) -> list[str]:
+        return sorted(j.id for j in self._scheduler.get_jobs() if j.id.startswith(JOB_PREFIX))
+
+    async def _run(self, n: int) -> None:  # a coroutine: runs on the loop, not a thread
+        schedule = self._schedules[n]
+        self._next = None
+        for stream_id in targets(schedule, self._stream_ids()):
+            await self._switch(stream_id, schedule.action == "on", f"schedules[{n}]")
+
+    def next_change(self, stream_id: str) -> Change | None:
+        now = datetime.now(UTC)
+        if self._next is None or any(c.at <= now for c in self._next.values()):
+            self._next = next_changes(self._schedules, self._tz, self._stream_ids(), now)
+        return self._next.get(stream_id)
