@@ -1,9 +1,9 @@
 """Home Assistant MQTT discovery payloads and topic names (pure).
 
 One device per mqttrelay instance (identified by mqtt.node_id); per stream a
-switch, a bitrate sensor, a status sensor and a running binary sensor; one
-ingest binary sensor. Entity names never repeat the device name (Home
-Assistant prefixes it).
+switch, a bitrate sensor, a status sensor, a running binary sensor and a
+next-change timestamp sensor; one ingest binary sensor. Entity names never
+repeat the device name (Home Assistant prefixes it).
 """
 
 from __future__ import annotations
@@ -137,7 +137,15 @@ def stream_discovery(
         "payload_off": "OFF",
         "device_class": "running",
     }
+    next_change = _common(ctx, f"{stream_id}_next_change", f"{stream_name} next change") | {
+        "state_topic": t.attributes(stream_id),
+        # "None" is Home Assistant's MQTT word for "no value": nothing is scheduled
+        "value_template": "{{ value_json.next_change_at or 'None' }}",
+        "device_class": "timestamp",
+        "icon": "mdi:calendar-clock",
+    }
     return {
+        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_next_change"): next_change,
         config_topic(ctx.prefix, "switch", ctx.node_id, stream_id): switch,
         config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_bitrate"): bitrate,
         config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_status"): status,

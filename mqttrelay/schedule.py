@@ -31,6 +31,10 @@ def _wall(moment: datetime) -> datetime:
     return moment.replace(tzinfo=None, fold=0)
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC_ZONE)
+
+
 def wall_time_exists(moment: datetime) -> bool:
     """False for a local time inside a spring-forward gap."""
     tz = moment.tzinfo
@@ -67,7 +71,10 @@ class DstSafeCronTrigger(BaseTrigger):  # type: ignore[misc]
             if wall_fire is None:
                 return None
             local = wall_fire.replace(tzinfo=self.tz, fold=0)
-            late = local < now or (previous_fire_time is not None and local <= previous_fire_time)
+            # compare instants: datetimes of one zone compare by wall clock, ignoring fold
+            late = _utc(local) < _utc(now) or (
+                previous_fire_time is not None and _utc(local) <= _utc(previous_fire_time)
+            )
             if not late:
                 instant = local.astimezone(UTC_ZONE).astimezone(self.tz)
                 if not wall_time_exists(local):
@@ -84,9 +91,9 @@ class DstSafeCronTrigger(BaseTrigger):  # type: ignore[misc]
 
     def _note_repeat(self, previous: datetime, now: datetime) -> None:
         wall = _wall(previous.astimezone(self.tz))
-        first = wall.replace(tzinfo=self.tz, fold=0)
-        second = wall.replace(tzinfo=self.tz, fold=1)
-        if first != second and now < second:
+        first = _utc(wall.replace(tzinfo=self.tz, fold=0))
+        second = _utc(wall.replace(tzinfo=self.tz, fold=1))
+        if first != second and _utc(now) < second:
             log.info(
                 "%s happens twice in %s (clocks go back): %s runs the first time only",
                 wall.strftime("%Y-%m-%d %H:%M"),
@@ -112,9 +119,10 @@ def fire_times(
     now = start + timedelta(microseconds=1)
     for _ in range(max_steps):
         fire = trigger.get_next_fire_time(previous, now)
-        if fire is None or fire > end:
+        if fire is None or _utc(fire) > _utc(end):
             break
-        times.append(fire)
+        if _utc(fire) > _utc(start):  # a date trigger answers its date, even a past one
+            times.append(fire)
         previous, now = fire, fire + timedelta(seconds=1)
     return times
 
@@ -139,7 +147,7 @@ def missed_changes(
     now: datetime,
 ) -> dict[str, Change]:
     """Per stream, the latest scheduled change in (since, now]: the one in force now."""
-    start = max(since, now - CATCH_UP_WINDOW)
+    start = max(_utc(since), _utc(now) - CATCH_UP_WINDOW)
     latest: dict[str, Change] = {}
     for n, schedule in enumerate(schedules):
         times = fire_times(build_trigger(schedule, tz), start, now)
@@ -147,7 +155,7 @@ def missed_changes(
             continue
         for stream_id in targets(schedule, stream_ids):
             change = Change(stream_id, schedule.action == "on", times[-1], f"schedules[{n}]")
-            if stream_id not in latest or change.at >= latest[stream_id].at:
+            if stream_id not in latest or _utc(change.at) >= _utc(latest[stream_id].at):
                 latest[stream_id] = change
     return latest
 
@@ -159,10 +167,10 @@ def next_changes(
     upcoming: dict[str, Change] = {}
     for n, schedule in enumerate(schedules):
         fire = build_trigger(schedule, tz).get_next_fire_time(None, now)
-        if fire is None:
+        if fire is None or _utc(fire) <= _utc(now):
             continue
         for stream_id in targets(schedule, stream_ids):
             change = Change(stream_id, schedule.action == "on", fire, f"schedules[{n}]")
-            if stream_id not in upcoming or change.at < upcoming[stream_id].at:
+            if stream_id not in upcoming or _utc(change.at) < _utc(upcoming[stream_id].at):
                 upcoming[stream_id] = change
     return upcoming

@@ -39,7 +39,10 @@ class ConfigSchedules:
                 job.remove()
         self._schedules = list(schedules)
         self._next = None
+        now = datetime.now(UTC)
         for n, schedule in enumerate(self._schedules):
+            if schedule.at is not None and build_trigger(schedule, self._tz).run_date <= now:
+                continue  # in the past: the start-up catch-up has dealt with it
             self._scheduler.add_job(
                 self._run,
                 build_trigger(schedule, self._tz),

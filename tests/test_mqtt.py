@@ -118,7 +118,10 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 def test_discovery_payloads() -> None:
     ctx = DiscoveryContext(Topics("streamrelay"), "homeassistant", "studio", "http://h:8088/")
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
-    assert len(configs) == 1 + 2 * 4
+    assert len(configs) == 1 + 2 * 5
+    next_change = configs["homeassistant/sensor/studio/tiktok_next_change/config"]
+    assert next_change["device_class"] == "timestamp"
+    assert next_change["state_topic"] == "streamrelay/tiktok/attributes"
     switch = configs["homeassistant/switch/studio/facebook/config"]
     assert switch["command_topic"] == "streamrelay/facebook/set"
     assert switch["state_topic"] == "streamrelay/facebook/state"
