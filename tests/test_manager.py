@@ -147,3 +147,37 @@ async def test_default_nginx_application_still_maps_audio_and_video(
     finally:
         pub.stop()
         plain.stop()
+
+
+async def test_reload_keeps_untouched_relays_running(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok", "kick"])
+    manager = managers(config)
+    await manager.start()
+    await wait_ingest_live(manager)
+    for stream_id in ("youtube", "tiktok", "kick"):
+        await manager.set_enabled(stream_id, True)
+    for stream_id in ("youtube", "tiktok", "kick"):
+        await wait_status(manager, stream_id, "live")
+    pids = {s.id: s.pid for s in manager.snapshot()}
+
+    youtube, tiktok, _kick = config.streams
+    new_tiktok = tiktok.model_copy(update={"key": "tiktok-rotated-" + CANARY_KEY})
+    added = youtube.model_copy(update={"id": "twitch", "key": "twitch-" + CANARY_KEY})
+    result = await manager.apply_config(
+        config.model_copy(update={"streams": [youtube, new_tiktok, added]})
+    )
+    assert (result.added, result.removed, result.changed) == (["twitch"], ["kick"], ["tiktok"])
+    assert manager.stream_state("youtube").pid == pids["youtube"]  # untouched: same process
+    assert manager.stream_state("youtube").restarts == 0
+    await wait_status(manager, "tiktok", "live")
+    assert manager.stream_state("tiktok").pid != pids["tiktok"]  # new key: new process
+    assert [s.id for s in manager.snapshot()] == ["youtube", "tiktok", "twitch"]
+    assert not manager.stream_state("twitch").enabled  # new streams start as configured
+    key = new_tiktok.target.rsplit("/", 1)[1]
+    await wait_publishing(platforms, key)

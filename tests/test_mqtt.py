@@ -20,6 +20,7 @@ from mqttrelay.mqtt import MqttBridge
 
 from .conftest import CANARY_KEY, make_config
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port
+from .test_relay_e2e import wait_gone, wait_publishing
 
 pytestmark = pytest.mark.integration
 B = "streamrelay"
@@ -305,7 +306,10 @@ async def test_real_relay_status_and_bitrate_over_mqtt(
         await wait_connected(bridge)
         await col.wait(f"{B}/ingest/status", b"live", deadline_s=30)
         await col.publish(f"{B}/tiktok/set", b"ON")
+        await col.wait(f"{B}/tiktok/state", b"ON")
         await col.wait(f"{B}/tiktok/status", b"live", deadline_s=30)
+        key = config.streams[0].target.rsplit("/", 1)[1]
+        await wait_publishing(platforms, key)  # the platform really receives audio and video
 
         async def bitrate() -> float:
             value = col.last(f"{B}/tiktok/bitrate")
@@ -313,6 +317,8 @@ async def test_real_relay_status_and_bitrate_over_mqtt(
 
         assert await eventually(bitrate, 20, "a bitrate above 0") > 0
         await col.publish(f"{B}/tiktok/set", b"OFF")
+        await col.wait(f"{B}/tiktok/state", b"OFF")
         await col.wait(f"{B}/tiktok/status", b"off")
         await col.wait(f"{B}/tiktok/bitrate", b"0")
+        await wait_gone(platforms, key)
         assert all(CANARY_KEY.encode() not in item.payload for item in col.seen)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import yaml
@@ -18,7 +19,15 @@ import yaml
 from mqttrelay.process import OWNER_ENV
 
 from .conftest import CANARY_KEY
-from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams
+from .support import (
+    Mosquitto,
+    NginxRtmp,
+    Publisher,
+    eventually,
+    free_port,
+    stat_streams,
+    wait_port,
+)
 from .test_mqtt import collector
 
 pytestmark = pytest.mark.integration
@@ -172,3 +181,33 @@ async def test_last_will_on_sigkill_and_offline_on_sigterm(
         assert service.proc.wait(30) == 0
         await col.wait("streamrelay/status", b"offline", deadline_s=10)
         assert all(CANARY_KEY.encode() not in item.payload for item in col.seen)
+
+
+async def test_sighup_reloads_the_config(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    service: Service,
+) -> None:
+    path = write_config(tmp_path, ingest, platforms, "cached")
+    raw = yaml.safe_load(path.read_text())
+    service.start()
+    base = f"http://127.0.0.1:{raw['api']['port']}"
+    await asyncio.to_thread(wait_port, raw["api"]["port"], 30)
+    raw["streams"].append({"id": "kick", "url": raw["streams"][1]["url"]})
+    path.write_text(yaml.safe_dump(raw))
+    assert service.proc is not None
+    service.proc.send_signal(signal.SIGHUP)
+
+    async def has_kick() -> bool:
+        async with httpx.AsyncClient(base_url=base) as client:
+            return (await client.get("/api/streams/kick")).status_code == 200
+
+    await eventually(has_kick, 20, "the new stream after SIGHUP")
+    path.write_text("streams: [{id: BAD}]")
+    service.proc.send_signal(signal.SIGHUP)
+    await asyncio.sleep(1)
+    assert service.proc.poll() is None  # a bad file is refused, the service runs on
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/api/streams/kick")).status_code == 200
+    assert "reload refused" in service.log.read_text()
