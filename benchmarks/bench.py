@@ -1,0 +1,340 @@
+"""mqttrelay benchmarks against the plain relay, in the same run on the same machine.
+
+    .venv/bin/python -m benchmarks.bench [--tries 20] [--out benchmarks/results.json]
+
+- toggle: MQTT `ON` published -> the platform (a second nginx-rtmp server) holds
+  the stream with its video and audio codecs known and media bytes arriving.
+  At the same instant the baseline, the original tool's plain
+  `ffmpeg -i <ingest> -c copy -f flv <dest>`, is started to another key of
+  the same platform. Then MQTT `OFF` -> the platform's connection is gone.
+  For the cached (default) and the direct mode.
+- isolation: one destination toggled 20 times while another one is watched by
+  a player: the largest gap between packets it receives (wall clock and
+  stream time), and whether its platform connection ever changed.
+- outage: the publisher (OBS) stops for 10 s and returns: the platform
+  connection of every enabled destination is kept, and the time from the
+  publisher's return to new media at the platform.
+
+Everything runs on 127.0.0.1. Timing is polled every 5 ms from nginx-rtmp's
+stat page, so each figure includes up to ~5 ms of polling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from mqttrelay.config import Config
+from mqttrelay.manager import Manager
+from mqttrelay.mqtt import MqttBridge
+from tests.support import (
+    Mosquitto,
+    NginxRtmp,
+    Publisher,
+    StatStream,
+    make_mosquitto,
+    start_nginx,
+    stat_streams,
+)
+
+MEDIA_BYTES = 4000  # headers alone are under 1 KB; the first keyframe is several KB
+POLL_S = 0.005
+
+
+def arrived(stream: StatStream | None) -> bool:
+    return bool(
+        stream
+        and stream.publishing
+        and stream.video_codec
+        and stream.audio_codec
+        and stream.bytes_in >= MEDIA_BYTES
+    )
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 3),
+        "p90": round(pct(0.9), 3),
+        "p95": round(pct(0.95), 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+class Lab:
+    """Ingest, platform, broker and publisher, all local."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ingest: NginxRtmp = start_nginx(folder / "ingest", "live")
+        self.platform: NginxRtmp = start_nginx(folder / "platform", "dest", fast_start=False)
+        self.broker: Mosquitto = make_mosquitto(folder / "mqtt")
+        self.broker.start()
+        self.publisher = Publisher(self.ingest.url("stream"))
+        self.publisher.start()
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.broker.kill()
+        self.ingest.stop()
+        self.platform.stop()
+
+    def config(self, mode: str, names: list[str], hold_s: float = 30) -> Config:
+        return Config.model_validate(
+            {
+                "state_file": str(self.folder / f"state-{mode}-{len(names)}.json"),
+                "ingest": {"url": self.ingest.url("stream"), "mode": mode, "hold_s": hold_s},
+                "mqtt": {"port": self.broker.port, "node_id": f"bench{mode}"},
+                "streams": [
+                    {
+                        "id": n,
+                        "url": f"rtmp://127.0.0.1:{self.platform.rtmp_port}/dest",
+                        "key": f"{n}-{mode}",
+                    }
+                    for n in names
+                ],
+            }
+        )
+
+    def target(self, key: str) -> str:
+        return self.platform.url(key)
+
+
+@contextlib.asynccontextmanager
+async def service(
+    lab: Lab, config: Config
+) -> AsyncIterator[tuple[Manager, MqttBridge, aiomqtt.Client]]:
+    manager = Manager(config)
+    await manager.start()
+    bridge = MqttBridge(manager, config)
+    bridge.start()
+    try:
+        async with aiomqtt.Client("127.0.0.1", lab.broker.port, identifier="bench") as client:
+            for _ in range(600):
+                live = manager.ingest_state().live or config.ingest.mode == "direct"
+                if bridge.connected and live:
+                    break
+                await asyncio.sleep(0.05)
+            yield manager, bridge, client
+    finally:
+        await bridge.stop()
+        await manager.stop()
+
+
+async def wait_for(lab: Lab, keys: list[str], gone: bool = False) -> dict[str, float]:
+    """Seconds until each key has arrived (or is gone), measured from now."""
+    start = time.perf_counter()
+    done: dict[str, float] = {}
+    while len(done) < len(keys):
+        streams = await stat_streams(lab.platform)
+        now = time.perf_counter() - start
+        for key in keys:
+            if key in done:
+                continue
+            present = streams.get(key)
+            if (gone and (present is None or not present.publishing)) or (
+                not gone and arrived(present)
+            ):
+                done[key] = now
+        if now > 30:
+            raise TimeoutError(f"{keys} never {'left' if gone else 'arrived'}")
+        await asyncio.sleep(POLL_S)
+    return done
+
+
+def plain_relay(lab: Lab, key: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i",
+         lab.ingest.url("stream"), "-c", "copy", "-f", "flv", lab.target(key)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def bench_toggle(lab: Lab, mode: str, tries: int, rng: random.Random) -> dict[str, Any]:
+    config = lab.config(mode, ["dest"])
+    key = f"dest-{mode}"
+    on: list[float] = []
+    off: list[float] = []
+    baseline: list[float] = []
+    async with service(lab, config) as (_manager, _bridge, client):
+        for n in range(tries):
+            await asyncio.sleep(0.5 + rng.uniform(0, 2.0))  # a random point of the 2 s GOP
+            base_key = f"baseline-{mode}-{n}"
+            await client.publish("streamrelay/dest/set", "ON", qos=1)
+            plain = plain_relay(lab, base_key)
+            times = await wait_for(lab, [key, base_key])
+            on.append(times[key])
+            baseline.append(times[base_key])
+            await client.publish("streamrelay/dest/set", "OFF", qos=1)
+            off.append((await wait_for(lab, [key], gone=True))[key])
+            plain.terminate()
+            plain.wait()
+            await wait_for(lab, [base_key], gone=True)
+    result = {
+        "mode": mode,
+        "on": summary(on),
+        "off": summary(off),
+        "baseline_on": summary(baseline),
+        "ratio_median": round(statistics.median(on) / statistics.median(baseline), 3),
+        "raw_on": [round(v, 3) for v in on],
+        "raw_baseline": [round(v, 3) for v in baseline],
+    }
+    return result
+
+
+async def watch_packets(url: str, stop: asyncio.Event) -> tuple[float, float, int]:
+    """(largest wall-clock gap, largest video timestamp gap, packets) seen by a player."""
+    proc = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-show_entries", "packet=codec_type,pts_time",
+        "-of", "csv=p=0", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    wall_gap = ts_gap = 0.0
+    last_wall: float | None = None
+    last_ts: float | None = None
+    count = 0
+    try:
+        while not stop.is_set():
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), 0.5)
+            except TimeoutError:
+                continue
+            if not line:
+                break
+            kind, _, pts = line.decode().strip().partition(",")
+            now = time.perf_counter()
+            if last_wall is not None and count > 50:  # after the player's start-up burst
+                wall_gap = max(wall_gap, now - last_wall)
+            last_wall = now
+            count += 1
+            if kind == "video" and pts not in ("", "N/A"):
+                value = float(pts)
+                if last_ts is not None:
+                    ts_gap = max(ts_gap, value - last_ts)
+                last_ts = value
+    finally:
+        proc.kill()
+        await proc.wait()
+    return wall_gap, ts_gap, count
+
+
+async def bench_isolation(lab: Lab, toggles: int) -> dict[str, Any]:
+    config = lab.config("cached", ["steady", "flappy"])
+    async with service(lab, config) as (manager, _bridge, client):
+        await client.publish("streamrelay/steady/set", "ON", qos=1)
+        await wait_for(lab, ["steady-cached"])
+        await asyncio.sleep(2)
+        before = (await stat_streams(lab.platform))["steady-cached"].publisher_id
+        ingest_before = (await stat_streams(lab.ingest))["stream"].publisher_id
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch_packets(lab.target("steady-cached"), stop))
+        await asyncio.sleep(3)
+        for n in range(toggles):
+            await client.publish("streamrelay/flappy/set", "ON" if n % 2 == 0 else "OFF", qos=1)
+            await asyncio.sleep(0.4)
+        await client.publish("streamrelay/flappy/set", "OFF", qos=1)
+        await asyncio.sleep(2)
+        stop.set()
+        wall_gap, ts_gap, packets = await watcher
+        after = (await stat_streams(lab.platform))["steady-cached"].publisher_id
+        ingest_after = (await stat_streams(lab.ingest))["stream"].publisher_id
+        return {
+            "toggles": toggles,
+            "watched_packets": packets,
+            "max_wall_gap_s": round(wall_gap, 3),
+            "max_video_timestamp_gap_s": round(ts_gap, 3),
+            "platform_connection_kept": before == after,
+            "ingest_publisher_kept": ingest_before == ingest_after,
+            "steady_restarts": manager.stream_state("steady").restarts,
+        }
+
+
+async def bench_outage(lab: Lab, outage_s: float) -> dict[str, Any]:
+    names = ["a", "b", "c"]
+    config = lab.config("cached", names, hold_s=30)
+    keys = [f"{n}-cached" for n in names]
+    async with service(lab, config) as (_manager, _bridge, client):
+        for n in names:
+            await client.publish(f"streamrelay/{n}/set", "ON", qos=1)
+        await wait_for(lab, keys)
+        await asyncio.sleep(2)
+        before = {k: s.publisher_id for k, s in (await stat_streams(lab.platform)).items()}
+        bytes_before = {k: s.bytes_in for k, s in (await stat_streams(lab.platform)).items()}
+        lab.publisher.stop()
+        await asyncio.sleep(outage_s)
+        streams = await stat_streams(lab.platform)
+        bytes_paused = {k: streams[k].bytes_in for k in keys}
+        lab.publisher.start()
+        back = time.perf_counter()
+        resumed: dict[str, float] = {}
+        while len(resumed) < len(keys) and time.perf_counter() - back < 30:
+            streams = await stat_streams(lab.platform)
+            for k in keys:
+                if k not in resumed and streams[k].bytes_in > bytes_paused[k] + MEDIA_BYTES:
+                    resumed[k] = time.perf_counter() - back
+            await asyncio.sleep(POLL_S)
+        after = {k: s.publisher_id for k, s in (await stat_streams(lab.platform)).items()}
+        return {
+            "outage_s": outage_s,
+            "connections_kept": all(before[k] == after.get(k) for k in keys),
+            "bytes_grew_before_outage": all(bytes_paused[k] >= bytes_before[k] for k in keys),
+            "publisher_return_to_media_s": {k: round(v, 3) for k, v in resumed.items()},
+            "note": "includes the publisher's own start-up (ffmpeg spawn, RTMP connect, x264 "
+            "first keyframe) before the ingest has anything to give",
+        }
+
+
+async def main_async(tries: int) -> dict[str, Any]:
+    rng = random.Random(2026)
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(Path(tmp))
+        try:
+            await asyncio.sleep(3)
+            results: dict[str, Any] = {
+                "toggle": [await bench_toggle(lab, m, tries, rng) for m in ("cached", "direct")],
+                "isolation": await bench_isolation(lab, 20),
+                "outage": await bench_outage(lab, 10.0),
+            }
+        finally:
+            lab.close()
+    for t in results["toggle"]:
+        print(
+            f"{t['mode']:>6}: on {t['on']}  off {t['off']}\n"
+            f"        baseline on {t['baseline_on']}  ratio {t['ratio_median']}"
+        )
+    print("isolation:", results["isolation"])
+    print("outage:", results["outage"])
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tries", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args.tries))
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
