@@ -256,10 +256,12 @@ class MqttBridge:
         self._wake.set()
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush(client)
+        # A lost connection ends this task quietly; run() reconnects and republishes.
+        with contextlib.suppress(aiomqtt.MqttError):
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self._flush(client)
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         if self._config_dirty:
@@ -275,12 +277,13 @@ class MqttBridge:
             await self._publish_ingest(client)
 
     async def _periodic(self, client: aiomqtt.Client) -> None:
-        while True:
-            await asyncio.sleep(BITRATE_PERIOD_S)
-            for state in self._manager.snapshot():
-                if state.status == "live":
-                    await client.publish(self.topics.bitrate(state.id), _kbps(state))
-                    await self._publish_attributes(client, state)
+        with contextlib.suppress(aiomqtt.MqttError):
+            while True:
+                await asyncio.sleep(BITRATE_PERIOD_S)
+                for state in self._manager.snapshot():
+                    if state.status == "live":
+                        await client.publish(self.topics.bitrate(state.id), _kbps(state))
+                        await self._publish_attributes(client, state)
 
     async def _publish_everything(self, client: aiomqtt.Client) -> None:
         for state in self._manager.snapshot():
