@@ -1,0 +1,256 @@
+"""Resilience: a soak of random MQTT and HTTP commands against a real service with
+relays crashing at random and the broker restarted, then checks that the actual
+state equals the last command, nothing leaked, and no key escaped anywhere.
+
+Run alone with:  scripts/test -m resilience
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from mqttrelay.process import OWNER_ENV
+from mqttrelay.state import SavedState, load_state, save_state
+
+from ..conftest import CANARY_KEY
+from ..support import (
+    Mosquitto,
+    NginxRtmp,
+    Publisher,
+    eventually,
+    free_port,
+    stat_streams,
+    wait_port,
+)
+from ..test_mqtt import collector
+
+pytestmark = [pytest.mark.integration, pytest.mark.resilience]
+STREAMS = ["facebook", "tiktok", "youtube", "onestream", "kick"]
+COMMANDS = int(os.environ.get("MQTTRELAY_SOAK_COMMANDS", "300"))
+SOAK_SECONDS = float(os.environ.get("MQTTRELAY_SOAK_SECONDS", "60"))
+
+
+def service_config(
+    tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, broker: Mosquitto
+) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_file": "state.json",
+                "ingest": {"url": ingest.url("stream"), "hold_s": 10},
+                "mqtt": {"port": broker.port},
+                "api": {"port": free_port()},
+                "streams": [
+                    {
+                        "id": s,
+                        "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                        "key": f"{s}-{CANARY_KEY}",
+                    }
+                    for s in STREAMS
+                ],
+            }
+        )
+    )
+    return path
+
+
+def owned(state_file: Path) -> list[psutil.Process]:
+    owner = str(state_file.resolve())
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, broker: Mosquitto
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    config = service_config(tmp_path, ingest, platforms, broker)
+    log = tmp_path / "service.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
+        stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_port(yaml.safe_load(config.read_text())["api"]["port"], 30)
+    yield proc, config
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(30)
+    for leftover in owned(tmp_path / "state.json"):
+        leftover.kill()
+
+
+async def test_soak_random_commands_crashes_and_broker_restarts(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+    service: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    proc, config = service
+    api = f"http://127.0.0.1:{yaml.safe_load(config.read_text())['api']['port']}"
+    rng = random.Random(4711)
+    last: dict[str, bool] = {}
+    me = psutil.Process(proc.pid)
+    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+
+        async def ingest_live() -> bool:
+            return bool((await http.get("/api/health")).json()["ingest"]["live"])
+
+        await eventually(ingest_live, 30, "the ingest to be live")
+        fds_before, rss_before = me.num_fds(), me.memory_info().rss
+        broker_restarts = {COMMANDS // 3, 2 * COMMANDS // 3}
+        started = time.monotonic()
+        async with collector(broker.port) as col:
+            for n in range(COMMANDS):
+                stream = rng.choice(STREAMS)
+                on = rng.random() < 0.6
+                if n in broker_restarts:
+                    broker.kill()
+                    await asyncio.sleep(1)
+                    broker.start()
+                    await asyncio.sleep(2)  # the bridge reconnects with backoff
+                if rng.random() < 0.5 or n >= COMMANDS - 10 or not col.client:
+                    response = await http.put(f"/api/streams/{stream}", json={"enabled": on})
+                    assert response.status_code == 200
+                else:
+                    try:
+                        await col.publish(f"streamrelay/{stream}/set", "ON" if on else "OFF")
+                    except Exception:  # the test's own client lost the restarted broker
+                        response = await http.put(f"/api/streams/{stream}", json={"enabled": on})
+                        assert response.status_code == 200
+                last[stream] = on
+                if rng.random() < 0.03:  # a relay crashes
+                    pids = [c.pid for c in me.children() if c.name() == "ffmpeg"]
+                    if pids:
+                        os.kill(rng.choice(pids), signal.SIGKILL)
+                await asyncio.sleep(
+                    max(0.0, (started + SOAK_SECONDS * (n + 1) / COMMANDS) - time.monotonic())
+                )
+
+        async def settled() -> bool:
+            states = {s["id"]: s for s in (await http.get("/api/streams")).json()}
+            platform = await stat_streams(platforms)
+            for stream, on in last.items():
+                key = f"{stream}-{CANARY_KEY}"
+                publishing = key in platform and platform[key].publishing
+                want = "live" if on else "off"
+                if (
+                    states[stream]["enabled"] != on
+                    or states[stream]["status"] != want
+                    or publishing != on
+                ):
+                    return False
+            return True
+
+        await eventually(settled, 60, "every destination to match the last command", step_s=0.5)
+        ffmpeg = [c for c in me.children() if c.name() == "ffmpeg"]
+        assert len(ffmpeg) == sum(last.values()) + 1  # one relay per enabled stream, plus the tap
+        zombies = [c for c in me.children() if c.status() == psutil.STATUS_ZOMBIE]
+        assert not zombies
+        assert me.num_fds() <= fds_before + 20
+        assert me.memory_info().rss <= rss_before + 80 * 2**20
+        for path in ("/api/streams", "/api/health", "/metrics", "/"):
+            assert CANARY_KEY not in (await http.get(path)).text
+
+    async with collector(broker.port) as col:  # everything retained, after the restarts
+        await eventually(lambda: _has_states(col), 15, "retained states after the broker restarts")
+        for stream, on in last.items():
+            assert col.last(f"streamrelay/{stream}/state") == (b"ON" if on else b"OFF")
+        assert all(CANARY_KEY.encode() not in item.payload for item in col.seen)
+    state_text = (tmp_path / "state.json").read_text()
+    assert CANARY_KEY not in state_text
+    assert json.loads(state_text)["streams"] == last | {s: False for s in STREAMS if s not in last}
+    proc.terminate()
+    assert proc.wait(30) == 0
+    log = (tmp_path / "service.log").read_text()
+    assert CANARY_KEY not in log and "Traceback" not in log
+    assert owned(tmp_path / "state.json") == []
+
+
+async def _has_states(col: object) -> bool:
+    return all(col.last(f"streamrelay/{s}/state") is not None for s in STREAMS)  # type: ignore[attr-defined]
+
+
+def _limit_file_size() -> None:
+    # Python ignores SIGXFSZ, so writes past the limit fail with EFBIG: a full disk.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+
+async def test_full_disk_keeps_relaying_and_the_last_good_state_file(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> None:
+    config = service_config(tmp_path, ingest, platforms, broker)
+    state_file = tmp_path / "state.json"
+    save_state(state_file, SavedState(streams={"tiktok": True}))
+    good = state_file.read_text()
+    api = f"http://127.0.0.1:{yaml.safe_load(config.read_text())['api']['port']}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mqttrelay", "run", "--config", str(config),
+        stdin=subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=_limit_file_size,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    output = bytearray()
+
+    async def drain() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            output.extend(chunk)
+
+    reader = asyncio.create_task(drain())
+    try:
+        await asyncio.to_thread(wait_port, int(api.rsplit(":", 1)[1]), 30)
+        async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+
+            async def tiktok_live() -> bool:
+                return bool((await http.get("/api/streams/tiktok")).json()["status"] == "live")
+
+            await eventually(tiktok_live, 40, "tiktok live from the saved state")
+            response = await http.put("/api/streams/youtube", json={"enabled": True})
+            assert response.status_code == 200
+
+            async def youtube_live() -> bool:
+                return bool((await http.get("/api/streams/youtube")).json()["status"] == "live")
+
+            await eventually(youtube_live, 40, "youtube live although its state cannot be saved")
+            health = (await http.get("/api/health")).json()
+            assert health["status"] == "degraded"
+            assert "cannot write state file" in health["state_file_error"]
+        assert load_state(state_file).streams == {"tiktok": True}
+        assert state_file.read_text() == good  # the last good file is intact
+        leftovers = await asyncio.to_thread(lambda: list(tmp_path.glob("*.tmp")))
+        assert not leftovers
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+        await reader
+    text = output.decode(errors="replace")
+    assert "cannot write state file" in text and "File too large" in text
+    assert "Traceback" not in text
