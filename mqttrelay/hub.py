@@ -28,6 +28,10 @@ GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
 QUEUE_MAX_LAG_MS = 20_000
 QUEUE_MAX_BYTES = 64 * 1024 * 1024
 TAP_RETRY_S = 1.0
+# Right after OBS drops, OBS usually comes back soon and relays are holding:
+# look again more often, so the platforms get pictures again sooner.
+TAP_FAST_RETRY_S = 0.2
+FAST_RETRY_WINDOW_S = 60.0
 READ_SIZE = 65536
 
 
@@ -144,8 +148,12 @@ class Hub(Notifier):
             while True:
                 await self._run_tap_once()
                 self._poke.clear()
+                recently_live = self._last_tag_wall is not None and (
+                    time.monotonic() - self._last_tag_wall < FAST_RETRY_WINDOW_S
+                )
+                delay = TAP_FAST_RETRY_S if recently_live else TAP_RETRY_S
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), TAP_RETRY_S)
+                    await asyncio.wait_for(self._poke.wait(), delay)
         finally:
             if self._proc is not None and self._proc.returncode is None:
                 await asyncio.shield(process.stop_process(self._proc, self._grace_s))

@@ -79,7 +79,10 @@ class NginxRtmp:
                 self.proc.wait()
 
 
-def start_nginx(prefix: Path, app: str, *, fast_start: bool = True) -> NginxRtmp:
+def start_nginx(
+    prefix: Path, app: str, *, fast_start: bool = True, hooks_url: str | None = None
+) -> NginxRtmp:
+    """hooks_url: where on_publish/on_publish_done go (mqttrelay's /api/hooks)."""
     nginx = require_tool("nginx")
     if not Path(RTMP_MODULE).exists():
         message = f"{RTMP_MODULE} missing (install libnginx-mod-rtmp)"
@@ -93,6 +96,8 @@ def start_nginx(prefix: Path, app: str, *, fast_start: bool = True) -> NginxRtmp
         app=app,
         fast_start=fast_start,
         run_as_root=os.geteuid() == 0,
+        on_publish_url=f"{hooks_url}/on_publish" if hooks_url else None,
+        on_publish_done_url=f"{hooks_url}/on_publish_done" if hooks_url else None,
     )
     conf = prefix / "nginx.conf"
     conf.write_text(render_nginx_conf(settings))
