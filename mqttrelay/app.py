@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import uvicorn
@@ -61,86 +61,99 @@ class _Server(uvicorn.Server):
 
 
 async def run(config: Config, config_path: Path | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop every relay and return."""
+    """Run until SIGTERM or SIGINT, then stop every relay and return.
+
+    Each part registers its own stop as it starts, so a failure half-way
+    through start-up still stops what did start, in reverse order.
+    """
     check_api_exposure(config)
-    sock = bind_api_socket(config.api.host, config.api.port)
-    manager = Manager(config)
-    nginx = ManagedNginx.from_config(config, manager.owner) if config.ingest.manage else None
-    if nginx is not None:
-        process.reap_orphans(manager.owner)  # an old run's nginx would hold the port
-        try:
-            await nginx.start()
-        except NginxError as exc:
-            sock.close()
-            raise StartupError(f"managed ingest: {exc}") from None
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[None]] = set()
-    if config_path is not None:
-
-        def on_hup() -> None:
-            task = asyncio.create_task(_reload(manager, config_path))
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await manager.start()
-    bridge = MqttBridge(manager, config) if config.mqtt.enabled else None
-    if bridge is not None:
-        bridge.start()
-    app = create_app(
-        ApiContext(
-            manager=manager,
-            config_path=config_path,
-            token=config.api.token,
-            timezone=config.timezone,
-            mqtt_enabled=bridge is not None,
-            mqtt_connected=(lambda: bridge.connected) if bridge is not None else (lambda: False),
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        sock = bind_api_socket(config.api.host, config.api.port)
+        stack.callback(sock.close)
+        manager = Manager(config)
+        if config.ingest.manage:
+            nginx = ManagedNginx.from_config(config, manager.owner)
+            process.reap_orphans(manager.owner)  # an old run's nginx would hold the port
+            stack.push_async_callback(nginx.stop)
+            try:
+                await nginx.start()
+            except NginxError as exc:
+                raise StartupError(f"managed ingest: {exc}") from None
+        reloads: set[asyncio.Task[None]] = set()
+        stack.callback(_install_signals(loop, stop, manager, config_path, reloads))
+        bridge = MqttBridge(manager, config) if config.mqtt.enabled else None
+        if bridge is not None:
+            stack.push_async_callback(bridge.stop)  # after the relays: their 'off' goes out
+        stack.push_async_callback(manager.stop)
+        await manager.start()
+        if bridge is not None:
+            bridge.start()
+        app = create_app(
+            ApiContext(
+                manager=manager,
+                config_path=config_path,
+                token=config.api.token,
+                timezone=config.timezone,
+                mqtt_enabled=bridge is not None,
+                mqtt_connected=(lambda: bridge.connected) if bridge else (lambda: False),
+            )
         )
-    )
-    server = _Server(
-        uvicorn.Config(
-            app,
-            host=config.api.host,
-            port=config.api.port,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=3,
+        server = _Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=3)
         )
-    )
-    server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-    stop_task = asyncio.create_task(stop.wait())
-    log.info(
-        "mqttrelay running: %d stream(s), ingest %s (%s mode), web page http://%s:%d/",
-        len(config.streams),
-        config.ingest.url,
-        config.ingest.mode,
-        config.api.host,
-        config.api.port,
-    )
-    try:
+        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        stop_task = asyncio.create_task(stop.wait())
+
+        async def stop_http() -> None:
+            app.state.broker.close()  # end the pages' event streams so uvicorn can finish
+            server.should_exit = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(server_task), 5)
+            await cancel_and_wait(server_task, stop_task, *reloads)
+
+        stack.push_async_callback(stop_http)
+        log.info(
+            "mqttrelay running: %d stream(s), ingest %s (%s mode), web page http://%s:%d/",
+            len(config.streams),
+            config.ingest.url,
+            config.ingest.mode,
+            config.api.host,
+            config.api.port,
+        )
         await asyncio.wait([server_task, stop_task], return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
             log.error("the web server stopped unexpectedly")
         log.info("stopping")
-    finally:
-        app.state.broker.close()  # end the pages' event streams so uvicorn can finish
-        server.should_exit = True
-        # Relays first, so their final 'off' status still goes out; then 'offline'.
-        await manager.stop()
-        if bridge is not None:
-            await bridge.stop()
-        if nginx is not None:
-            await nginx.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(server_task), 5)
-        await cancel_and_wait(server_task, stop_task, *reloads)
-        sock.close()
+    log.info("stopped")
+
+
+def _install_signals(
+    loop: asyncio.AbstractEventLoop,
+    stop: asyncio.Event,
+    manager: Manager,
+    config_path: Path | None,
+    reloads: set[asyncio.Task[None]],
+) -> Callable[[], None]:
+    """SIGTERM/SIGINT stop, SIGHUP reloads; returns what removes them again."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if config_path is not None:
+        path = config_path
+
+        def on_hup() -> None:
+            task = asyncio.create_task(_reload(manager, path))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    def remove() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-    log.info("stopped")
+
+    return remove
 
 
 async def _reload(manager: Manager, path: Path) -> None:

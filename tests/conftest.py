@@ -4,14 +4,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from mqttrelay.config import Config
 from mqttrelay.manager import Manager
-from mqttrelay.process import OWNER_ENV
 
-from .support import Mosquitto, NginxRtmp, Publisher, make_mosquitto, require_tool, start_nginx
+from .support import (
+    Mosquitto,
+    NginxRtmp,
+    Publisher,
+    make_mosquitto,
+    owned_processes,
+    require_tool,
+    start_nginx,
+)
 
 CANARY_KEY = "canary-SECRET-4711"
 
@@ -96,13 +102,5 @@ async def managers() -> AsyncIterator[Callable[[Config], Manager]]:
     for manager in made:
         await manager.stop()
     for manager in made:
-        owner = str(manager.config.state_file.resolve())
-        leftovers = [p for p in psutil.process_iter() if _owned_by(p, owner)]
+        leftovers = owned_processes(manager.config.state_file)
         assert not leftovers, f"processes left behind: {leftovers}"
-
-
-def _owned_by(proc: psutil.Process, owner: str) -> bool:
-    try:
-        return proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import psutil
 import pytest
 
 from mqttrelay.ffmpeg import build_test_source_argv
 from mqttrelay.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
+from mqttrelay.process import OWNER_ENV
 
 T = TypeVar("T")
 
@@ -252,3 +254,16 @@ def make_mosquitto(folder: Path) -> Mosquitto:
         "log_type error\nlog_type warning\n" + ("user root\n" if os.geteuid() == 0 else "")
     )
     return Mosquitto(port, conf)
+
+
+def owned_processes(state_file: Path) -> list[psutil.Process]:
+    """Live (not zombie) processes mqttrelay marked as started for this state file."""
+    owner = str(state_file.resolve())
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found

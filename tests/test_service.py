@@ -16,8 +16,6 @@ import psutil
 import pytest
 import yaml
 
-from mqttrelay.process import OWNER_ENV
-
 from .conftest import CANARY_KEY
 from .support import (
     Mosquitto,
@@ -25,6 +23,7 @@ from .support import (
     Publisher,
     eventually,
     free_port,
+    owned_processes,
     stat_streams,
     wait_port,
 )
@@ -80,15 +79,7 @@ class Service:
             )
 
     def children(self) -> list[psutil.Process]:
-        owner = str((self.config.parent / "state.json").resolve())
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get(OWNER_ENV) == owner and proc.status() != "zombie":
-                    found.append(proc)
-            except psutil.Error:
-                continue
-        return found
+        return owned_processes(self.config.parent / "state.json")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

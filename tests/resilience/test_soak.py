@@ -24,7 +24,6 @@ import psutil
 import pytest
 import yaml
 
-from mqttrelay.process import OWNER_ENV
 from mqttrelay.state import SavedState, load_state, save_state
 
 from ..conftest import CANARY_KEY
@@ -34,6 +33,7 @@ from ..support import (
     Publisher,
     eventually,
     free_port,
+    owned_processes,
     stat_streams,
     wait_port,
 )
@@ -70,18 +70,6 @@ def service_config(
     return path
 
 
-def owned(state_file: Path) -> list[psutil.Process]:
-    owner = str(state_file.resolve())
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 @pytest.fixture
 def service(
     tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, broker: Mosquitto
@@ -97,7 +85,7 @@ def service(
     if proc.poll() is None:
         proc.terminate()
         proc.wait(30)
-    for leftover in owned(tmp_path / "state.json"):
+    for leftover in owned_processes(tmp_path / "state.json"):
         leftover.kill()
 
 
@@ -187,7 +175,7 @@ async def test_soak_random_commands_crashes_and_broker_restarts(
     assert proc.wait(30) == 0
     log = (tmp_path / "service.log").read_text()
     assert CANARY_KEY not in log and "Traceback" not in log
-    assert owned(tmp_path / "state.json") == []
+    assert owned_processes(tmp_path / "state.json") == []
 
 
 async def _has_states(col: object) -> bool:
