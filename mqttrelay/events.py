@@ -70,15 +70,20 @@ class EventBroker:
         try:
             yield "retry: 2000\n\n"
             yield self.snapshot_message()
+            next_ingest = time.monotonic() + INGEST_PERIOD_S
             while True:
                 try:
-                    message = await asyncio.wait_for(queue.get(), INGEST_PERIOD_S)
+                    timeout = max(0.0, next_ingest - time.monotonic())
+                    message = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError:
-                    yield format_sse("ingest", asdict(self._manager.ingest_state()))
-                    continue
+                    message = ""
                 if message is None:
                     return
-                yield message
+                if message:
+                    yield message
+                if time.monotonic() >= next_ingest:
+                    next_ingest = time.monotonic() + INGEST_PERIOD_S
+                    yield format_sse("ingest", asdict(self._manager.ingest_state()))
         finally:
             self._queues.discard(queue)
 

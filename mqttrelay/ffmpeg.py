@@ -182,15 +182,22 @@ def bitrate_kbps(bytes_before: int, bytes_after: int, seconds: float) -> float:
 class BitrateMeter:
     """Live kbit/s from total_size samples over the last window_s seconds.
 
-    The first sample is only a baseline: it holds the burst of the cached
+    The first settle_s are only a baseline: they hold the burst of the cached
     keyframe group, which is not the stream's rate.
     """
 
-    def __init__(self, window_s: float = 3.0) -> None:
+    def __init__(self, window_s: float = 3.0, settle_s: float = 1.0) -> None:
         self._window_s = window_s
+        self._settle_s = settle_s
+        self._first_at: float | None = None
         self._samples: deque[tuple[float, int]] = deque()
 
     def add(self, at: float, total_size: int) -> float:
+        if self._first_at is None:
+            self._first_at = at
+        if at - self._first_at < self._settle_s:
+            self._samples = deque([(at, total_size)])  # still the burst: a new baseline
+            return 0.0
         self._samples.append((at, total_size))
         while len(self._samples) > 2 and at - self._samples[1][0] >= self._window_s:
             self._samples.popleft()

@@ -133,7 +133,17 @@ async def test_toggle_in_the_browser_goes_live_and_off(
         await col.publish("streamrelay/tiktok/set", b"ON")
         await expect(tiktok.get_by_test_id("toggle")).to_be_checked(timeout=10_000)
         await expect(tiktok.get_by_test_id("status")).to_have_text("live", timeout=20_000)
+    # a timer from the page: "switch in 30 min" turns the live stream off later
+    await youtube.get_by_test_id("timer-select").select_option("1800")
+    await expect(youtube.get_by_test_id("next-change")).to_contain_text(
+        "Switches off", timeout=10_000
+    )
+    async with httpx.AsyncClient(base_url=web_service.url) as client:
+        timers = (await client.get("/api/streams/youtube/timer")).json()
+    assert len(timers) == 1 and timers[0]["action"] == "off"
     await shot(page, "web-both-live")
+    await youtube.get_by_test_id("timer-cancel").click()
+    await expect(youtube.get_by_test_id("next-change")).to_have_text("", timeout=10_000)
     content = await page.content()
     assert CANARY_KEY not in content
     assert re.search(r"rtmp://127\.0\.0\.1:\d+/dest/\*\*\*\*", content)
