@@ -22,8 +22,8 @@ from .ffmpeg import display_url, mask
 from .hub import Hub
 from .ingest import DirectIngest
 from .relay import Relay, RelaySettings
-from .schedule import Change, missed_changes
-from .scheduler import ConfigSchedules
+from .schedule import Change
+from .scheduler import ConfigSchedules, catch_up
 from .state import SavedState, SavedTimer, StateFileError, load_state, save_state
 from .timers import Timer, Timers
 
@@ -317,22 +317,11 @@ class Manager:
         """Apply, once, the change that should be in force now after a downtime:
         the latest of the timers that came due and the schedules that ran while
         mqttrelay was not running. Timers still ahead are set again."""
-        now = datetime.now(UTC)
-        latest: dict[str, Change] = {}
-        for t in saved.timers:
-            if t.stream_id not in self._relays:
-                continue
-            if t.due > now:
-                self._timers.add(t.stream_id, t.enabled, t.due, t.switch_back, timer_id=t.id)
-            elif t.stream_id not in latest or t.due >= latest[t.stream_id].at:
-                latest[t.stream_id] = Change(t.stream_id, t.enabled, t.due, f"timer {t.id}")
-        if saved.last_seen is not None:
-            missed = missed_changes(
-                self.config.schedules, self._tz, self.stream_ids, saved.last_seen, now
-            )
-            for stream_id, change in missed.items():
-                if stream_id not in latest or change.at >= latest[stream_id].at:
-                    latest[stream_id] = change
+        latest, ahead = catch_up(
+            saved, self.config.schedules, self._tz, self.stream_ids, datetime.now(UTC)
+        )
+        for t in ahead:
+            self._timers.add(t.stream_id, t.enabled, t.due, t.switch_back, timer_id=t.id)
         for stream_id, change in latest.items():
             log.warning(
                 "%s: while mqttrelay was down, %s was due at %s to switch it %s: applying it now",

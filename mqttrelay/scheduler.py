@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .config import ScheduleConfig
-from .schedule import Change, build_trigger, next_changes, targets
+from .schedule import Change, build_trigger, missed_changes, next_changes, targets
+from .state import SavedState, SavedTimer
 
 log = logging.getLogger(__name__)
 JOB_PREFIX = "schedule-"
@@ -68,3 +69,31 @@ class ConfigSchedules:
         if self._next is None or any(c.at <= now for c in self._next.values()):
             self._next = next_changes(self._schedules, self._tz, self._stream_ids(), now)
         return self._next.get(stream_id)
+
+
+def catch_up(
+    saved: SavedState,
+    schedules: list[ScheduleConfig],
+    tz: ZoneInfo,
+    stream_ids: list[str],
+    now: datetime,
+) -> tuple[dict[str, Change], list[SavedTimer]]:
+    """After a downtime: per stream, the latest change that came due while
+    mqttrelay was not running (a saved timer, or a schedule since last_seen),
+    and the saved timers still ahead, to set again."""
+    latest: dict[str, Change] = {}
+    ahead: list[SavedTimer] = []
+    for t in saved.timers:
+        if t.stream_id not in stream_ids:
+            continue
+        if t.due > now:
+            ahead.append(t)
+        elif t.stream_id not in latest or t.due >= latest[t.stream_id].at:
+            latest[t.stream_id] = Change(t.stream_id, t.enabled, t.due, f"timer {t.id}")
+    if saved.last_seen is not None:
+        for stream_id, change in missed_changes(
+            schedules, tz, stream_ids, saved.last_seen, now
+        ).items():
+            if stream_id not in latest or change.at >= latest[stream_id].at:
+                latest[stream_id] = change
+    return latest, ahead
