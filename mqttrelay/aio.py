@@ -25,6 +25,16 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any], retry_s: float = 1.0) -> No
         _, pending = await asyncio.wait(pending, timeout=retry_s)
 
 
+async def port_open(host: str, port: int) -> bool:
+    """Does something accept TCP connections there now?"""
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
 class Notifier:
     """Plain callbacks for 'something changed'; a failing listener is logged, not raised."""
 

@@ -9,7 +9,6 @@ after Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -18,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from . import app, process
-from .aio import cancel_and_wait
+from .aio import cancel_and_wait, port_open
 from .config import Config
 from .ffmpeg import build_test_source_argv
 from .managed_nginx import ManagedNginx, NginxError, find_executable
@@ -73,9 +72,7 @@ async def _start_mosquitto(folder: Path, port: int, owner: str) -> asyncio.subpr
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{user}")
     proc = await process.spawn([binary, "-c", str(conf)], owner, stdin=False, capture=False)
     for _ in range(100):
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
+        if await port_open("127.0.0.1", port):
             return proc
         await asyncio.sleep(0.05)
     raise OSError("mosquitto did not start")

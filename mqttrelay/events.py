@@ -33,10 +33,6 @@ class EventBroker:
         self._last_stats: dict[str, float] = {}
         manager.add_listener(self._on_change)
 
-    @property
-    def clients(self) -> int:
-        return len(self._queues)
-
     def snapshot_message(self) -> str:
         ingest = asdict(self._manager.ingest_state())
         streams = [stream_payload(s) for s in self._manager.snapshot()]

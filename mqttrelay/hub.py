@@ -46,10 +46,6 @@ class Subscription:
         self.started = False  # has it received a keyframe group yet?
         self.overflow: str | None = None
 
-    @property
-    def queued_bytes(self) -> int:
-        return self._bytes
-
     def put(self, timestamp: int, data: bytes) -> None:
         if self.overflow is not None:
             return
@@ -109,10 +105,6 @@ class Hub(Notifier):
         self.bitrate_kbps = 0.0
 
     # -- public -------------------------------------------------------------
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc and self._proc.returncode is None else None
-
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="hub-tap")

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from . import process
-from .aio import cancel_and_wait
+from .aio import cancel_and_wait, port_open
 from .config import Config
 from .nginx import RTMP_MODULE, NginxSettings, render_nginx_conf, settings_from_config
 
@@ -56,10 +56,6 @@ class ManagedNginx:
         folder = config.state_file.resolve().parent / ".mqttrelay-nginx"
         settings = settings_from_config(config, str(folder), run_as_root=os.geteuid() == 0)
         return cls(settings, owner)
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc and self._proc.returncode is None else None
 
     def _prepare(self) -> str:
         """Check what nginx needs and write its config; returns the nginx binary."""
@@ -113,11 +109,7 @@ class ManagedNginx:
             if self._proc is not None and self._proc.returncode is not None:
                 tail = self._error_log_tail()
                 raise NginxError(f"nginx exited at start: {explain_nginx_test(tail)}")
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection(
-                    self.settings.listen_host, self.settings.rtmp_port
-                )
-                writer.close()
+            if await port_open(self.settings.listen_host, self.settings.rtmp_port):
                 return
             await asyncio.sleep(0.05)
         raise NginxError(f"nginx did not listen on port {self.settings.rtmp_port} in time")

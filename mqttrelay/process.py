@@ -103,19 +103,30 @@ async def read_stderr(
             logger(line)
 
 
-def find_orphans(owner: str) -> list[psutil.Process]:
-    """Processes marked with this owner whose parent is not this process."""
+def marked_processes(owner: str) -> list[psutil.Process]:
+    """Live (not zombie) processes carrying this owner's marker, this one excluded."""
     me = os.getpid()
     found = []
-    for proc in psutil.process_iter(["pid", "ppid"]):
+    for proc in psutil.process_iter():
         if proc.pid == me:
             continue
         try:
-            if proc.environ().get(OWNER_ENV) == owner and proc.ppid() != me:
+            if proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        except psutil.Error:
             continue
     return found
+
+
+def find_orphans(owner: str) -> list[psutil.Process]:
+    """Marked processes that are not children of this process."""
+    me = os.getpid()
+    orphans = []
+    for proc in marked_processes(owner):
+        with contextlib.suppress(psutil.Error):
+            if proc.ppid() != me:
+                orphans.append(proc)
+    return orphans
 
 
 def reap_orphans(owner: str, timeout_s: float = 3.0) -> int:

@@ -23,7 +23,7 @@ import pytest
 
 from mqttrelay.ffmpeg import build_test_source_argv
 from mqttrelay.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
-from mqttrelay.process import OWNER_ENV
+from mqttrelay.process import marked_processes
 
 T = TypeVar("T")
 
@@ -258,12 +258,4 @@ def make_mosquitto(folder: Path) -> Mosquitto:
 
 def owned_processes(state_file: Path) -> list[psutil.Process]:
     """Live (not zombie) processes mqttrelay marked as started for this state file."""
-    owner = str(state_file.resolve())
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    return marked_processes(str(state_file.resolve()))
