@@ -267,6 +267,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def on_publish_done(request: Request) -> Response:
         form = await hook_allowed(request)
         log.info("ingest: publisher stopped (%s)", form.get("name", "?"))
+        manager.notify_ingest_stopped()
         return Response("ok")
 
     @app.post("/api/reload", dependencies=auth, responses={422: {}})

@@ -16,6 +16,10 @@ FAST_PROBE = ["-fpsprobesize", "0", "-analyzeduration", "5000000"]
 # Read timeout for RTMP inputs, in microseconds (-timeout means "listen" there).
 INPUT_RW_TIMEOUT_US = "10000000"
 STATS_PERIOD_S = "0.5"
+# The RTMP input's demuxer: live_flv mends the timestamp jump back to zero when
+# OBS publishes again to a player that stayed connected (idle_streams on),
+# where the plain flv demuxer lets the muxer clamp every later timestamp.
+RTMP_INPUT = ["-f", "live_flv"]
 
 _URL_IN_TEXT = re.compile(r"\b(?:rtmps?|rtmpt|rtmpe|srt)://[^\s'\"<>]+", re.IGNORECASE)
 
@@ -79,13 +83,16 @@ def _common(ffmpeg: str) -> list[str]:
 
 
 def build_tap_argv(ffmpeg: str, ingest_url: str) -> list[str]:
-    """The one process that reads the ingest and writes FLV to its stdout."""
+    """The one process that reads the ingest and writes FLV to its stdout.
+
+    No read timeout: it waits at the ingest for OBS (idle_streams on), and the
+    hub notices a stall by itself (hub.SILENCE_END_S).
+    """
     return [
         *_common(ffmpeg),
         "-nostdin",
-        "-rw_timeout",
-        INPUT_RW_TIMEOUT_US,
         *FAST_PROBE,
+        *RTMP_INPUT,
         "-i",
         ingest_url,
         "-map",
@@ -112,7 +119,8 @@ def build_relay_argv(ffmpeg: str, target: str, ingest_url: str | None = None) ->
     if ingest_url is None:
         argv += [*FAST_PROBE, "-f", "flv", "-i", "pipe:0"]
     else:
-        argv += ["-nostdin", "-rw_timeout", INPUT_RW_TIMEOUT_US, *FAST_PROBE, "-i", ingest_url]
+        argv += ["-nostdin", "-rw_timeout", INPUT_RW_TIMEOUT_US, *FAST_PROBE, *RTMP_INPUT]
+        argv += ["-i", ingest_url]
     argv += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
     return argv + _output_options(target)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +29,12 @@ GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
 QUEUE_MAX_LAG_MS = 20_000
 QUEUE_MAX_BYTES = 64 * 1024 * 1024
 TAP_RETRY_S = 1.0
+# A tap that ran this long had connected: start the next one at once.
+TAP_RESPAWN_AT_ONCE_AFTER_S = 5.0
+# With idle_streams on a player stays connected while OBS is away, so silence
+# is how the hub learns a session ended when no on_publish_done hook says so.
+SILENCE_END_S = 2.0
+SILENCE_CHECK_S = 0.25
 # Right after OBS drops, OBS usually comes back soon and relays are holding:
 # look again more often, so the platforms get pictures again sooner.
 TAP_FAST_RETRY_S = 0.2
@@ -96,6 +103,9 @@ class Hub(Notifier):
         self._gop: list[FlvTag] = []
         self._gop_bytes = 0
         self._last_tag_wall: float | None = None
+        self._synced = False  # has this session had its first keyframe?
+        self._new_session = True  # the next tag starts a session (timestamps shift)
+        self._respawn_at_once = False
         self.live = False
         self.sessions = 0
         self.last_error: str | None = None
@@ -121,6 +131,11 @@ class Hub(Notifier):
         """The ingest is (probably) publishing now: retry the tap at once."""
         self._poke.set()
 
+    def publisher_left(self) -> None:
+        """An on_publish_done hook: the session is over, even if the tap is still connected."""
+        if self.live:
+            self._renew_tap()
+
     def subscribe(self, on_wake: Callable[[], None]) -> Subscription:
         sub = Subscription(on_wake)
         if self._gop:
@@ -138,12 +153,15 @@ class Hub(Notifier):
     async def _run(self) -> None:
         try:
             while True:
-                await self._run_tap_once()
+                ran_s = await self._run_tap_once()
                 self._poke.clear()
                 recently_live = self._last_tag_wall is not None and (
                     time.monotonic() - self._last_tag_wall < FAST_RETRY_WINDOW_S
                 )
                 delay = TAP_FAST_RETRY_S if recently_live else TAP_RETRY_S
+                if ran_s >= TAP_RESPAWN_AT_ONCE_AFTER_S or self._respawn_at_once:
+                    delay = 0.0
+                self._respawn_at_once = False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._poke.wait(), delay)
         finally:
@@ -151,24 +169,24 @@ class Hub(Notifier):
                 await asyncio.shield(process.stop_process(self._proc, self._grace_s))
             self._end_session()
 
-    async def _run_tap_once(self) -> None:
+    async def _run_tap_once(self) -> float:
+        """Run the tap until it ends; returns how long it ran, in seconds."""
+        started = time.monotonic()
         try:
             proc = await process.spawn(self._argv, self._owner, stdin=False)
         except OSError as exc:
             self.last_error = f"cannot start ffmpeg: {exc.strerror or exc}"
             log.error("tap: %s", self.last_error)
             await asyncio.sleep(5)
-            return
+            return 0.0
         self._proc = proc
-        stderr_task = asyncio.create_task(
-            process.read_stderr(proc.stderr, self._secrets, self.stderr_tail, self._log_stderr)
-        )
-        gap_ms = 0
-        if self._last_tag_wall is not None:
-            gap_ms = int((time.monotonic() - self._last_tag_wall) * 1000)
-        self._rewriter.new_session(gap_ms)
+        helpers = [
+            asyncio.create_task(
+                process.read_stderr(proc.stderr, self._secrets, self.stderr_tail, self._log_stderr)
+            ),
+            asyncio.create_task(self._watch_silence()),
+        ]
         reader = FlvReader()
-        session_synced = False
         assert proc.stdout is not None
         try:
             while chunk := await proc.stdout.read(READ_SIZE):
@@ -180,14 +198,34 @@ class Hub(Notifier):
                     flags = reader.header
                     self._header = encode_header(audio=flags.audio, video=flags.video)
                 for tag in tags:
-                    session_synced = self._on_tag(tag, session_synced)
+                    self._on_tag(tag)
         except FlvError as exc:
             self.last_error = f"tap produced bad FLV: {exc}"
             log.error("tap: %s", self.last_error)
         finally:
             await process.stop_process(proc, self._grace_s)
-            await stderr_task
+            await cancel_and_wait(*helpers)
+            self._proc = None
             self._end_session()
+        return time.monotonic() - started
+
+    async def _watch_silence(self) -> None:
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_S)
+            last = self._last_tag_wall
+            if self.live and last is not None and time.monotonic() - last > SILENCE_END_S:
+                log.info("ingest: no data for %.0f s, taking the session as ended", SILENCE_END_S)
+                self._renew_tap()
+
+    def _renew_tap(self) -> None:
+        """End the session and start a fresh tap at once: with idle_streams on it
+        then waits at the ingest and reads OBS's very first keyframe when OBS
+        returns. (A tap that stays connected through a pause longer than its
+        read timeout garbles its next packets, ffmpeg 5.1.)"""
+        self._end_session()
+        if self._proc is not None and self._proc.returncode is None:
+            self._respawn_at_once = True
+            process.signal_group(self._proc, signal.SIGKILL)
 
     def _log_stderr(self, line: str) -> None:
         # While OBS is away the tap fails the same way every second: say it once.
@@ -204,13 +242,19 @@ class Hub(Notifier):
             self._rate_since = now
 
     # -- tags ---------------------------------------------------------------
-    def _on_tag(self, tag: FlvTag, session_synced: bool) -> bool:
-        """Cache and forward one tag; returns whether the session has had a keyframe."""
-        self._last_tag_wall = time.monotonic()
+    def _on_tag(self, tag: FlvTag) -> None:
+        """Cache and forward one tag."""
+        now = time.monotonic()
+        if self._new_session:
+            # shift the session to follow the last tag sent, plus the wall-clock pause
+            gap = 0 if self._last_tag_wall is None else int((now - self._last_tag_wall) * 1000)
+            self._rewriter.new_session(gap)
+            self._new_session = False
+        self._last_tag_wall = now
         if tag.is_metadata:
             # Only new relays get it: an attached relay takes a second one for a new stream.
             self._metadata = self._rewriter.rewrite(tag)
-            return session_synced
+            return
         if tag.is_sequence_header:
             tag = self._rewriter.rewrite(tag)
             if tag.is_video:
@@ -218,9 +262,10 @@ class Hub(Notifier):
             else:
                 self._audio_seq = tag
             self._forward(tag)
-            return session_synced
-        if not session_synced and not tag.is_keyframe:
-            return False  # nothing decodable before the session's first keyframe
+            return
+        if not self._synced and not tag.is_keyframe:
+            return  # nothing decodable before the session's first keyframe
+        self._synced = True
         tag = self._rewriter.rewrite(tag)
         if tag.is_keyframe:
             self._gop = [tag]
@@ -237,7 +282,6 @@ class Hub(Notifier):
             if too_long or self._gop_bytes > GOP_CACHE_MAX_BYTES:
                 self._gop, self._gop_bytes = [], 0
         self._forward(tag)
-        return True
 
     def _send_start(self, sub: Subscription, timestamp: int) -> None:
         """FLV header and codec headers, stamped at the group's start."""
@@ -257,7 +301,8 @@ class Hub(Notifier):
             sub.put(tag.timestamp, data)
 
     def _end_session(self) -> None:
-        self._proc = None
+        self._synced = False
+        self._new_session = True
         self._gop, self._gop_bytes = [], 0
         self.bitrate_kbps = 0.0
         if self.live:

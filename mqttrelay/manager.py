@@ -339,6 +339,13 @@ class Manager:
         if self.direct is not None and self.config.ingest.stat_url is None:
             self.direct.set_live(True)
 
+    def notify_ingest_stopped(self) -> None:
+        """An on_publish_done hook: relays hold (or wait) now, not after a timeout."""
+        if self.hub is not None:
+            self.hub.publisher_left()
+        if self.direct is not None and self.config.ingest.stat_url is None:
+            self.direct.set_live(False)
+
     # -- queries ------------------------------------------------------------
     @property
     def stream_ids(self) -> list[str]:

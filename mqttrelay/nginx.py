@@ -20,7 +20,8 @@ class NginxSettings:
     http_port: int | None  # the stat page, on 127.0.0.1; None: no stat page
     app: str = "live"
     listen_host: str = "127.0.0.1"
-    fast_start: bool = True  # wait_key/wait_video/idle_streams off
+    fast_start: bool = True  # wait_key, wait_video and idle_streams as below
+    idle_streams: bool = True
     publish_from: tuple[str, ...] = ("127.0.0.1",)
     on_publish_url: str | None = None
     on_publish_done_url: str | None = None
@@ -34,8 +35,10 @@ def render_nginx_conf(s: NginxSettings) -> str:
     app_lines = ["live on;", "record off;"]
     if s.fast_start:
         # A player (the tap) then starts at a keyframe with its sequence headers,
-        # and is closed when the publisher leaves instead of idling.
-        app_lines += ["wait_key on;", "wait_video on;", "idle_streams off;"]
+        # and stays connected while OBS is away, so it is there for the very
+        # first keyframe when OBS comes back (benchmarks/RESULTS.md, outage).
+        idle = "on" if s.idle_streams else "off"
+        app_lines += ["wait_key on;", "wait_video on;", f"idle_streams {idle};"]
     app_lines += [f"allow publish {addr};" for addr in s.publish_from]
     app_lines += ["deny publish all;", "allow play all;"]
     if s.on_publish_url:

@@ -32,9 +32,12 @@ TEST_RELAY_OVERRIDES: dict[str, float] = {
 
 
 @pytest.fixture
-def ingest(tmp_path: Path) -> Iterator[NginxRtmp]:
+def ingest(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NginxRtmp]:
+    """The ingest as `mqttrelay nginx-conf` renders it; parametrize with
+    indirect=True and a bool to choose idle_streams."""
     require_tool("ffmpeg")
-    server = start_nginx(tmp_path / "ingest", "live")
+    idle_streams = bool(getattr(request, "param", True))
+    server = start_nginx(tmp_path / "ingest", "live", idle_streams=idle_streams)
     yield server
     server.stop()
 

@@ -63,6 +63,7 @@ class NginxRtmp:
     app: str
     proc: subprocess.Popen[bytes]
     prefix: Path
+    idle_streams: bool = True
 
     def url(self, name: str) -> str:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/{self.app}/{name}"
@@ -82,7 +83,12 @@ class NginxRtmp:
 
 
 def start_nginx(
-    prefix: Path, app: str, *, fast_start: bool = True, hooks_url: str | None = None
+    prefix: Path,
+    app: str,
+    *,
+    fast_start: bool = True,
+    idle_streams: bool = True,
+    hooks_url: str | None = None,
 ) -> NginxRtmp:
     """hooks_url: where on_publish/on_publish_done go (mqttrelay's /api/hooks)."""
     nginx = require_tool("nginx")
@@ -97,6 +103,7 @@ def start_nginx(
         http_port=http_port,
         app=app,
         fast_start=fast_start,
+        idle_streams=idle_streams,
         run_as_root=os.geteuid() == 0,
         on_publish_url=f"{hooks_url}/on_publish" if hooks_url else None,
         on_publish_done_url=f"{hooks_url}/on_publish_done" if hooks_url else None,
@@ -108,7 +115,7 @@ def start_nginx(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = NginxRtmp(settings.rtmp_port, http_port, app, proc, prefix)
+    server = NginxRtmp(settings.rtmp_port, http_port, app, proc, prefix, idle_streams)
     try:
         wait_port(settings.rtmp_port)
         wait_port(http_port)
@@ -154,6 +161,7 @@ class StatStream:
     publishing: bool
     publisher_id: str | None
     bytes_in: int
+    players: int
     video_codec: str | None
     audio_codec: str | None
 
@@ -179,6 +187,7 @@ def parse_stat_streams(xml_text: str, app: str) -> dict[str, StatStream]:
                 publishing=stream.find("publishing") is not None,
                 publisher_id=publisher,
                 bytes_in=int(stream.findtext("bytes_in") or 0),
+                players=sum(1 for c in stream.iter("client") if c.find("publishing") is None),
                 video_codec=stream.findtext("meta/video/codec"),
                 audio_codec=stream.findtext("meta/audio/codec"),
             )

@@ -20,7 +20,15 @@ from mqttrelay.config import Config
 from mqttrelay.manager import Manager
 
 from .conftest import CANARY_KEY, make_config
-from .support import NginxRtmp, Publisher, eventually, probe_codecs, require_tool, stat_streams
+from .support import (
+    NginxRtmp,
+    Publisher,
+    eventually,
+    owned_processes,
+    probe_codecs,
+    require_tool,
+    stat_streams,
+)
 from .test_relay_e2e import wait_gone, wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
@@ -269,6 +277,18 @@ async def test_destination_that_stops_reading_gets_its_relay_restarted(
     await wait_bytes_grow(platforms, key_of(config, "youtube"))
 
 
+def tap_pids(config: Config) -> set[int]:
+    """The tap: the one ffmpeg of ours that writes FLV to its stdout."""
+    return {
+        p.pid
+        for p in owned_processes(Path(config.state_file))
+        if p.cmdline()[-1] == "pipe:1" and config.ingest.url in p.cmdline()
+    }
+
+
+@pytest.mark.parametrize(
+    "ingest", [True, False], indirect=True, ids=["idle_streams_on", "idle_streams_off"]
+)
 async def test_short_ingest_outage_keeps_platform_connection(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -286,9 +306,21 @@ async def test_short_ingest_outage_keeps_platform_connection(
     await wait_status(manager, "youtube", "live")
     connection = await publisher_id(platforms, key)
     pid = manager.stream_state("youtube").pid
+    taps = tap_pids(config)
+    assert len(taps) == 1
 
     publisher.stop()
     await wait_status(manager, "youtube", "holding")
+    assert manager.ingest_state().live is False
+    if ingest.idle_streams:
+
+        async def tap_waits_at_ingest() -> bool:
+            stream = (await stat_streams(ingest)).get("stream")
+            return stream is not None and not stream.publishing and stream.players == 1
+
+        # a fresh tap waits for OBS there, to read its very first keyframe
+        await eventually(tap_waits_at_ingest, 20, "the tap to wait at the ingest")
+        assert tap_pids(config) != taps
     await asyncio.sleep(3)
     publisher.start()
     await wait_status(manager, "youtube", "live")

@@ -32,6 +32,7 @@ def test_direct_relay_argv_pulls_ingest_with_read_timeout() -> None:
     assert argv[argv.index("-i") + 1] == "rtmp://127.0.0.1/live/s"
     assert "-rw_timeout" in argv and "-timeout" not in argv
     assert "-tcp_nodelay" not in argv  # not passed to TLS
+    assert argv[argv.index("-i") - 2 : argv.index("-i")] == ["-f", "live_flv"]
     assert argv[-3:] == ["-flvflags", "no_duration_filesize", "rtmps://b/rtmp/K"]
 
 
@@ -45,6 +46,10 @@ def test_tap_argv() -> None:
     assert argv[-1] == "pipe:1"
     assert argv[argv.index("-f", argv.index("-i")) + 1] == "flv"
     assert "-nostdin" in argv
+    # live_flv mends the timestamp jump of a new OBS session; no read timeout,
+    # so the tap can wait at the ingest for OBS as long as it takes
+    assert argv[argv.index("-i") - 2 : argv.index("-i")] == ["-f", "live_flv"]
+    assert "-rw_timeout" not in argv
 
 
 def test_mask_url_and_display() -> None:

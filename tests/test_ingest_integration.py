@@ -70,7 +70,7 @@ def test_rendered_config_passes_nginx_t_and_says_what_it_must(
     for needed in (
         "wait_key on;",
         "wait_video on;",
-        "idle_streams off;",
+        "idle_streams on;",
         "allow publish 127.0.0.1;",
         "deny publish all;",
         f"on_publish http://127.0.0.1:{config.api.port}/api/hooks/on_publish;",
@@ -128,7 +128,9 @@ async def test_managed_ingest_hooks_start_relays_at_once_and_check_the_key(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     require_tool("ffmpeg")
-    monkeypatch.setattr(hub, "TAP_RETRY_S", 120.0)  # only the hook can start the tap in time
+    # only the hooks can start the tap and end the session in time
+    monkeypatch.setattr(hub, "TAP_RETRY_S", 120.0)
+    monkeypatch.setattr(hub, "SILENCE_END_S", 120.0)
     config = ingest_config(tmp_path, platforms, manage=True, publish_key=PUBLISH_KEY, hold_s=2)
     runner = asyncio.create_task(app.run(config))
     try:

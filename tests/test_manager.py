@@ -129,7 +129,7 @@ async def test_default_nginx_application_still_maps_audio_and_video(
     platforms: NginxRtmp,
     managers: Callable[[Config], Manager],
 ) -> None:
-    """An ingest without wait_key/wait_video/idle_streams off, as users may have."""
+    """An ingest with nginx-rtmp's defaults (no wait_key, no wait_video), as users may have."""
     plain = start_nginx(tmp_path / "plain-ingest", "live", fast_start=False)
     pub = Publisher(plain.url("stream"))
     pub.start()
