@@ -15,7 +15,7 @@ MASK = "****"
 FAST_PROBE = ["-fpsprobesize", "0", "-analyzeduration", "5000000"]
 # Read timeout for RTMP inputs, in microseconds (-timeout means "listen" there).
 INPUT_RW_TIMEOUT_US = "10000000"
-STATS_PERIOD_S = "0.5"
+STATS_PERIOD_S = "1"
 # The RTMP input's demuxer: live_flv mends the timestamp jump back to zero when
 # OBS publishes again to a player that stayed connected (idle_streams on),
 # where the plain flv demuxer lets the muxer clamp every later timestamp.
@@ -154,6 +154,13 @@ class ProgressParser:
 
     def __init__(self) -> None:
         self._fields: dict[str, str] = {}
+        self._partial = ""
+
+    def feed(self, text: str) -> list[Progress]:
+        """Any piece of the output (one read); a line cut in two is kept for the next."""
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        return [p for line in lines if (p := self.feed_line(line)) is not None]
 
     def feed_line(self, line: str) -> Progress | None:
         key, sep, value = line.strip().partition("=")

@@ -40,15 +40,22 @@ SILENCE_CHECK_S = 0.25
 TAP_FAST_RETRY_S = 0.2
 FAST_RETRY_WINDOW_S = 60.0
 READ_SIZE = 65536
+# Tags reach the relays' pipes in one write per relay this often, not one per
+# tag (about 70 a second): per-tag writes, each a task wake-up, were most of
+# mqttrelay's own CPU at 50 relays (benchmarks/RESULTS.md, scale).
+FEED_INTERVAL_S = 0.03
+# Above this much unread in a relay's pipe, tags wait in its queue, where the
+# stream-time and size bounds apply.
+PIPE_BACKLOG_MAX_BYTES = 1024 * 1024
 
 
 class Subscription:
-    """One relay's queue of FLV bytes, bounded by stream time and by size."""
+    """One relay's stdin and its queue of FLV bytes, bounded by stream time and by size."""
 
-    def __init__(self, on_wake: Callable[[], None]) -> None:
+    def __init__(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> None:
+        self._pipe = pipe
         self._chunks: deque[tuple[int, bytes]] = deque()
         self._bytes = 0
-        self._ready = asyncio.Event()
         self._on_wake = on_wake
         self.started = False  # has it received a keyframe group yet?
         self.overflow: str | None = None
@@ -67,17 +74,16 @@ class Subscription:
             self._chunks.clear()
             self._bytes = 0
             self._on_wake()
-        self._ready.set()
 
-    async def get(self) -> bytes:
-        """Everything queued so far, waiting for at least one chunk."""
-        while not self._chunks:
-            self._ready.clear()
-            await self._ready.wait()
-        data = b"".join(chunk for _, chunk in self._chunks)
+    def flush(self) -> None:
+        """Write everything queued to the relay's stdin, unless its pipe is backed up."""
+        if not self._chunks or self.overflow is not None or self._pipe.is_closing():
+            return
+        if self._pipe.transport.get_write_buffer_size() > PIPE_BACKLOG_MAX_BYTES:
+            return
+        self._pipe.write(b"".join(chunk for _, chunk in self._chunks))
         self._chunks.clear()
         self._bytes = 0
-        return data
 
 
 class Hub(Notifier):
@@ -106,6 +112,7 @@ class Hub(Notifier):
         self._synced = False  # has this session had its first keyframe?
         self._new_session = True  # the next tag starts a session (timestamps shift)
         self._respawn_at_once = False
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.live = False
         self.sessions = 0
         self.last_error: str | None = None
@@ -123,6 +130,9 @@ class Hub(Notifier):
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
 
     def add_secrets(self, secrets: list[str]) -> None:
         self._secrets.extend(s for s in secrets if s not in self._secrets)
@@ -136,12 +146,14 @@ class Hub(Notifier):
         if self.live:
             self._renew_tap()
 
-    def subscribe(self, on_wake: Callable[[], None]) -> Subscription:
-        sub = Subscription(on_wake)
+    def subscribe(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> Subscription:
+        """Feed a relay's stdin: the cached keyframe group at once, then live tags."""
+        sub = Subscription(pipe, on_wake)
         if self._gop:
             self._send_start(sub, self._gop[0].timestamp)
             for tag in self._gop:
                 sub.put(tag.timestamp, tag.encode())
+            sub.flush()
         self._subs.append(sub)
         return sub
 
@@ -299,6 +311,14 @@ class Hub(Notifier):
                     continue
                 self._send_start(sub, tag.timestamp)
             sub.put(tag.timestamp, data)
+        if self._flush_timer is None and self._subs:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(FEED_INTERVAL_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        for sub in self._subs:
+            sub.flush()
 
     def _end_session(self) -> None:
         self._synced = False

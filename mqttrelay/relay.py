@@ -226,7 +226,10 @@ class Relay:
             self._ps = psutil.Process(proc.pid)
             self._ps.cpu_percent(None)
         self._set(Status.STARTING)
-        sub = self._hub.subscribe(self.wake) if self._hub is not None else None
+        sub = None
+        if self._hub is not None:
+            assert proc.stdin is not None
+            sub = self._hub.subscribe(proc.stdin, self.wake)
         tasks = [
             asyncio.create_task(self._read_progress(proc)),
             asyncio.create_task(
@@ -236,8 +239,6 @@ class Relay:
             ),
             asyncio.create_task(self._notify_exit(proc)),
         ]
-        if sub is not None:
-            tasks.append(asyncio.create_task(self._feed(proc, sub)))
         try:
             return await self._watch(proc, sub)
         finally:
@@ -303,32 +304,27 @@ class Relay:
         await proc.wait()
         self.wake()
 
-    async def _feed(self, proc: asyncio.subprocess.Process, sub: Subscription) -> None:
-        assert proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            while True:
-                data = await sub.get()
-                proc.stdin.write(data)
-                await proc.stdin.drain()
-
     async def _read_progress(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         parser = ProgressParser()
         meter = BitrateMeter()
-        while line := await proc.stdout.readline():
-            progress = parser.feed_line(line.decode("utf-8", "replace"))
-            if progress is None or progress.total_size is None:
-                continue
-            now = time.monotonic()
-            self.bitrate_kbps = meter.add(now, progress.total_size)
-            if progress.total_size > self._total_size:
-                self._total_size = progress.total_size
-                self._last_growth = now
-                if self.status in (Status.STARTING, Status.HOLDING):
-                    self._live_since = self._live_since or now
-                    self._set(Status.LIVE)
-                    continue
-            self._on_change(self, False)
+        # one read per block rather than one per line: fewer wake-ups at 50 relays
+        while chunk := await proc.stdout.read(4096):
+            for progress in parser.feed(chunk.decode("utf-8", "replace")):
+                if progress.total_size is not None:
+                    self._on_progress(meter, progress.total_size)
+
+    def _on_progress(self, meter: BitrateMeter, total_size: int) -> None:
+        now = time.monotonic()
+        self.bitrate_kbps = meter.add(now, total_size)
+        if total_size > self._total_size:
+            self._total_size = total_size
+            self._last_growth = now
+            if self.status in (Status.STARTING, Status.HOLDING):
+                self._live_since = self._live_since or now
+                self._set(Status.LIVE)
+                return
+        self._on_change(self, False)
 
     def _log_stderr(self, line: str) -> None:
         # The last line goes into the warning when the process ends; all of them at debug.

@@ -91,6 +91,22 @@ def test_progress_blocks() -> None:
     assert parser.feed_line("garbage without equals") is None
 
 
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_progress_in_pieces_equals_progress_by_line(cuts: list[int]) -> None:
+    text = "total_size=100\nprogress=continue\nspeed=1x\ntotal_size=250\nprogress=end\n"
+    by_line = ProgressParser()
+    whole = [p for line in text.splitlines() if (p := by_line.feed_line(line))]
+    parser = ProgressParser()
+    pieces, last = [], 0
+    for cut in sorted(c % (len(text) + 1) for c in cuts):
+        pieces.append(text[last:cut])
+        last = cut
+    pieces.append(text[last:])
+    got = [p for piece in pieces for p in parser.feed(piece)]
+    assert got == whole
+    assert [(p.total_size, p.ended) for p in got] == [(100, False), (250, True)]
+
+
 def test_bitrate() -> None:
     assert bitrate_kbps(0, 125_000, 1.0) == 1000.0
     assert bitrate_kbps(100, 50, 1.0) == 0.0
