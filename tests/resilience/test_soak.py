@@ -1,6 +1,7 @@
 """Resilience: a soak of random MQTT and HTTP commands against a real service with
-relays crashing at random and the broker restarted, then checks that the actual
-state equals the last command, nothing leaked, and no key escaped anywhere.
+relays crashing at random, the broker restarted and mqttrelay itself killed and
+restarted, then checks that the actual state equals the last command, nothing
+leaked, and no key escaped anywhere.
 
 Run alone with:  scripts/test -m resilience
 """
@@ -41,8 +42,8 @@ from ..test_mqtt import collector
 
 pytestmark = [pytest.mark.integration, pytest.mark.resilience]
 STREAMS = ["facebook", "tiktok", "youtube", "onestream", "kick"]
-COMMANDS = int(os.environ.get("MQTTRELAY_SOAK_COMMANDS", "300"))
-SOAK_SECONDS = float(os.environ.get("MQTTRELAY_SOAK_SECONDS", "60"))
+COMMANDS = int(os.environ.get("MQTTRELAY_SOAK_COMMANDS", "1000"))
+SOAK_SECONDS = float(os.environ.get("MQTTRELAY_SOAK_SECONDS", "300"))
 
 
 def service_config(
@@ -70,46 +71,75 @@ def service_config(
     return path
 
 
+class Service:
+    """`mqttrelay run` as a user starts it, which the test may kill and start again."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.port = int(yaml.safe_load(config.read_text())["api"]["port"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mqttrelay", "run", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_port(self.port, 30)
+
+    @property
+    def ps(self) -> psutil.Process:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(30)
+
+
 @pytest.fixture
 def service(
     tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, broker: Mosquitto
-) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    config = service_config(tmp_path, ingest, platforms, broker)
-    log = tmp_path / "service.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
-        stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    wait_port(yaml.safe_load(config.read_text())["api"]["port"], 30)
-    yield proc, config
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(30)
+) -> Iterator[Service]:
+    svc = Service(service_config(tmp_path, ingest, platforms, broker), tmp_path / "service.log")
+    svc.start()
+    yield svc
+    svc.stop()
     for leftover in owned_processes(tmp_path / "state.json"):
         leftover.kill()
 
 
-async def test_soak_random_commands_crashes_and_broker_restarts(
+async def test_soak_random_commands_crashes_and_restarts(
     tmp_path: Path,
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
-    service: tuple[subprocess.Popen[bytes], Path],
+    service: Service,
 ) -> None:
-    proc, config = service
-    api = f"http://127.0.0.1:{yaml.safe_load(config.read_text())['api']['port']}"
     rng = random.Random(4711)
     last: dict[str, bool] = {}
-    me = psutil.Process(proc.pid)
-    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+    broker_restarts = {COMMANDS // 6, 3 * COMMANDS // 6, 5 * COMMANDS // 6}
+    mqttrelay_kill = COMMANDS // 2 + 1
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=10) as http:
 
         async def ingest_live() -> bool:
             return bool((await http.get("/api/health")).json()["ingest"]["live"])
 
+        async def enabled_as_last() -> bool:
+            states = {s["id"]: s["enabled"] for s in (await http.get("/api/streams")).json()}
+            return all(states[stream] == on for stream, on in last.items())
+
         await eventually(ingest_live, 30, "the ingest to be live")
+        # a pending timer, set long before it is due, must survive the kill below
+        timer = await http.post("/api/streams/kick/timer", json={"action": "on", "in_s": 86400})
+        assert timer.status_code == 200
+        me = service.ps
         fds_before, rss_before = me.num_fds(), me.memory_info().rss
-        broker_restarts = {COMMANDS // 3, 2 * COMMANDS // 3}
         started = time.monotonic()
         async with collector(broker.port) as col:
             for n in range(COMMANDS):
@@ -120,6 +150,19 @@ async def test_soak_random_commands_crashes_and_broker_restarts(
                     await asyncio.sleep(1)
                     broker.start()
                     await asyncio.sleep(2)  # the bridge reconnects with backoff
+                if n == mqttrelay_kill:
+                    await eventually(enabled_as_last, 30, "every command applied before the kill")
+                    old_children = {c.pid for c in me.children()}
+                    me.kill()
+                    assert service.proc is not None and service.proc.wait(30) == -signal.SIGKILL
+                    service.start()
+                    me = service.ps
+                    assert await enabled_as_last()  # desired states restored from the state file
+                    await eventually(ingest_live, 30, "the ingest live after the restart")
+                    # the killed instance's ffmpeg processes were reaped, none is left behind
+                    owned = {p.pid for p in owned_processes(tmp_path / "state.json")}
+                    assert not old_children & owned
+                    fds_before, rss_before = me.num_fds(), me.memory_info().rss
                 if rng.random() < 0.5 or n >= COMMANDS - 10 or not col.client:
                     response = await http.put(f"/api/streams/{stream}", json={"enabled": on})
                     assert response.status_code == 200
@@ -156,10 +199,13 @@ async def test_soak_random_commands_crashes_and_broker_restarts(
         await eventually(settled, 60, "every destination to match the last command", step_s=0.5)
         ffmpeg = [c for c in me.children() if c.name() == "ffmpeg"]
         assert len(ffmpeg) == sum(last.values()) + 1  # one relay per enabled stream, plus the tap
+        assert {p.pid for p in owned_processes(tmp_path / "state.json")} == {p.pid for p in ffmpeg}
         zombies = [c for c in me.children() if c.status() == psutil.STATUS_ZOMBIE]
         assert not zombies
         assert me.num_fds() <= fds_before + 20
         assert me.memory_info().rss <= rss_before + 80 * 2**20
+        timers = (await http.get("/api/streams/kick/timer")).json()
+        assert [t["id"] for t in timers] == [timer.json()["id"]]
         for path in ("/api/streams", "/api/health", "/metrics", "/"):
             assert CANARY_KEY not in (await http.get(path)).text
 
@@ -171,9 +217,8 @@ async def test_soak_random_commands_crashes_and_broker_restarts(
     state_text = (tmp_path / "state.json").read_text()
     assert CANARY_KEY not in state_text
     assert json.loads(state_text)["streams"] == last | {s: False for s in STREAMS if s not in last}
-    proc.terminate()
-    assert proc.wait(30) == 0
-    log = (tmp_path / "service.log").read_text()
+    assert service.stop() == 0
+    log = service.log.read_text()
     assert CANARY_KEY not in log and "Traceback" not in log
     assert owned_processes(tmp_path / "state.json") == []
 
