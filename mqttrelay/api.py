@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -177,6 +178,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="mqttrelay", version=__version__, docs_url="/api/docs", redoc_url=None)
     app.state.broker = broker
     app.add_middleware(JsonBodyMiddleware)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the input: a secret, or a number JSON cannot
+        # carry ({"enabled": 1e999} made it fail with a 500)
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     def check_token(request: Request) -> None:
         if ctx.token is None:

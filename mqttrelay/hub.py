@@ -40,17 +40,18 @@ SILENCE_CHECK_S = 0.25
 TAP_FAST_RETRY_S = 0.2
 FAST_RETRY_WINDOW_S = 60.0
 READ_SIZE = 65536
-# Tags reach the relays' pipes in one write per relay this often, not one per
-# tag (about 70 a second): per-tag writes, each a task wake-up, were most of
-# mqttrelay's own CPU at 50 relays (benchmarks/RESULTS.md, scale).
-FEED_INTERVAL_S = 0.03
+# Live tags are gathered into one batch, shared by every relay and written to
+# each pipe this often: per-tag, per-relay work was most of mqttrelay's own CPU
+# at 50 relays (benchmarks/RESULTS.md, scale).
+FEED_INTERVAL_S = 0.04
 # Above this much unread in a relay's pipe, tags wait in its queue, where the
 # stream-time and size bounds apply.
 PIPE_BACKLOG_MAX_BYTES = 1024 * 1024
 
 
 class Subscription:
-    """One relay's stdin and its queue of FLV bytes, bounded by stream time and by size."""
+    """One relay's stdin, and its own queue of FLV bytes for what the pipe cannot
+    take yet, bounded by stream time and by size."""
 
     def __init__(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> None:
         self._pipe = pipe
@@ -75,15 +76,26 @@ class Subscription:
             self._bytes = 0
             self._on_wake()
 
+    def send(self, timestamp: int, batch: bytes) -> None:
+        """A batch of live tags: straight into the pipe unless something waits before it."""
+        if not self._chunks and self._pipe_ready():
+            self._pipe.write(batch)
+        else:
+            self.put(timestamp, batch)
+            self.flush()
+
     def flush(self) -> None:
         """Write everything queued to the relay's stdin, unless its pipe is backed up."""
-        if not self._chunks or self.overflow is not None or self._pipe.is_closing():
-            return
-        if self._pipe.transport.get_write_buffer_size() > PIPE_BACKLOG_MAX_BYTES:
+        if not self._chunks or self.overflow is not None or not self._pipe_ready():
             return
         self._pipe.write(b"".join(chunk for _, chunk in self._chunks))
         self._chunks.clear()
         self._bytes = 0
+
+    def _pipe_ready(self) -> bool:
+        if self._pipe.is_closing():
+            return False
+        return self._pipe.transport.get_write_buffer_size() <= PIPE_BACKLOG_MAX_BYTES
 
 
 class Hub(Notifier):
@@ -113,6 +125,8 @@ class Hub(Notifier):
         self._new_session = True  # the next tag starts a session (timestamps shift)
         self._respawn_at_once = False
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._batch: list[bytes] = []  # live tags not yet written to the relays
+        self._batch_timestamp = 0
         self.live = False
         self.sessions = 0
         self.last_error: str | None = None
@@ -149,6 +163,7 @@ class Hub(Notifier):
     def subscribe(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> Subscription:
         """Feed a relay's stdin: the cached keyframe group at once, then live tags."""
         sub = Subscription(pipe, on_wake)
+        self._flush()  # the batch's tags are in the cached group too: none twice
         if self._gop:
             self._send_start(sub, self._gop[0].timestamp)
             for tag in self._gop:
@@ -304,21 +319,32 @@ class Hub(Notifier):
         sub.started = True
 
     def _forward(self, tag: FlvTag) -> None:
-        data = tag.encode()
-        for sub in self._subs:
-            if not sub.started:
-                if not tag.is_keyframe:
-                    continue
-                self._send_start(sub, tag.timestamp)
-            sub.put(tag.timestamp, data)
-        if self._flush_timer is None and self._subs:
+        if not self._subs:
+            return
+        if tag.is_keyframe and not all(sub.started for sub in self._subs):
+            # relays waiting for a keyframe start here: the batch so far is not theirs
+            self._flush()
+            for sub in self._subs:
+                if not sub.started:
+                    self._send_start(sub, tag.timestamp)
+        if not self._batch:
+            self._batch_timestamp = tag.timestamp
+        self._batch.append(tag.encode())
+        if self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(FEED_INTERVAL_S, self._flush)
 
     def _flush(self) -> None:
-        self._flush_timer = None
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._batch:
+            return
+        batch = b"".join(self._batch)
+        self._batch.clear()
         for sub in self._subs:
-            sub.flush()
+            if sub.started:
+                sub.send(self._batch_timestamp, batch)
 
     def _end_session(self) -> None:
         self._synced = False

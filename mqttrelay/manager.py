@@ -22,6 +22,7 @@ from .ffmpeg import display_url, mask
 from .hub import Hub
 from .ingest import DirectIngest
 from .relay import Relay, RelaySettings
+from .reload import ReloadResult, plan_reload
 from .schedule import Change
 from .scheduler import ConfigSchedules, catch_up
 from .state import SavedState, SavedTimer, StateFileError, load_state, save_state
@@ -65,15 +66,6 @@ class IngestState:
     live: bool
     bitrate_kbps: float
     last_error: str | None
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    added: list[str]
-    removed: list[str]
-    changed: list[str]  # relay restarted (url or key changed)
-    renamed: list[str]  # only the name changed: relay untouched
-    restart_required: list[str]  # config sections that only a restart applies
 
 
 @dataclass(frozen=True)
@@ -160,57 +152,37 @@ class Manager:
     async def apply_config(self, new: Config) -> ReloadResult:
         """Reconcile streams with a new config; untouched relays keep running.
 
-        Settings outside `streams` (ingest, ffmpeg, mqtt, api, ...) need a restart.
+        Settings outside `streams` and `schedules` need a restart.
         """
-        old = self.config
-        restart_required = [
-            name
-            for name in ("ingest", "ffmpeg", "mqtt", "api", "state_file", "timezone")
-            if getattr(old, name) != getattr(new, name)
-        ]
-        added, removed, changed, renamed = [], [], [], []
+        plan = plan_reload(self.config, new)
         async with self._lock:
             self._secrets = tuple(dict.fromkeys([*self._secrets, *new.secrets]))
             if self.hub is not None:
                 self.hub.add_secrets(new.secrets)
-            for stream_id in [s for s in self._relays if new.stream(s) is None]:
+            for stream_id in plan.removed:
                 await self._relays.pop(stream_id).dispose()
                 self._timers.cancel(stream_id)
                 del self._desired[stream_id]
-                removed.append(stream_id)
-            for stream in new.streams:
-                relay = self._relays.get(stream.id)
-                if relay is None:
-                    self._desired[stream.id] = stream.enabled
-                    added.append(stream.id)
-                elif (relay.stream.url, relay.stream.key) != (stream.url, stream.key):
-                    await relay.dispose()
-                    changed.append(stream.id)
-                elif relay.stream != stream:
-                    relay.stream = stream
-                    renamed.append(stream.id)
-                    continue
-                else:
-                    continue
+            for stream in plan.changed:
+                await self._relays[stream.id].dispose()
+            for stream in plan.renamed:
+                self._relays[stream.id].stream = stream
+            for stream in plan.added:
+                self._desired[stream.id] = stream.enabled
+            for stream in [*plan.added, *plan.changed]:
                 self._relays[stream.id] = self._new_relay(stream)
                 self._relays[stream.id].set_enabled(self._desired[stream.id])
             # keep the config order
             self._relays = {s.id: self._relays[s.id] for s in new.streams}
-            self.config = old.model_copy(
+            self.config = self.config.model_copy(
                 update={"streams": new.streams, "schedules": new.schedules}
             )
             self._schedules.install(new.schedules)
             self._persist()
-        log.info(
-            "config reloaded: added %s, removed %s, restarted %s, renamed %s%s",
-            added or "none",
-            removed or "none",
-            changed or "none",
-            renamed or "none",
-            f"; restart needed for {', '.join(restart_required)}" if restart_required else "",
-        )
+        result = plan.result()
+        log.info("config reloaded: %s", result.summary())
         self._emit(ChangeEvent("config"))
-        return ReloadResult(added, removed, changed, renamed, restart_required)
+        return result
 
     def _direct_source(self) -> DirectIngest:
         assert self.direct is not None
