@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from typing import TypeVar
 import httpx
 import psutil
 import pytest
+import yaml
 
 from mqttrelay.ffmpeg import build_test_source_argv
 from mqttrelay.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
@@ -268,3 +270,55 @@ def make_mosquitto(folder: Path) -> Mosquitto:
 def owned_processes(state_file: Path) -> list[psutil.Process]:
     """Live (not zombie) processes mqttrelay marked as started for this state file."""
     return marked_processes(str(state_file.resolve()))
+
+
+class ServiceProcess:
+    """`mqttrelay run` as a user starts it, with its state file beside its config;
+    a test may kill it and start it again."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log = log
+        self.env = env or {}
+        self.cwd = config.parent / "cwd"  # where a stray relative file would land
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(yaml.safe_load(self.config.read_text())["api"]["port"])
+
+    def start(self) -> None:
+        self.cwd.mkdir(exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mqttrelay", "run", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.cwd, env=dict(os.environ, **self.env),
+            )  # fmt: skip
+
+    def wait_api(self, deadline_s: float = 30) -> None:
+        wait_port(self.port, deadline_s)
+
+    @property
+    def ps(self) -> psutil.Process:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid)
+
+    def children(self) -> list[psutil.Process]:
+        return owned_processes(self.config.parent / "state.json")
+
+    def stop(self) -> int | None:
+        """SIGTERM, as systemd stops it; its exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(30)
+
+    def cleanup(self) -> None:
+        """After a test: nothing of it left running, whatever happened."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for child in self.children():
+            child.kill()

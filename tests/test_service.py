@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +18,9 @@ from .support import (
     Mosquitto,
     NginxRtmp,
     Publisher,
+    ServiceProcess,
     eventually,
     free_port,
-    owned_processes,
     stat_streams,
     wait_port,
 )
@@ -61,39 +58,13 @@ def write_config(
     return path
 
 
-class Service:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, YT_KEY=f"yt-{CANARY_KEY}")
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mqttrelay", "run", "--config", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-
-    def children(self) -> list[psutil.Process]:
-        return owned_processes(self.config.parent / "state.json")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for child in self.children():
-            child.kill()
-
-
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    svc = Service(tmp_path / "config.yaml", tmp_path / "service.log")
+def service(tmp_path: Path) -> Iterator[ServiceProcess]:
+    svc = ServiceProcess(
+        tmp_path / "config.yaml", tmp_path / "service.log", env={"YT_KEY": f"yt-{CANARY_KEY}"}
+    )
     yield svc
-    svc.stop()
+    svc.cleanup()
 
 
 async def wait_dest(platforms: NginxRtmp, key: str, present: bool, deadline_s: float = 40) -> None:
@@ -112,7 +83,7 @@ async def test_sigkill_and_restart_keeps_state_and_leaves_no_orphans(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    service: Service,
+    service: ServiceProcess,
 ) -> None:
     write_config(tmp_path, ingest, platforms, mode)
     service.start()
@@ -153,7 +124,7 @@ async def test_last_will_on_sigkill_and_offline_on_sigterm(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     broker: Mosquitto,
-    service: Service,
+    service: ServiceProcess,
 ) -> None:
     write_config(tmp_path, ingest, platforms, "cached", mqtt_port=broker.port)
     async with collector(broker.port) as col:
@@ -178,7 +149,7 @@ async def test_sighup_reloads_the_config(
     tmp_path: Path,
     ingest: NginxRtmp,
     platforms: NginxRtmp,
-    service: Service,
+    service: ServiceProcess,
 ) -> None:
     path = write_config(tmp_path, ingest, platforms, "cached")
     raw = yaml.safe_load(path.read_text())

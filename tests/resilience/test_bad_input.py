@@ -17,9 +17,8 @@ import pytest
 import yaml
 
 from ..conftest import CANARY_KEY
-from ..support import Mosquitto, NginxRtmp, eventually, owned_processes
+from ..support import Mosquitto, NginxRtmp, ServiceProcess, eventually, owned_processes
 from ..test_mqtt import collector
-from .conftest import Service
 
 pytestmark = [pytest.mark.integration, pytest.mark.resilience]
 
@@ -41,7 +40,7 @@ INJECTIONS = [
 ]
 
 
-def written(service: Service, state_file: Path) -> dict[str, object]:
+def written(service: ServiceProcess, state_file: Path) -> dict[str, object]:
     """The service's working folder and its state file (but for its heartbeat)."""
     files: dict[str, object] = {
         str(p): p.read_bytes() for p in sorted(service.cwd.rglob("*")) if p.is_file()
@@ -56,7 +55,7 @@ async def test_injection_urls_and_garbage_are_refused_and_change_nothing(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     broker: Mosquitto,
-    service: Service,
+    service: ServiceProcess,
 ) -> None:
     state_file = tmp_path / "state.json"
     good_config = service.config.read_text()

@@ -31,13 +31,14 @@ from ..support import (
     Mosquitto,
     NginxRtmp,
     Publisher,
+    ServiceProcess,
     eventually,
     owned_processes,
     stat_streams,
     wait_port,
 )
 from ..test_mqtt import collector
-from .conftest import STREAMS, Service, service_config
+from .conftest import STREAMS, service_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.resilience]
 COMMANDS = int(os.environ.get("MQTTRELAY_SOAK_COMMANDS", "1000"))
@@ -50,7 +51,7 @@ async def test_soak_random_commands_crashes_and_restarts(
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
-    service: Service,
+    service: ServiceProcess,
 ) -> None:
     rng = random.Random(4711)
     last: dict[str, bool] = {}
@@ -87,6 +88,7 @@ async def test_soak_random_commands_crashes_and_restarts(
                     me.kill()
                     assert service.proc is not None and service.proc.wait(30) == -signal.SIGKILL
                     service.start()
+                    service.wait_api()
                     me = service.ps
                     assert await enabled_as_last()  # desired states restored from the state file
                     await eventually(ingest_live, 30, "the ingest live after the restart")
