@@ -217,6 +217,8 @@ class Hub(Notifier):
         assert proc.stdout is not None
         try:
             while chunk := await proc.stdout.read(READ_SIZE):
+                if self._respawn_at_once:
+                    break  # the session was ended: what is left in the pipe is not news
                 self._count(len(chunk))
                 had_header = reader.header is not None
                 tags = reader.feed(chunk)
