@@ -15,14 +15,17 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .config import ConfigError, is_loopback, load_config
-from .events import EventBroker
+from .events import TICKET_TTL_S, EventBroker, EventTickets
+from .http_guard import DOCS_PATH, HostPolicy, RequestGuard, page_csp, plain_error
 from .manager import Manager, UnknownStreamError
 from .metrics import render_metrics
+from .ratelimit import RateLimitedLog
 from .timers import Timer
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,11 @@ class HealthOut(BaseModel):
     state_file_error: str | None
 
 
+class TicketOut(BaseModel):
+    ticket: str
+    expires_in_s: float
+
+
 class ReloadOut(BaseModel):
     added: list[str]
     removed: list[str]
@@ -114,6 +122,13 @@ class ApiContext:
     timezone: str
     mqtt_enabled: bool = False
     mqtt_connected: Callable[[], bool] = lambda: False
+    api_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    frame_ancestors: tuple[str, ...] = ()
+    hook_secret: str | None = None
+    # a managed nginx always calls with the secret; a hand-run one rendered
+    # before the secret existed may call from loopback without it
+    hook_secret_required: bool = False
 
 
 def _timer_out(timer: Timer) -> TimerOut:
@@ -135,14 +150,14 @@ class JsonBodyMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await _plain_error(send, 413, f"request body over {MAX_BODY_BYTES} bytes")
+            await plain_error(send, 413, f"request body over {MAX_BODY_BYTES} bytes")
             return
         path: str = scope["path"]
         form_ok = path.startswith("/api/hooks/")  # nginx-rtmp posts form-encoded callbacks
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         has_body = length not in (None, "0") or "transfer-encoding" in headers
         if has_body and content_type != "application/json" and not form_ok:
-            await _plain_error(send, 415, "send the body as application/json")
+            await plain_error(send, 415, "send the body as application/json")
             return
         received = 0
 
@@ -157,27 +172,23 @@ class JsonBodyMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-async def _plain_error(send: Any, status: int, detail: str) -> None:
-    body = JSONResponse({"detail": detail}, status_code=status).body
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 def create_app(ctx: ApiContext) -> FastAPI:
     manager = ctx.manager
     broker = EventBroker(manager)
-    app = FastAPI(title="mqttrelay", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(
+        title="mqttrelay", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.broker = broker
     app.add_middleware(JsonBodyMiddleware)
+    page_html = resources.files("mqttrelay.web").joinpath("index.html").read_text("utf-8")
+    app.add_middleware(
+        RequestGuard,  # outermost: before any route, and its headers on every answer
+        hosts=HostPolicy.build(ctx.api_host, ctx.allowed_hosts),
+        page_policy=page_csp(page_html, ctx.frame_ancestors),
+        frame_ancestors=ctx.frame_ancestors,
+    )
+    tickets = EventTickets()
+    hook_warnings = RateLimitedLog(log, 60.0)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -191,8 +202,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
             return
         header = request.headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else ""
-        # EventSource cannot send headers: the page passes the token in the query
+        # EventSource cannot send headers: the page gets a short-lived ticket
+        # instead (?token= still works, but proxies log query strings)
         if not given and request.url.path == "/api/events":
+            if tickets.redeem(request.query_params.get("ticket", "")):
+                return
             given = request.query_params.get("token", "")
         if not hmac.compare_digest(given.encode(), ctx.token.encode()):
             raise HTTPException(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
@@ -207,8 +221,20 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        html = resources.files("mqttrelay.web").joinpath("index.html").read_text("utf-8")
-        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(page_html, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get(DOCS_PATH, dependencies=auth, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mqttrelay API")
+
+    @app.post("/api/events/ticket", dependencies=auth)
+    async def event_ticket() -> TicketOut:
+        """A ticket for one `GET /api/events?ticket=...`, valid for a short while."""
+        return TicketOut(ticket=tickets.issue(), expires_in_s=TICKET_TTL_S)
 
     @app.get("/api/streams", dependencies=auth)
     async def list_streams() -> list[StreamOut]:
@@ -251,12 +277,21 @@ def create_app(ctx: ApiContext) -> FastAPI:
         stream_or_404(stream_id)
         return [_timer_out(t) for t in manager.cancel_timers(stream_id, timer_id)]
 
+    def matches(given: str, secret: str | None) -> bool:
+        return secret is not None and hmac.compare_digest(given.encode(), secret.encode())
+
     async def hook_allowed(request: Request) -> dict[str, str]:
-        client = request.client.host if request.client else ""
-        if ctx.token is not None and not is_loopback(client):
-            given = request.query_params.get("token", "")
-            if not hmac.compare_digest(given.encode(), ctx.token.encode()):
-                raise HTTPException(401, "missing or wrong token")
+        """The hook secret in the URL (or the API token, as URLs rendered before it had)."""
+        given = request.query_params.get("secret", "")
+        token = request.query_params.get("token", "")
+        if not (matches(given, ctx.hook_secret) or (token and matches(token, ctx.token))):
+            client = request.client.host if request.client else ""
+            if ctx.hook_secret_required or given or token or not is_loopback(client):
+                raise HTTPException(403, "missing or wrong hook secret")
+            hook_warnings.warning(
+                "nginx calls the ingest hooks without their secret: render its config again "
+                "(mqttrelay nginx-conf) and restart it"
+            )
         body = (await request.body()).decode("utf-8", "replace")
         return {k: v[0] for k, v in parse_qs(body).items()}
 

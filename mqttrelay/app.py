@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import socket
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from . import process
 from .aio import cancel_and_wait
 from .api import ApiContext, create_app
-from .config import Config, ConfigError, is_loopback, load_config
+from .config import Config, ConfigError, is_loopback, load_config, policy_problems
+from .hook_secret import hook_secret_path, load_hook_secret
 from .managed_nginx import ManagedNginx, NginxError
 from .manager import Manager
 from .mqtt import MqttBridge
@@ -60,6 +63,19 @@ class _Server(uvicorn.Server):
         yield
 
 
+def uvicorn_config(app: Any) -> uvicorn.Config:
+    """uvicorn without its own log handlers (log_config=None): its lines go to the
+    root handler, whose formatter masks secrets like every other line."""
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+    )
+
+
 async def run(config: Config, config_path: Path | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop every relay and return.
 
@@ -67,14 +83,17 @@ async def run(config: Config, config_path: Path | None = None) -> None:
     through start-up still stops what did start, in reverse order.
     """
     check_api_exposure(config)
+    for problem in policy_problems(config):
+        log.warning("%s", problem)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         sock = bind_api_socket(config.api.host, config.api.port)
         stack.callback(sock.close)
         manager = Manager(config)
+        hook_secret = _hook_secret(config)
         if config.ingest.manage:
-            nginx = ManagedNginx.from_config(config, manager.owner)
+            nginx = ManagedNginx.from_config(config, manager.owner, hook_secret)
             process.reap_orphans(manager.owner)  # an old run's nginx would hold the port
             stack.push_async_callback(nginx.stop)
             try:
@@ -98,11 +117,14 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 timezone=config.timezone,
                 mqtt_enabled=bridge is not None,
                 mqtt_connected=(lambda: bridge.connected) if bridge else (lambda: False),
+                api_host=config.api.host,
+                allowed_hosts=tuple(config.api.allowed_hosts),
+                frame_ancestors=tuple(config.api.frame_ancestors),
+                hook_secret=hook_secret,
+                hook_secret_required=config.ingest.manage,
             )
         )
-        server = _Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=3)
-        )
+        server = _Server(uvicorn_config(app))
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         stop_task = asyncio.create_task(stop.wait())
 
@@ -127,6 +149,20 @@ async def run(config: Config, config_path: Path | None = None) -> None:
             log.error("the web server stopped unexpectedly")
         log.info("stopping")
     log.info("stopped")
+
+
+def _hook_secret(config: Config) -> str:
+    try:
+        return load_hook_secret(config)
+    except OSError as exc:
+        # a managed nginx gets this run's secret; a hand-run one needs the kept one
+        log.error(
+            "cannot keep the ingest hook secret in %s: %s; using one for this run only "
+            "(or set ingest.hook_secret)",
+            hook_secret_path(config),
+            exc.strerror or exc,
+        )
+        return secrets.token_urlsafe(24)
 
 
 def _install_signals(

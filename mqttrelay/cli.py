@@ -10,22 +10,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import app
-from .config import Config, ConfigError, load_config
-from .ffmpeg import mask
+from .config import Config, ConfigError, load_config, policy_problems
+from .hook_secret import hook_secret_path, load_hook_secret
 from .nginx import render_nginx_conf, settings_from_config
+from .redact import escape_control, known_secrets, mask, remember_secrets
 
 DEFAULT_CONFIG = Path("config.yaml")
 
 
 class MaskingFormatter(logging.Formatter):
-    """Masks stream keys and URL secrets in everything logged, tracebacks included."""
+    """Masks stream keys and URL secrets in everything logged, tracebacks included,
+    and escapes control characters in the message: text from outside (a hook's
+    form, an MQTT topic) cannot forge a line of its own."""
 
     def __init__(self, fmt: str, secrets: Sequence[str] = ()) -> None:
         super().__init__(fmt)
-        self.secrets = list(secrets)
+        remember_secrets(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask(super().format(record), self.secrets)
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.msg, safe.args = escape_control(record.getMessage()), None
+        # secrets a reload added are known from then on: read them at each line
+        return mask(super().format(safe), known_secrets())
 
 
 def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
@@ -52,6 +58,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
+    problems = policy_problems(config)
+    for problem in problems:
+        print(f"{args.config}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     print(
         f"{args.config}: OK ({len(config.streams)} stream(s), {len(config.schedules)} schedule(s))"
     )
@@ -87,9 +98,19 @@ def cmd_nginx_conf(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
+    try:
+        hook_secret = load_hook_secret(config)
+    except OSError as exc:
+        print(
+            f"mqttrelay nginx-conf: cannot keep the hook secret in {hook_secret_path(config)}: "
+            f"{exc.strerror or exc}; run this as the service's user, or set ingest.hook_secret",
+            file=sys.stderr,
+        )
+        return 2
     settings = settings_from_config(
         config,
         args.prefix,
+        hook_secret=hook_secret,
         run_as_root=args.user_root,
         push=args.push,
         show_keys=args.show_keys,

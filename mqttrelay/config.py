@@ -21,6 +21,12 @@ RESERVED_STREAM_IDS = {"all", "ingest", "status"}  # these name MQTT topics of t
 DESTINATION_SCHEMES = ("rtmp", "rtmps", "srt")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+# Names rendered into nginx.conf and URLs: nothing nginx's parser or a URL gives a meaning
+_HOST_NAME = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)$"
+)
+_RTMP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(Exception):
@@ -39,9 +45,16 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_host_name(value: str, what: str) -> str:
+    """A DNS name or an IP address, and nothing that could end a config line or a URL."""
+    if not _HOST_NAME.match(value):
+        raise ValueError(f"{what} must be a host name or an IP address")
+    return value
 
 
 def _check_safe_text(value: str, what: str) -> str:
@@ -75,14 +88,44 @@ class IngestConfig(_Model):
     hold_s: Annotated[float, Field(ge=0, le=3600)] = 30
     manage: bool = False
     publish_key: str | None = None
+    hook_secret: str | None = None  # default: made once, kept beside the state file
 
     @field_validator("url")
     @classmethod
     def _ingest_url(cls, value: str) -> str:
         _check_safe_text(value, "url")
-        if urlsplit(value).scheme.lower() not in ("rtmp", "rtmps"):
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("rtmp", "rtmps"):
             raise ValueError("ingest url must start with rtmp:// or rtmps://")
+        check_host_name(parts.hostname or "", "the ingest url's host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"url has a bad port: {exc}") from None
+        names = parts.path.strip("/").split("/")
+        if len(names) != 2 or not all(_RTMP_NAME.match(n) for n in names) or parts.query:
+            raise ValueError(
+                "ingest url must end in /<application>/<stream name>, each of letters, "
+                "digits, '_', '-' or '.' (e.g. rtmp://127.0.0.1:1935/live/stream)"
+            )
         return value
+
+    @field_validator("hook_secret")
+    @classmethod
+    def _hook_secret(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,}", value):
+            raise ValueError("hook_secret must be 16 or more letters, digits, '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _lan_needs_key(self) -> IngestConfig:
+        host = urlsplit(self.url).hostname or ""
+        if not is_loopback(host) and not self.publish_key:
+            raise ValueError(
+                f"ingest.url is on {host}, where other machines can publish to it: set "
+                "ingest.publish_key (OBS then uses the stream key 'stream?key=<publish_key>')"
+            )
+        return self
 
     @field_validator("stat_url")
     @classmethod
@@ -123,6 +166,33 @@ class ApiConfig(_Model):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8088
     token: str | None = None
+    # Host names the page is reached by besides IP addresses, localhost, api.host
+    # and this machine's name: any other Host header is refused (DNS rebinding).
+    allowed_hosts: list[str] = []
+    # Origins that may show the page in a frame (e.g. Home Assistant's); none by default
+    frame_ancestors: list[str] = []
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host_name(value, "api.host")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_host_name(name.removeprefix("*."), f"allowed_hosts entry '{name[:40]}'")
+        return [name.lower() for name in value]
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _frame_ancestors(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or parts.path or parts.query:
+                raise ValueError(f"'{origin[:60]}' is not an origin like http://homeassistant:8123")
+            check_host_name(parts.hostname or "", "a frame_ancestors host")
+        return value
 
 
 class StreamConfig(_Model):
@@ -237,11 +307,30 @@ class Config(_Model):
             self.mqtt.password,
             self.api.token,
             self.ingest.publish_key,
+            self.ingest.hook_secret,
         ]
         return [v for v in values if v]
 
 
-_SECRET_FIELDS = {("mqtt", "password"), ("api", "token"), ("ingest", "publish_key")}
+def policy_problems(config: Config) -> list[str]:
+    """Settings that work but should not be used; `check` fails on them, `run` warns."""
+    problems = []
+    token = config.api.token
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        problems.append(
+            f"api.token: {len(token)} characters is too easy to guess; use "
+            f"{MIN_TOKEN_LENGTH} or more (python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))')"
+        )
+    return problems
+
+
+_SECRET_FIELDS = {
+    ("mqtt", "password"),
+    ("api", "token"),
+    ("ingest", "publish_key"),
+    ("ingest", "hook_secret"),
+}
 
 
 def _expand_env(raw: Any, env: Mapping[str, str], problems: list[str]) -> Any:

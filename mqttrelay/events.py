@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -14,6 +15,30 @@ from .manager import ChangeEvent, Manager, StreamState
 STATS_MIN_INTERVAL_S = 1.0  # bitrate updates per stream and client, at most
 INGEST_PERIOD_S = 2.0  # the ingest's bitrate, and a keepalive for proxies
 QUEUE_SIZE = 256
+TICKET_TTL_S = 30.0
+MAX_TICKETS = 64
+
+
+class EventTickets:
+    """Single-use tickets for the event stream: EventSource cannot send the token
+    in a header, and a token in a URL ends up in proxies' logs."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+
+    def issue(self) -> str:
+        now = self._clock()
+        self._expiry = {t: end for t, end in self._expiry.items() if end > now}
+        while len(self._expiry) >= MAX_TICKETS:
+            self._expiry.pop(next(iter(self._expiry)))
+        ticket = secrets.token_urlsafe(24)
+        self._expiry[ticket] = now + TICKET_TTL_S
+        return ticket
+
+    def redeem(self, ticket: str) -> bool:
+        end = self._expiry.pop(ticket, None) if ticket else None
+        return end is not None and end > self._clock()
 
 
 def stream_payload(state: StreamState) -> dict[str, Any]:

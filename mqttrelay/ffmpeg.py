@@ -1,14 +1,10 @@
-"""Pure helpers around ffmpeg: argv building, secret masking, progress parsing."""
+"""Pure helpers around ffmpeg: argv building and progress parsing."""
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-MASK = "****"
 
 # Probing ends as soon as audio and video are both known, but never maps audio
 # alone: -analyzeduration must outlast one keyframe interval (DESIGN.md).
@@ -20,51 +16,6 @@ STATS_PERIOD_S = "1"
 # OBS publishes again to a player that stayed connected (idle_streams on),
 # where the plain flv demuxer lets the muxer clamp every later timestamp.
 RTMP_INPUT = ["-f", "live_flv"]
-
-_URL_IN_TEXT = re.compile(r"\b(?:rtmps?|rtmpt|rtmpe|srt)://[^\s'\"<>]+", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """Hide the secret part of a URL: its last path segment and its query.
-
-    rtmps://host:443/rtmp/KEY -> rtmps://host:443/rtmp/****,
-    srt://host:9000?streamid=KEY -> srt://host:9000?****.
-    """
-    parts = urlsplit(url)
-    head = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
-    path = parts.path
-    if "/" in path.strip("/"):
-        prefix, _, last = path.rstrip("/").rpartition("/")
-        path = f"{prefix}/{MASK}" if last else path
-    elif path.strip("/"):
-        path = f"/{MASK}"
-    if parts.query:
-        path = f"{path}?{MASK}"
-    # user:password@ in the netloc is a secret too
-    if "@" in parts.netloc:
-        head = f"{parts.scheme}://{MASK}@{parts.netloc.rpartition('@')[2]}"
-    return head + path
-
-
-def display_url(url: str, key: str | None) -> str:
-    """What a user may see of a destination: the url, and **** for its key."""
-    if key is None:
-        return mask_url(url)
-    sep = "" if url.endswith("/") else "/"
-    return f"{url}{sep}{MASK}"
-
-
-def mask(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask every known secret and the secret part of every stream URL in text."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return _URL_IN_TEXT.sub(_mask_match, text)
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    url = match.group(0)
-    trimmed = url.rstrip(":,.;)]")  # punctuation that ends a sentence, not the URL
-    return mask_url(trimmed) + url[len(trimmed) :]
 
 
 def _output_options(target: str) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import process
 from .aio import cancel_and_wait, port_open
 from .config import Config
+from .files import private_dir, write_atomic
 from .nginx import RTMP_MODULE, NginxSettings, render_nginx_conf, settings_from_config
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,11 @@ class ManagedNginx:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_config(cls, config: Config, owner: str) -> ManagedNginx:
+    def from_config(cls, config: Config, owner: str, hook_secret: str) -> ManagedNginx:
         folder = config.state_file.resolve().parent / ".mqttrelay-nginx"
-        settings = settings_from_config(config, str(folder), run_as_root=os.geteuid() == 0)
+        settings = settings_from_config(
+            config, str(folder), hook_secret=hook_secret, run_as_root=os.geteuid() == 0
+        )
         return cls(settings, owner)
 
     def _prepare(self) -> str:
@@ -65,8 +68,12 @@ class ManagedNginx:
             raise NginxError(
                 f"{RTMP_MODULE} is missing: install libnginx-mod-rtmp (scripts/setup does)"
             )
-        Path(self.settings.prefix).mkdir(parents=True, exist_ok=True)
-        self._conf.write_text(render_nginx_conf(self.settings), encoding="utf-8")
+        # nginx.conf names a module nginx loads: nobody else may write there
+        try:
+            private_dir(Path(self.settings.prefix))
+            write_atomic(self._conf, render_nginx_conf(self.settings))
+        except OSError as exc:
+            raise NginxError(f"cannot write the ingest's nginx.conf: {exc}") from None
         return self._nginx
 
     def _error_log_tail(self) -> str:
@@ -85,6 +92,7 @@ class ManagedNginx:
             str(self._conf),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            env=process.child_environment(os.environ, self._owner),
         )
         output, _ = await check.communicate()
         if check.returncode != 0:

@@ -18,9 +18,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from . import process
 from .config import Config, StreamConfig
-from .ffmpeg import display_url, mask
 from .hub import Hub
 from .ingest import DirectIngest
+from .redact import display_url, mask, remember_secrets
 from .relay import Relay, RelaySettings
 from .reload import ReloadResult, plan_reload
 from .schedule import Change
@@ -85,6 +85,7 @@ class Manager:
         self.config = config
         self.owner = str(config.state_file.resolve())  # marks every process we start
         self._secrets = tuple(config.secrets)
+        remember_secrets(self._secrets)  # the log formatter masks these in every line
         self._overrides = relay_overrides or {}
         self._listeners: list[Listener] = []
         self._relays: dict[str, Relay] = {}
@@ -157,6 +158,7 @@ class Manager:
         plan = plan_reload(self.config, new)
         async with self._lock:
             self._secrets = tuple(dict.fromkeys([*self._secrets, *new.secrets]))
+            remember_secrets(new.secrets)
             if self.hub is not None:
                 self.hub.add_secrets(new.secrets)
             for stream_id in plan.removed:

@@ -12,7 +12,6 @@ import json
 import logging
 import random
 import ssl
-import time
 from typing import Any
 
 import aiomqtt
@@ -22,6 +21,7 @@ from .commands import CommandError, parse_command
 from .config import Config
 from .discovery import DiscoveryContext, Topics, all_discovery, config_wildcard
 from .manager import ChangeEvent, Manager, StreamState, UnknownStreamError
+from .ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,11 @@ class BadInputLog:
     """Logs bad input with its reason, at most once per topic and reason a minute."""
 
     def __init__(self, period_s: float = 60.0) -> None:
-        self._period_s = period_s
-        self._last: dict[tuple[str, str], float] = {}
+        self._log = RateLimitedLog(log, period_s)
 
     def warn(self, topic: str, reason: str) -> None:
         key = (topic[:120], reason[:120])
-        now = time.monotonic()
-        if now - self._last.get(key, -self._period_s) >= self._period_s:
-            self._last[key] = now
-            if len(self._last) > 1000:
-                self._last.clear()
-            log.warning("ignored MQTT message on %s: %s", key[0], reason)
+        self._log.warning("ignored MQTT message on %s: %s", *key, key=key)
 
 
 def payload_bytes(payload: Any) -> bytes:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .config import Config, is_loopback
-from .ffmpeg import display_url
 from .ingest import ingest_app_and_stream
+from .redact import display_url
 
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_./:@%?=&+,~*\[\]-]+")
 LAN_RANGES = ("127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
@@ -23,6 +26,7 @@ class NginxSettings:
     fast_start: bool = True  # wait_key, wait_video and idle_streams as below
     idle_streams: bool = True
     publish_from: tuple[str, ...] = ("127.0.0.1",)
+    play_from: tuple[str, ...] = ("127.0.0.1",)  # the tap; nobody else watches the raw feed
     on_publish_url: str | None = None
     on_publish_done_url: str | None = None
     run_as_root: bool = False
@@ -40,11 +44,13 @@ def render_nginx_conf(s: NginxSettings) -> str:
         idle = "on" if s.idle_streams else "off"
         app_lines += ["wait_key on;", "wait_video on;", f"idle_streams {idle};"]
     app_lines += [f"allow publish {addr};" for addr in s.publish_from]
-    app_lines += ["deny publish all;", "allow play all;"]
+    app_lines.append("deny publish all;")
+    app_lines += [f"allow play {addr};" for addr in s.play_from]
+    app_lines.append("deny play all;")
     if s.on_publish_url:
-        app_lines.append(f"on_publish {s.on_publish_url};")
+        app_lines.append(f"on_publish {quoted(s.on_publish_url)};")
     if s.on_publish_done_url:
-        app_lines.append(f"on_publish_done {s.on_publish_done_url};")
+        app_lines.append(f"on_publish_done {quoted(s.on_publish_done_url)};")
     if s.push:
         app_lines += [
             "# Push mode (the old rtmp_streams.conf): nginx sends to every platform below",
@@ -52,7 +58,7 @@ def render_nginx_conf(s: NginxSettings) -> str:
             "# 'nginx -s reload' leaves a running publisher's pushes as they were.",
         ]
         for comment, url in s.push:
-            app_lines.append(f"# {comment}" if not url else f"push {url};  # {comment}")
+            app_lines.append(f"# {comment}" if not url else f"push {quoted(url)};  # {comment}")
     app_block = "\n".join(f"            {line}" for line in app_lines)
     user = "user root;\n" if s.run_as_root else ""
     http = ""
@@ -60,11 +66,11 @@ def render_nginx_conf(s: NginxSettings) -> str:
         http = f"""
 http {{
     access_log off;
-    client_body_temp_path {s.prefix}/client_body;
-    proxy_temp_path {s.prefix}/proxy;
-    fastcgi_temp_path {s.prefix}/fastcgi;
-    uwsgi_temp_path {s.prefix}/uwsgi;
-    scgi_temp_path {s.prefix}/scgi;
+    client_body_temp_path {quoted(s.prefix + "/client_body")};
+    proxy_temp_path {quoted(s.prefix + "/proxy")};
+    fastcgi_temp_path {quoted(s.prefix + "/fastcgi")};
+    uwsgi_temp_path {quoted(s.prefix + "/uwsgi")};
+    scgi_temp_path {quoted(s.prefix + "/scgi")};
     server {{
         listen 127.0.0.1:{s.http_port};
         location /stat {{
@@ -74,12 +80,12 @@ http {{
 }}
 """
     return f"""# nginx-rtmp ingest for mqttrelay; runs in the foreground: nginx -c <this file>
-load_module {s.module_path};
+load_module {quoted(s.module_path)};
 {user}daemon off;
 master_process on;
 worker_processes 1;
-pid {s.prefix}/nginx.pid;
-error_log {s.prefix}/error.log warn;
+pid {quoted(s.prefix + "/nginx.pid")};
+error_log {quoted(s.prefix + "/error.log")} warn;
 
 events {{
     worker_connections 256;
@@ -87,7 +93,7 @@ events {{
 
 rtmp {{
     server {{
-        listen {s.listen_host}:{s.rtmp_port};
+        listen {_listen_address(s.listen_host)}:{s.rtmp_port};
         chunk_size 4096;
         application {s.app} {{
 {app_block}
@@ -97,21 +103,59 @@ rtmp {{
 {http}"""
 
 
+def _listen_address(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def quoted(value: str) -> str:
+    """A value as one nginx token, whatever it holds (spaces, ';', braces); quoted
+    only when it needs to be, so the usual config reads as people write it."""
+    if _PLAIN_TOKEN.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def hooks_base_url(api_host: str, api_port: int) -> str:
+    """Where nginx on this machine reaches the API: its own address, or loopback
+    when it listens on every address."""
+    host = api_host.strip("[]")
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{api_port}/api/hooks"
+
+
+def _play_from(listen_host: str) -> tuple[str, ...]:
+    """Loopback, and the ingest's own address: the tap connects from it."""
+    try:
+        address = ipaddress.ip_address(listen_host)
+    except ValueError:
+        return ("127.0.0.1",)
+    if address.is_loopback or address.is_unspecified or address.version != 4:
+        return ("127.0.0.1",)
+    return ("127.0.0.1", str(address))
+
+
 def settings_from_config(
     config: Config,
     prefix: str,
     *,
+    hook_secret: str | None = None,
     run_as_root: bool = False,
     push: bool = False,
     show_keys: bool = False,
 ) -> NginxSettings:
-    """The ingest's nginx settings, all taken from config.yaml."""
+    """The ingest's nginx settings, all taken from config.yaml; the hook URLs
+    carry hook_secret (hook_secret.load_hook_secret)."""
     ingest = urlsplit(config.ingest.url)
     host = ingest.hostname or "127.0.0.1"
     app, _ = ingest_app_and_stream(config.ingest.url)
     stat_port = urlsplit(config.ingest.stat_url).port if config.ingest.stat_url else None
-    api_host = "127.0.0.1" if not is_loopback(config.api.host) else config.api.host
-    hooks = f"http://{api_host}:{config.api.port}/api/hooks"
+    hooks = hooks_base_url(config.api.host, config.api.port)
+    query = f"?secret={quote(hook_secret, safe='')}" if hook_secret else ""
     pushes: list[tuple[str, str]] = []
     if push:
         for stream in config.streams:
@@ -128,8 +172,9 @@ def settings_from_config(
         app=app or "live",
         listen_host=host,
         publish_from=("127.0.0.1",) if is_loopback(host) else LAN_RANGES,
-        on_publish_url=f"{hooks}/on_publish",
-        on_publish_done_url=f"{hooks}/on_publish_done",
+        play_from=_play_from(host),
+        on_publish_url=f"{hooks}/on_publish{query}",
+        on_publish_done_url=f"{hooks}/on_publish_done{query}",
         run_as_root=run_as_root,
         push=tuple(pushes),
     )

@@ -13,13 +13,16 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import psutil
 
-from .ffmpeg import mask
+from .redact import mask
 
 OWNER_ENV = "MQTTRELAY_OWNER"
+# What a child may inherit: ffmpeg and nginx need no token, password or key
+# from mqttrelay's environment (EnvironmentFile, ${VAR} keys), only these.
+CHILD_ENV_NAMES = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
 log = logging.getLogger(__name__)
 
 
@@ -30,16 +33,21 @@ async def spawn(
 
     With capture, stdout and stderr are pipes the caller must read.
     """
-    env = dict(os.environ)
-    env[OWNER_ENV] = owner
     return await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL,
         start_new_session=True,
-        env=env,
+        env=child_environment(os.environ, owner),
     )
+
+
+def child_environment(parent: Mapping[str, str], owner: str) -> dict[str, str]:
+    """A minimal environment for a child process, with the owner's marker."""
+    env = {k: v for k, v in parent.items() if k in CHILD_ENV_NAMES or k.startswith("LC_")}
+    env[OWNER_ENV] = owner
+    return env
 
 
 def signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:

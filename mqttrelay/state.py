@@ -3,15 +3,14 @@ service last ran. Written atomically, read defensively."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 2
@@ -101,28 +100,6 @@ def encode_state(state: SavedState) -> str:
 
 
 def save_state(path: Path, state: SavedState) -> None:
-    """Temp file in the same folder, fsync, os.replace: the old file stays
-    intact until the new one is complete. Raises OSError on failure."""
-    payload = encode_state(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """Written atomically: the old file stays intact until the new one is
+    complete. Raises OSError on failure."""
+    write_atomic(path, encode_state(state))

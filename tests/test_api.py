@@ -59,7 +59,7 @@ async def api_client(
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", headers=headers
+        transport=transport, base_url="http://127.0.0.1", headers=headers
     ) as client:
         yield client, manager
 

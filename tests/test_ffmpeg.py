@@ -9,10 +9,8 @@ from mqttrelay.ffmpeg import (
     bitrate_kbps,
     build_relay_argv,
     build_tap_argv,
-    display_url,
-    mask,
-    mask_url,
 )
+from mqttrelay.redact import display_url, mask, mask_url
 
 
 def test_cached_relay_argv_reads_stdin_and_copies() -> None:

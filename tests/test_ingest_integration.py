@@ -91,7 +91,8 @@ def test_rendered_config_passes_nginx_t_and_says_what_it_must(
 def test_nginx_conf_command(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(
-        "ingest: {url: 'rtmp://192.168.1.10:1935/live/stream'}\n"
+        "ingest: {url: 'rtmp://192.168.1.10:1935/live/stream', publish_key: PUBKEY}\n"
+        f"state_file: {tmp_path / 'state.json'}\n"
         "streams: [{id: yt, url: 'rtmp://a.example/live2', key: SECRETKEY}]\n"
     )
     result = subprocess.run(
@@ -104,7 +105,53 @@ def test_nginx_conf_command(tmp_path: Path) -> None:
     assert "listen 192.168.1.10:1935;" in result.stdout
     assert "allow publish 192.168.0.0/16;" in result.stdout  # the LAN may publish
     assert "push rtmp://a.example/live2/****;" in result.stdout
-    assert "SECRETKEY" not in result.stdout
+    assert "SECRETKEY" not in result.stdout and "PUBKEY" not in result.stdout
+    secret = (tmp_path / ".mqttrelay-hook-secret").read_text().strip()
+    assert f"/api/hooks/on_publish?secret={secret};" in result.stdout
+
+
+def test_nginx_conf_refuses_a_lan_ingest_without_publish_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("ingest: {url: 'rtmp://192.168.1.10:1935/live/stream'}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "mqttrelay", "nginx-conf", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert "set ingest.publish_key" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hostile_values_render_a_config_nginx_accepts(tmp_path: Path) -> None:
+    """A state folder with a space and ';', a key with ';}{': quoted, one token each."""
+    nginx = require_tool("nginx")
+    prefix = tmp_path / "my state;x{"
+    prefix.mkdir()
+    config = Config.model_validate(
+        {
+            "ingest": {"url": "rtmp://127.0.0.1:1935/live/stream"},
+            "streams": [{"id": "yt", "url": "rtmp://127.0.0.1:1/app", "key": "K;}{x"}],
+        }
+    )
+    text = render_nginx_conf(
+        settings_from_config(
+            config,
+            str(prefix),
+            hook_secret="h" * 24,
+            run_as_root=os.geteuid() == 0,
+            push=True,
+            show_keys=True,
+        )
+    )
+    (prefix / "nginx.conf").write_text(text)
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_nginx_t_output_is_explained() -> None:

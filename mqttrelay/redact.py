@@ -1,0 +1,92 @@
+"""What may be shown of a secret (pure): masked URLs, masked text, escaped log input.
+
+Stream keys travel inside URLs (ffmpeg prints them in its own error lines), in
+user-info (`srt://user:pw@host`) and in query strings (`?passphrase=...`); every
+one of these is masked before anything is logged, published or answered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+MASK = "****"
+
+_URL_IN_TEXT = re.compile(r"\b(?:rtmps?|rtmpt|rtmpe|srt)://[^\s'\"<>]+", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+# Every secret this process has been told of (config keys, tokens, passwords,
+# keys added by a reload): the log formatter masks them in every line.
+_known: set[str] = set()
+_known_sorted: tuple[str, ...] = ()
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    global _known_sorted
+    new = {v for v in values if v} - _known
+    if new:
+        _known.update(new)
+        _known_sorted = tuple(sorted(_known, key=len, reverse=True))
+
+
+def known_secrets() -> tuple[str, ...]:
+    return _known_sorted
+
+
+def _masked_head(scheme: str, netloc: str) -> str:
+    """scheme://host:port, with user:password@ masked."""
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    return f"{scheme}://{netloc}" if scheme else ""
+
+
+def mask_url(url: str) -> str:
+    """Hide the secret parts of a URL: user-info, its last path segment and its query.
+
+    rtmps://host:443/rtmp/KEY -> rtmps://host:443/rtmp/****,
+    srt://host:9000?streamid=KEY -> srt://host:9000?****.
+    """
+    parts = urlsplit(url)
+    path = parts.path
+    if "/" in path.strip("/"):
+        prefix, _, last = path.rstrip("/").rpartition("/")
+        path = f"{prefix}/{MASK}" if last else path
+    elif path.strip("/"):
+        path = f"/{MASK}"
+    if parts.query:
+        path = f"{path}?{MASK}"
+    return _masked_head(parts.scheme, parts.netloc) + path
+
+
+def display_url(url: str, key: str | None) -> str:
+    """What a user may see of a destination: the url, and **** for its key.
+
+    User-info and query values of the url are secrets too, key or not.
+    """
+    if key is None:
+        return mask_url(url)
+    parts = urlsplit(url)
+    shown = _masked_head(parts.scheme, parts.netloc) + parts.path
+    if parts.query:
+        shown += f"?{MASK}"
+    sep = "" if url.endswith("/") else "/"
+    return f"{shown}{sep}{MASK}"
+
+
+def mask(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask every known secret and the secret part of every stream URL in text."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return _URL_IN_TEXT.sub(_mask_match, text)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    trimmed = url.rstrip(":,.;)]")  # punctuation that ends a sentence, not the URL
+    return mask_url(trimmed) + url[len(trimmed) :]
+
+
+def escape_control(text: str) -> str:
+    r"""Control characters as \xNN, so text from outside cannot forge a log line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
