@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 from .conftest import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, free_port, require_tool, wait_port
@@ -172,3 +172,43 @@ async def test_phone_layout_and_lost_service(browser: Browser, web_service: WebS
     await expect(page.get_by_test_id("banner")).to_be_visible(timeout=20_000)
     await expect(page.get_by_test_id("connection")).to_have_text("reconnecting…")
     await shot(page, "web-phone-lost")
+
+
+async def test_page_with_a_token_strict_policy_and_sign_out(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Token asked once, events through a ticket (the token never in a URL),
+    nothing blocked by the page's own Content-Security-Policy, sign-out forgets it."""
+    from .test_security_service import TOKEN, offline_service
+
+    service = offline_service(tmp_path / "svc", TOKEN)
+    try:
+        page = await browser.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        urls: list[str] = []
+        page.on("request", lambda r: urls.append(r.url))
+        prompts: list[str] = []
+
+        async def answer(dialog: Dialog) -> None:
+            prompts.append(dialog.message)
+            await dialog.accept(TOKEN)
+
+        page.on("dialog", answer)
+        await page.goto(f"http://127.0.0.1:{service.port}/")
+        card = page.locator('[data-testid="card"][data-stream="facebook"]')
+        await expect(page.get_by_test_id("connection")).to_have_text("live updates", timeout=15_000)
+        await expect(card.get_by_test_id("status")).to_have_text("off")
+        assert prompts == ["This mqttrelay needs its API token:"]
+        assert any("/api/events?ticket=" in u for u in urls)
+        assert not any(TOKEN in u for u in urls), "the token went into a URL"
+        # only the 401 that asked for the token; nothing the policy blocked
+        assert not [p for p in problems if "Content Security Policy" in p], problems
+        await expect(page.get_by_test_id("sign-out")).to_be_visible()
+        await page.get_by_test_id("sign-out").click()
+        assert await page.evaluate("localStorage.getItem('mqttrelay-token')") is None
+        await expect(page.get_by_test_id("sign-out")).to_be_hidden()
+        await shot(page, "web-signed-out")
+    finally:
+        assert service.stop() == 0
+        service.cleanup()

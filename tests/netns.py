@@ -1,0 +1,65 @@
+"""Network namespaces for tests: a host with a LAN address that no traffic can
+leave (an extra address on the namespace's own lo), and a "LAN" namespace joined
+to it by a veth pair. Needs root and iproute2; everything is removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from .support import require_tool
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    address: str
+
+    def argv(self, *command: str) -> list[str]:
+        """command, run inside this namespace."""
+        return ["ip", "netns", "exec", self.name, *command]
+
+
+@contextmanager
+def host_and_lan(host_address: str = "10.253.0.2") -> Iterator[tuple[Namespace, Namespace]]:
+    """(host, lan): the host has host_address on its lo; the lan namespace reaches
+    it through a veth pair (10.253.1.2 -> 10.253.1.1)."""
+    require_tool("ip")
+    if os.geteuid() != 0:
+        message = "network namespaces need root"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    tag = secrets.token_hex(3)
+    host, lan = f"mqr-host-{tag}", f"mqr-lan-{tag}"
+    veth_host, veth_lan = f"mqh{tag}", f"mql{tag}"
+    try:
+        _ip("netns", "add", host)
+        _ip("netns", "add", lan)
+        for ns in (host, lan):
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", host, "addr", "add", f"{host_address}/32", "dev", "lo")
+        _ip("link", "add", veth_host, "netns", host, "type", "veth", "peer", veth_lan, "netns", lan)
+        _ip("-n", host, "addr", "add", "10.253.1.1/24", "dev", veth_host)
+        _ip("-n", lan, "addr", "add", "10.253.1.2/24", "dev", veth_lan)
+        _ip("-n", host, "link", "set", veth_host, "up")
+        _ip("-n", lan, "link", "set", veth_lan, "up")
+        _ip("-n", lan, "route", "add", f"{host_address}/32", "via", "10.253.1.1")
+        yield Namespace(host, host_address), Namespace(lan, "10.253.1.2")
+    finally:
+        for ns in (host, lan):
+            subprocess.run(["ip", "netns", "pids", ns], capture_output=True, timeout=10)
+            pids = subprocess.run(
+                ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10
+            ).stdout.split()
+            for pid in pids:
+                subprocess.run(["kill", "-9", pid], capture_output=True, timeout=10)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
