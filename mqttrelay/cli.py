@@ -43,6 +43,8 @@ def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per stat poll otherwise
+    # two lines a minute for the state file's heartbeat, four at start: housekeeping
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _load(path: Path) -> Config | None:

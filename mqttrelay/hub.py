@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from .ffmpeg import build_tap_argv
 from .flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
 
 log = logging.getLogger(__name__)
+_CONTEXT_ADDRESS = re.compile(r"@ 0x[0-9a-f]+")
 
 GOP_CACHE_MAX_MS = 12_000  # without a keyframe for this long, the cache is dropped
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
@@ -130,6 +132,7 @@ class Hub(Notifier):
         self.live = False
         self.sessions = 0
         self.last_error: str | None = None
+        self._said: set[str] = set()  # tap error lines logged since the ingest was live
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self._rate_bytes = 0
         self._rate_since = time.monotonic()
@@ -257,8 +260,13 @@ class Hub(Notifier):
             process.signal_group(self._proc, signal.SIGKILL)
 
     def _log_stderr(self, line: str) -> None:
-        # While OBS is away the tap fails the same way every second: say it once.
-        if line != self.last_error:
+        # While OBS is away the tap fails the same few ways every second: say each
+        # once until the ingest is live again (the same line of another ffmpeg
+        # differs only in its context address).
+        kind = _CONTEXT_ADDRESS.sub("@", line)
+        if kind not in self._said:
+            if len(self._said) < 64:
+                self._said.add(kind)
             log.info("tap: %s", line)
         self.last_error = line
 
@@ -303,6 +311,7 @@ class Hub(Notifier):
                 self.live = True
                 self.sessions += 1
                 log.info("ingest is live (session %d)", self.sessions)
+                self._said.clear()
                 self.notify()
         elif self._gop:
             self._gop.append(tag)
