@@ -12,7 +12,7 @@ from pathlib import Path
 from . import app
 from .config import Config, ConfigError, load_config, policy_problems
 from .hook_secret import hook_secret_path, load_hook_secret
-from .nginx import render_nginx_conf, settings_from_config
+from .nginx import render_include, render_nginx_conf, settings_from_config
 from .redact import escape_control, known_secrets, mask, remember_secrets
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -117,7 +117,7 @@ def cmd_nginx_conf(args: argparse.Namespace) -> int:
         push=args.push,
         show_keys=args.show_keys,
     )
-    print(render_nginx_conf(settings), end="")
+    print((render_include if args.include else render_nginx_conf)(settings), end="")
     return 0
 
 
@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--push", action="store_true", help="add nginx push lines (old mode)")
     conf.add_argument("--show-keys", action="store_true", help="print stream keys in push lines")
     conf.add_argument("--user-root", action="store_true", help="add 'user root;'")
+    conf.add_argument(
+        "--include",
+        action="store_true",
+        help="print only the rtmp {} block, to include in an nginx you already run",
+    )
     conf.set_defaults(func=cmd_nginx_conf)
     return parser
 

@@ -191,13 +191,17 @@ class Manager:
         return self.direct
 
     def _relay_settings(self) -> RelaySettings:
+        settings: dict[str, object] = {
+            "connect_timeout_s": self.config.ffmpeg.connect_timeout_s,
+            **self._overrides,
+        }
         return RelaySettings(
             ffmpeg=self.config.ffmpeg.path,
             owner=self.owner,
             secrets=self._secrets,
             ingest_url=self.config.ingest.url,
             hold_s=self.config.ingest.hold_s,
-            **self._overrides,  # type: ignore[arg-type]
+            **settings,  # type: ignore[arg-type]
         )
 
     # -- commands -----------------------------------------------------------

@@ -34,8 +34,8 @@ class NginxSettings:
     push: tuple[tuple[str, str], ...] = ()  # (comment, url) pairs for the old push mode
 
 
-def render_nginx_conf(s: NginxSettings) -> str:
-    """A complete nginx.conf that runs in the foreground with one rtmp application."""
+def render_rtmp_block(s: NginxSettings) -> str:
+    """The `rtmp {}` block alone: what an nginx the user already runs includes."""
     app_lines = ["live on;", "record off;"]
     if s.fast_start:
         # A player (the tap) then starts at a keyframe with its sequence headers,
@@ -60,6 +60,29 @@ def render_nginx_conf(s: NginxSettings) -> str:
         for comment, url in s.push:
             app_lines.append(f"# {comment}" if not url else f"push {quoted(url)};  # {comment}")
     app_block = "\n".join(f"            {line}" for line in app_lines)
+    return f"""rtmp {{
+    server {{
+        listen {_listen_address(s.listen_host)}:{s.rtmp_port};
+        chunk_size 4096;
+        application {s.app} {{
+{app_block}
+        }}
+    }}
+}}
+"""
+
+
+def render_include(s: NginxSettings) -> str:
+    """An include file for the main context of an existing nginx.conf."""
+    return f"""# mqttrelay's ingest for an nginx you already run. In its nginx.conf, at the top:
+#     load_module {quoted(s.module_path)};
+# and in the main context (outside http {{}}):
+#     include /etc/nginx/mqttrelay-rtmp.conf;
+{render_rtmp_block(s)}"""
+
+
+def render_nginx_conf(s: NginxSettings) -> str:
+    """A complete nginx.conf that runs in the foreground with one rtmp application."""
     user = "user root;\n" if s.run_as_root else ""
     http = ""
     if s.http_port is not None:
@@ -91,16 +114,7 @@ events {{
     worker_connections 256;
 }}
 
-rtmp {{
-    server {{
-        listen {_listen_address(s.listen_host)}:{s.rtmp_port};
-        chunk_size 4096;
-        application {s.app} {{
-{app_block}
-        }}
-    }}
-}}
-{http}"""
+{render_rtmp_block(s)}{http}"""
 
 
 def _listen_address(host: str) -> str:

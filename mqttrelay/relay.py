@@ -34,6 +34,11 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
+# Direct mode first waits for the ingest's next keyframe and probes it (an OBS
+# default of 250 frames is 8.3 s at 30 fps) before it connects to the platform.
+DIRECT_START_ALLOWANCE_S = 15.0
+
+
 @dataclass(frozen=True)
 class RelaySettings:
     ffmpeg: str
@@ -42,7 +47,7 @@ class RelaySettings:
     ingest_url: str
     hold_s: float = 30.0
     stop_grace_s: float = 3.0
-    start_timeout_s: float = 20.0  # spawn to first output bytes
+    connect_timeout_s: float = 10.0  # input available to first bytes the platform took
     stall_s: float = 10.0  # no output growth while input flows
     backoff_first_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -288,14 +293,23 @@ class Relay:
                 self._last_growth = now  # no input, so no output is expected
             else:
                 held_since = None
-                limit = (
-                    self.settings.start_timeout_s
-                    if self._total_size == 0
-                    else self.settings.stall_s
-                )
-                if now - self._last_growth > limit:
+                if self._total_size == 0:
+                    # a platform that accepts the connection and never answers
+                    limit = self.settings.connect_timeout_s
+                    if self._hub is None:
+                        limit += DIRECT_START_ALLOWANCE_S
+                    if now - self._last_growth > limit:
+                        await process.kill_process(proc)
+                        return (
+                            f"the platform did not answer within {limit:.0f} s "
+                            "(connection, handshake or first data); retrying"
+                        )
+                elif now - self._last_growth > self.settings.stall_s:
                     await process.kill_process(proc)
-                    return f"no output for {limit:.0f} s while the ingest is live; restarting"
+                    return (
+                        f"no output for {self.settings.stall_s:.0f} s while the ingest is live; "
+                        "restarting"
+                    )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)

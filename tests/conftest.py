@@ -25,7 +25,6 @@ CANARY_KEY = "canary-SECRET-4711"
 TEST_RELAY_OVERRIDES: dict[str, float] = {
     "stop_grace_s": 2.0,
     "stall_s": 6.0,
-    "start_timeout_s": 15.0,
     "backoff_first_s": 0.3,
     "backoff_max_s": 2.0,
 }

@@ -354,3 +354,50 @@ async def test_long_ingest_outage_waits_then_resumes_by_itself(
     await wait_status(manager, "youtube", "live", deadline_s=40)
     await wait_publishing(platforms, key)
     assert manager.stream_state("youtube").restarts == 0
+
+
+async def test_platform_that_accepts_and_never_answers_is_retried_within_the_deadline(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    """A listener that never accepts nor reads: the kernel completes the TCP
+    handshake, then nothing. The relay gives up after ffmpeg.connect_timeout_s,
+    says why and retries; the healthy destination keeps its connection."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        base = make_config(tmp_path, ingest, platforms, ["youtube"])
+        hung_stream = base.streams[0].model_copy(
+            update={
+                "id": "hung",
+                "url": f"rtmp://127.0.0.1:{hung.getsockname()[1]}/app",
+                "key": "hung-" + CANARY_KEY,
+            }
+        )
+        config = base.model_copy(
+            update={
+                "streams": [*base.streams, hung_stream],
+                "ffmpeg": base.ffmpeg.model_copy(update={"connect_timeout_s": 4}),
+            }
+        )
+        manager = managers(config)
+        await manager.start()
+        await manager.set_enabled("youtube", True)
+        youtube_key = key_of(config, "youtube")
+        await wait_publishing(platforms, youtube_key)
+        client = await publisher_id(platforms, youtube_key)
+        loop = asyncio.get_running_loop()
+        switched = loop.time()
+        await manager.set_enabled("hung", True)
+        await wait_status(manager, "hung", "retrying", deadline_s=20)
+        took = loop.time() - switched
+        state = manager.stream_state("hung")
+        assert state.last_error is not None and "did not answer within 4 s" in state.last_error
+        assert 3.5 <= took <= 12, took
+        assert_no_canary(state.last_error)
+        await wait_bytes_grow(platforms, youtube_key)
+        assert await publisher_id(platforms, youtube_key) == client  # never reconnected
+        assert manager.stream_state("youtube").status == "live"
