@@ -55,10 +55,11 @@ from tests.support import (
     free_port,
     make_mosquitto,
     start_nginx,
+    start_tls_front,
     stat_streams,
 )
 
-PARTS = ("toggle", "isolation", "outage", "scale")
+PARTS = ("toggle", "rtmps", "isolation", "outage", "scale")
 MEDIA_BYTES = 4000  # headers alone are under 1 KB; the first keyframe is several KB
 POLL_S = 0.005
 
@@ -99,6 +100,8 @@ class Lab:
             folder / "ingest", "live", hooks_url=f"http://127.0.0.1:{self.api_port}/api/hooks"
         )
         self.platform: NginxRtmp = start_nginx(folder / "platform", "dest", fast_start=False)
+        # the same platform over rtmps://, through a TLS terminator
+        self.tls = start_tls_front(folder / "tls", self.platform.rtmp_port)
         self.broker: Mosquitto = make_mosquitto(folder / "mqtt")
         self.broker.start()
         self.publisher = Publisher(self.ingest.url("stream"))
@@ -108,27 +111,40 @@ class Lab:
         self.publisher.stop()
         self.broker.kill()
         self.ingest.stop()
+        self.tls.stop()
         self.platform.stop()
 
-    def config(self, mode: str, names: list[str], hold_s: float = 30) -> Config:
+    def config(
+        self,
+        mode: str,
+        names: list[str],
+        hold_s: float = 30,
+        scheme: str = "rtmp",
+        stunnel: str | None = "stunnel",
+    ) -> Config:
+        tag = mode if scheme == "rtmp" else f"{mode}-{scheme}-{stunnel or 'ffmpeg'}"
+        port = self.platform.rtmp_port if scheme == "rtmp" else self.tls.port
         return Config.model_validate(
             {
-                "state_file": str(self.folder / f"state-{mode}-{len(names)}.json"),
+                "state_file": str(self.folder / f"state-{tag}-{len(names)}.json"),
                 "ingest": {"url": self.ingest.url("stream"), "mode": mode, "hold_s": hold_s},
+                "ffmpeg": {"stunnel": stunnel},
                 "mqtt": {"port": self.broker.port, "node_id": f"bench{mode}"},
                 "api": {"port": self.api_port},
                 "streams": [
                     {
                         "id": n,
-                        "url": f"rtmp://127.0.0.1:{self.platform.rtmp_port}/dest",
-                        "key": f"{n}-{mode}",
+                        "url": f"{scheme}://127.0.0.1:{port}/dest",
+                        "key": f"{n}-{tag}",
                     }
                     for n in names
                 ],
             }
         )
 
-    def target(self, key: str) -> str:
+    def target(self, key: str, scheme: str = "rtmp") -> str:
+        if scheme == "rtmps":
+            return f"rtmps://127.0.0.1:{self.tls.port}/dest/{key}"
         return self.platform.url(key)
 
 
@@ -184,26 +200,36 @@ async def wait_for(lab: Lab, keys: list[str], gone: bool = False) -> dict[str, f
     return done
 
 
-def plain_relay(lab: Lab, key: str) -> subprocess.Popen[bytes]:
+def plain_relay(lab: Lab, key: str, scheme: str = "rtmp") -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i",
-         lab.ingest.url("stream"), "-c", "copy", "-f", "flv", lab.target(key)],
+         lab.ingest.url("stream"), "-c", "copy", "-f", "flv", lab.target(key, scheme)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
-async def bench_toggle(lab: Lab, mode: str, tries: int, rng: random.Random) -> dict[str, Any]:
-    config = lab.config(mode, ["dest"])
-    key = f"dest-{mode}"
+async def bench_toggle(
+    lab: Lab,
+    mode: str,
+    tries: int,
+    rng: random.Random,
+    scheme: str = "rtmp",
+    stunnel: str | None = "stunnel",
+) -> dict[str, Any]:
+    """MQTT ON to media at the platform, against the plain relay started at the
+    same instant over the same scheme."""
+    config = lab.config(mode, ["dest"], scheme=scheme, stunnel=stunnel)
+    key = config.streams[0].key
+    assert key is not None
     on: list[float] = []
     off: list[float] = []
     baseline: list[float] = []
     async with service(lab, config) as (_manager, _bridge, client):
         for n in range(tries):
             await asyncio.sleep(0.5 + rng.uniform(0, 2.0))  # a random point of the 2 s GOP
-            base_key = f"baseline-{mode}-{n}"
+            base_key = f"baseline-{key}-{n}"
             await client.publish("streamrelay/dest/set", "ON", qos=1)
-            plain = plain_relay(lab, base_key)
+            plain = plain_relay(lab, base_key, scheme)
             times = await wait_for(lab, [key, base_key])
             on.append(times[key])
             baseline.append(times[base_key])
@@ -214,6 +240,8 @@ async def bench_toggle(lab: Lab, mode: str, tries: int, rng: random.Random) -> d
             await wait_for(lab, [base_key], gone=True)
     result = {
         "mode": mode,
+        "scheme": scheme,
+        "tls_by": (stunnel or "ffmpeg") if scheme == "rtmps" else None,
         "on": summary(on),
         "off": summary(off),
         "baseline_on": summary(baseline),
@@ -404,6 +432,13 @@ async def main_async(tries: int, parts: list[str]) -> dict[str, Any]:
                 results["toggle"] = [
                     await bench_toggle(lab, m, tries, rng) for m in ("cached", "direct")
                 ]
+            if "rtmps" in parts:
+                # before (ffmpeg's own TLS) and after (local stunnel), with RTMP beside them
+                results["rtmps"] = [
+                    await bench_toggle(lab, "cached", tries, rng, "rtmps", None),
+                    await bench_toggle(lab, "cached", tries, rng, "rtmps", "stunnel"),
+                    await bench_toggle(lab, "cached", tries, rng, "rtmp"),
+                ]
             if "isolation" in parts:
                 results["isolation"] = await bench_isolation(lab, 20)
             if "outage" in parts:
@@ -413,9 +448,10 @@ async def main_async(tries: int, parts: list[str]) -> dict[str, Any]:
                 results["scale"] = await bench_scale(lab, [1, 10, 25, 50], 5)
         finally:
             lab.close()
-    for t in results.get("toggle", []):
+    for t in [*results.get("toggle", []), *results.get("rtmps", [])]:
         print(
-            f"{t['mode']:>6}: on {t['on']}  off {t['off']}\n"
+            f"{t['mode']:>6} {t.get('scheme', 'rtmp')} {t.get('tls_by') or ''}: "
+            f"on {t['on']}  off {t['off']}\n"
             f"        baseline on {t['baseline_on']}  ratio {t['ratio_median']}"
         )
     for part in ("isolation", "outage", "long_outage"):

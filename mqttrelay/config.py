@@ -140,6 +140,8 @@ class IngestConfig(_Model):
 
 class FfmpegConfig(_Model):
     path: str = "ffmpeg"
+    # rtmps:// through a local stunnel (faster switch-on); null: ffmpeg's own TLS
+    stunnel: str | None = "stunnel"
     # a platform must take the first data this soon after a relay starts
     connect_timeout_s: Annotated[float, Field(ge=1, le=120)] = 10
 

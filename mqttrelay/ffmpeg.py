@@ -60,11 +60,14 @@ def build_tap_argv(ffmpeg: str, ingest_url: str) -> list[str]:
     ]
 
 
-def build_relay_argv(ffmpeg: str, target: str, ingest_url: str | None = None) -> list[str]:
+def build_relay_argv(
+    ffmpeg: str, target: str, ingest_url: str | None = None, tcurl: str | None = None
+) -> list[str]:
     """A relay to one destination; stats go to stdout as -progress blocks.
 
     With ingest_url None the relay reads FLV from its stdin (cached mode);
-    otherwise it pulls the ingest itself (direct mode).
+    otherwise it pulls the ingest itself (direct mode). tcurl: the tcUrl the
+    platform sees when target is a local TLS tunnel (tls_tunnel.py).
     """
     argv = [*_common(ffmpeg), "-progress", "pipe:1", "-stats_period", STATS_PERIOD_S]
     if ingest_url is None:
@@ -73,6 +76,8 @@ def build_relay_argv(ffmpeg: str, target: str, ingest_url: str | None = None) ->
         argv += ["-nostdin", "-rw_timeout", INPUT_RW_TIMEOUT_US, *FAST_PROBE, *RTMP_INPUT]
         argv += ["-i", ingest_url]
     argv += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
+    if tcurl is not None:
+        argv += ["-rtmp_tcurl", tcurl]
     return argv + _output_options(target)
 
 

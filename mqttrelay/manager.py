@@ -27,6 +27,7 @@ from .schedule import Change
 from .scheduler import ConfigSchedules, catch_up
 from .state import SavedState, SavedTimer, StateFileError, load_state, save_state
 from .timers import Timer, Timers
+from .tls_tunnel import find_stunnel
 
 log = logging.getLogger(__name__)
 LAST_SEEN_PERIOD_S = 60  # how often the state file notes that the service still runs
@@ -87,6 +88,7 @@ class Manager:
         self._secrets = tuple(config.secrets)
         remember_secrets(self._secrets)  # the log formatter masks these in every line
         self._overrides = relay_overrides or {}
+        self._stunnel = find_stunnel(config.ffmpeg.stunnel, config.streams)
         self._listeners: list[Listener] = []
         self._relays: dict[str, Relay] = {}
         self._desired: dict[str, bool] = {}
@@ -193,6 +195,7 @@ class Manager:
     def _relay_settings(self) -> RelaySettings:
         settings: dict[str, object] = {
             "connect_timeout_s": self.config.ffmpeg.connect_timeout_s,
+            "stunnel": self._stunnel,
             **self._overrides,
         }
         return RelaySettings(

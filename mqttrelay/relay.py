@@ -20,6 +20,7 @@ from .config import StreamConfig
 from .ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from .hub import Hub, Subscription
 from .ingest import IngestSource
+from .tls_tunnel import TlsTunnel, TunnelError, is_rtmps
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class RelaySettings:
     hold_s: float = 30.0
     stop_grace_s: float = 3.0
     connect_timeout_s: float = 10.0  # input available to first bytes the platform took
+    stunnel: str | None = None  # rtmps:// through this stunnel binary (tls_tunnel.py)
     stall_s: float = 10.0  # no output growth while input flows
     backoff_first_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -94,6 +96,7 @@ class Relay:
         self._total_size = 0
         self._live_since_last_run = 0.0
         self._fresh_start = False
+        self._tunnel: TlsTunnel | None = None  # rtmps:// destinations, kept between runs
         source.add_listener(self.wake)
 
     # -- control ------------------------------------------------------------
@@ -142,6 +145,8 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._tunnel is not None:
+            await self._tunnel.stop()
 
     async def dispose(self) -> None:
         """Close for good: the relay's stream was removed from the config."""
@@ -218,10 +223,23 @@ class Relay:
     async def _run_once(self) -> str | None:
         """Run the process once; None when it ended as wanted, else the reason."""
         cached = self._hub is not None
-        argv = build_relay_argv(
-            self.settings.ffmpeg, self.stream.target, None if cached else self.settings.ingest_url
-        )
+        target, tcurl = self.stream.target, None
         self._live_since_last_run = 0.0
+        if self.settings.stunnel is not None and is_rtmps(target):
+            if self._tunnel is None:
+                self._tunnel = TlsTunnel(
+                    self.settings.stunnel, self.settings.owner, self.settings.secrets
+                )
+            try:
+                target, tcurl = await self._tunnel.ensure(target)
+            except TunnelError as exc:
+                return str(exc)
+        return await self._run_ffmpeg(target, tcurl, cached)
+
+    async def _run_ffmpeg(self, target: str, tcurl: str | None, cached: bool) -> str | None:
+        argv = build_relay_argv(
+            self.settings.ffmpeg, target, None if cached else self.settings.ingest_url, tcurl
+        )
         try:
             proc = await process.spawn(argv, self.settings.owner, stdin=cached)
         except OSError as exc:

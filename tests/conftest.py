@@ -13,10 +13,12 @@ from .support import (
     Mosquitto,
     NginxRtmp,
     Publisher,
+    TlsFront,
     make_mosquitto,
     owned_processes,
     require_tool,
     start_nginx,
+    start_tls_front,
 )
 
 CANARY_KEY = "canary-SECRET-4711"
@@ -47,6 +49,14 @@ def platforms(tmp_path: Path) -> Iterator[NginxRtmp]:
     server = start_nginx(tmp_path / "platforms", "dest", fast_start=False)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tls_platforms(tmp_path: Path, platforms: NginxRtmp) -> Iterator[TlsFront]:
+    """The platforms, also over rtmps:// through a TLS terminator (stunnel)."""
+    front = start_tls_front(tmp_path / "tls", platforms.rtmp_port)
+    yield front
+    front.stop()
 
 
 @pytest.fixture

@@ -322,3 +322,50 @@ class ServiceProcess:
             self.proc.wait()
         for child in self.children():
             child.kill()
+
+
+@dataclass
+class TlsFront:
+    """stunnel in server mode in front of an nginx-rtmp "platform": rtmps:// on
+    127.0.0.1:port, with a self-signed certificate made at test time."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_tls_front(folder: Path, backend_port: int) -> TlsFront:
+    openssl, stunnel = require_tool("openssl"), require_tool("stunnel")
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    conf = folder / "stunnel.conf"
+    conf.write_text(
+        "foreground = yes\npid =\nsyslog = no\ndebug = 3\n[platform]\n"
+        f"accept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{backend_port}\n"
+        f"cert = {cert}\nkey = {key}\n"
+        "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n"
+    )
+    proc = subprocess.Popen(
+        [stunnel, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    front = TlsFront(port, proc)
+    try:
+        wait_port(port)
+    except TimeoutError:
+        front.stop()
+        raise
+    return front

@@ -23,6 +23,7 @@ from .conftest import CANARY_KEY, make_config
 from .support import (
     NginxRtmp,
     Publisher,
+    TlsFront,
     eventually,
     owned_processes,
     probe_codecs,
@@ -401,3 +402,44 @@ async def test_platform_that_accepts_and_never_answers_is_retried_within_the_dea
         await wait_bytes_grow(platforms, youtube_key)
         assert await publisher_id(platforms, youtube_key) == client  # never reconnected
         assert manager.stream_state("youtube").status == "live"
+
+
+@pytest.mark.parametrize("stunnel", ["stunnel", None], ids=["through-stunnel", "ffmpeg-tls"])
+async def test_rtmps_destination_goes_live_with_and_without_the_local_tunnel(
+    stunnel: str | None,
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    tls_platforms: TlsFront,
+    publisher: Publisher,
+    managers: Callable[[Config], Manager],
+) -> None:
+    base = make_config(tmp_path, ingest, platforms, ["facebook"])
+    stream = base.streams[0].model_copy(
+        update={"url": f"rtmps://127.0.0.1:{tls_platforms.port}/dest/"}
+    )
+    config = base.model_copy(
+        update={
+            "streams": [stream],
+            "ffmpeg": base.ffmpeg.model_copy(update={"stunnel": stunnel}),
+        }
+    )
+    manager = managers(config)
+    await manager.start()
+    await manager.set_enabled("facebook", True)
+    key = key_of(config, "facebook")
+    await wait_publishing(platforms, key)
+    await wait_status(manager, "facebook", "live")
+    names = sorted(p.name() for p in owned_processes(config.state_file))
+    assert ("stunnel" in names or "stunnel4" in names) == (stunnel is not None), names
+    await manager.set_enabled("facebook", False)
+    await wait_gone(platforms, key)
+    # the tunnel stays ready for the next switch-on, and goes with its relay
+    await manager.set_enabled("facebook", True)
+    await wait_publishing(platforms, key)
+    await manager.stop()
+
+    async def tunnel_gone() -> bool:
+        return not [p for p in owned_processes(config.state_file) if "stunnel" in p.name()]
+
+    await eventually(tunnel_gone, 5, "the tunnel to end with its relay")

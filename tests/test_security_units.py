@@ -238,3 +238,19 @@ def test_event_tickets_are_single_use_and_expire() -> None:
     late = tickets.issue()
     now[0] += 31
     assert not tickets.redeem(late) and not tickets.redeem("")
+
+
+def test_rtmps_goes_through_a_loopback_tunnel_with_the_platform_tcurl() -> None:
+    from mqttrelay.ffmpeg import build_relay_argv
+    from mqttrelay.tls_tunnel import stunnel_conf, through_tunnel
+
+    url, tcurl = through_tunnel("rtmps://live-api-s.facebook.com:443/rtmp/FB-KEY", 40001)
+    assert url == "rtmp://127.0.0.1:40001/rtmp/FB-KEY"
+    assert tcurl == "rtmps://live-api-s.facebook.com:443/rtmp"
+    argv = build_relay_argv("ffmpeg", url, None, tcurl)
+    assert argv[argv.index("-rtmp_tcurl") + 1] == tcurl
+    assert argv[-3:] == ["-tcp_nodelay", "1", url]
+    conf = stunnel_conf(40001, "live-api-s.facebook.com", 443)
+    assert "client = yes" in conf and "accept = 127.0.0.1:40001" in conf
+    assert "connect = live-api-s.facebook.com:443" in conf
+    assert "socket = l:TCP_NODELAY=1" in conf and "socket = r:TCP_NODELAY=1" in conf
