@@ -99,6 +99,9 @@ class HealthOut(BaseModel):
     ingest: IngestOut
     mqtt: MqttOut
     state_file_error: str | None
+    problems: list[str] = Field(
+        default=[], description="conflicts with other mqttrelay hosts on the broker"
+    )
 
 
 class TicketOut(BaseModel):
@@ -122,6 +125,7 @@ class ApiContext:
     timezone: str
     mqtt_enabled: bool = False
     mqtt_connected: Callable[[], bool] = lambda: False
+    problems: Callable[[], list[str]] = lambda: []
     api_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
     frame_ancestors: tuple[str, ...] = ()
@@ -327,8 +331,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def health() -> HealthOut:
         ingest = manager.ingest_state()
         mqtt_ok = ctx.mqtt_connected() or not ctx.mqtt_enabled
+        problems = ctx.problems()
+        healthy = mqtt_ok and manager.state_error is None and not problems
         return HealthOut(
-            status="ok" if mqtt_ok and manager.state_error is None else "degraded",
+            status="ok" if healthy else "degraded",
+            problems=problems,
             version=__version__,
             ingest=IngestOut(**asdict(ingest)),
             mqtt=MqttOut(enabled=ctx.mqtt_enabled, connected=ctx.mqtt_connected()),

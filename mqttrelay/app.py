@@ -117,6 +117,7 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 timezone=config.timezone,
                 mqtt_enabled=bridge is not None,
                 mqtt_connected=(lambda: bridge.connected) if bridge else (lambda: False),
+                problems=(lambda: bridge.problems) if bridge else (lambda: []),
                 api_host=config.api.host,
                 allowed_hosts=tuple(config.api.allowed_hosts),
                 frame_ancestors=tuple(config.api.frame_ancestors),

@@ -20,16 +20,35 @@ STATUS_OPTIONS = [s.value for s in Status]
 
 @dataclass(frozen=True)
 class Topics:
-    """Every topic of the contract, from mqtt.base_topic."""
+    """Every topic of the contract, from mqtt.base_topic and mqtt.node_id."""
 
     base: str
+    node_id: str = "studio"
 
     @property
     def availability(self) -> str:
-        return f"{self.base}/status"
+        """This host's availability (the last will): one host dying leaves the others'."""
+        return f"{self.host_prefix}{self.node_id}/status"
 
     @property
     def ingest_status(self) -> str:
+        return f"{self.host_prefix}{self.node_id}/ingest/status"
+
+    @property
+    def host_info(self) -> str:
+        return f"{self.host_prefix}{self.node_id}/info"
+
+    @property
+    def host_prefix(self) -> str:
+        return f"{self.base}/host/"
+
+    @property
+    def shared_availability(self) -> str:
+        """B/status of the first release: right for a single host only."""
+        return f"{self.base}/status"
+
+    @property
+    def shared_ingest_status(self) -> str:
         return f"{self.base}/ingest/status"
 
     @property
@@ -89,11 +108,13 @@ def _device(ctx: DiscoveryContext) -> dict[str, Any]:
     return device
 
 
-def _common(ctx: DiscoveryContext, object_id: str, name: str) -> dict[str, Any]:
+def _common(ctx: DiscoveryContext, component: str, object_id: str, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "unique_id": f"{ctx.node_id}_{object_id}",
-        "object_id": f"{ctx.node_id}_{object_id}",
+        # Home Assistant 2025.10 and later; the entity ids of the first release
+        # (object_id, deprecated then, dropped in 2026.4)
+        "default_entity_id": f"{component}.{ctx.node_id}_{object_id}",
         "availability_topic": ctx.topics.availability,
         "payload_available": "online",
         "payload_not_available": "offline",
@@ -107,7 +128,7 @@ def stream_discovery(
 ) -> dict[str, dict[str, Any]]:
     """Config topic -> payload for one stream's four entities."""
     t = ctx.topics
-    switch = _common(ctx, f"{stream_id}", stream_name) | {
+    switch = _common(ctx, "switch", f"{stream_id}", stream_name) | {
         "command_topic": t.set(stream_id),
         "state_topic": t.state(stream_id),
         "payload_on": "ON",
@@ -118,26 +139,28 @@ def stream_discovery(
         "json_attributes_topic": t.attributes(stream_id),
         "icon": "mdi:broadcast",
     }
-    bitrate = _common(ctx, f"{stream_id}_bitrate", f"{stream_name} bitrate") | {
+    bitrate = _common(ctx, "sensor", f"{stream_id}_bitrate", f"{stream_name} bitrate") | {
         "state_topic": t.bitrate(stream_id),
         "device_class": "data_rate",
         "unit_of_measurement": "kbit/s",
         "state_class": "measurement",
     }
-    status = _common(ctx, f"{stream_id}_status", f"{stream_name} status") | {
+    status = _common(ctx, "sensor", f"{stream_id}_status", f"{stream_name} status") | {
         "state_topic": t.status(stream_id),
         "device_class": "enum",
         "options": STATUS_OPTIONS,
         "json_attributes_topic": t.attributes(stream_id),
     }
-    running = _common(ctx, f"{stream_id}_running", f"{stream_name} running") | {
+    running = _common(ctx, "binary_sensor", f"{stream_id}_running", f"{stream_name} running") | {
         "state_topic": t.status(stream_id),
         "value_template": "{{ 'ON' if value == 'live' else 'OFF' }}",
         "payload_on": "ON",
         "payload_off": "OFF",
         "device_class": "running",
     }
-    next_change = _common(ctx, f"{stream_id}_next_change", f"{stream_name} next change") | {
+    next_change = _common(
+        ctx, "sensor", f"{stream_id}_next_change", f"{stream_name} next change"
+    ) | {
         "state_topic": t.attributes(stream_id),
         # "None" is Home Assistant's MQTT word for "no value": nothing is scheduled
         "value_template": "{{ value_json.next_change_at or 'None' }}",
@@ -154,7 +177,7 @@ def stream_discovery(
 
 
 def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
-    ingest = _common(ctx, "ingest_live", "Ingest live") | {
+    ingest = _common(ctx, "binary_sensor", "ingest_live", "Ingest live") | {
         "state_topic": ctx.topics.ingest_status,
         "payload_on": "live",
         "payload_off": "idle",

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import random
-import ssl
+import uuid
 from typing import Any
 
 import aiomqtt
@@ -20,14 +20,14 @@ from .aio import cancel_and_wait
 from .commands import CommandError, parse_command
 from .config import Config
 from .discovery import DiscoveryContext, Topics, all_discovery, config_wildcard
+from .fleet import Fleet, encode_info, node_of
 from .manager import ChangeEvent, Manager, StreamState, UnknownStreamError
+from .mqtt_client import RECONNECT_FIRST_S, RECONNECT_MAX_S, SharedStatus, make_client
 from .ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 BITRATE_PERIOD_S = 5.0
-RECONNECT_FIRST_S = 1.0
-RECONNECT_MAX_S = 30.0
 HA_REPUBLISH_DELAY_S = (0.5, 3.0)  # spread many devices' answers to Home Assistant
 
 
@@ -54,7 +54,10 @@ class MqttBridge:
     def __init__(self, manager: Manager, config: Config) -> None:
         self._manager = manager
         self._cfg = config.mqtt
-        self.topics = Topics(self._cfg.base_topic)
+        self.topics = Topics(self._cfg.base_topic, self._cfg.node_id)
+        self.fleet = Fleet(self._cfg.node_id, uuid.uuid4().hex)
+        self._reported: set[str] = set()
+        self._shared_status = SharedStatus(self._cfg, self.topics.shared_availability)
         api_host = "127.0.0.1" if config.api.host in ("0.0.0.0", "::") else config.api.host
         self._ctx = DiscoveryContext(
             topics=self.topics,
@@ -80,22 +83,7 @@ class MqttBridge:
 
     # -- connection ---------------------------------------------------------
     def _make_client(self) -> aiomqtt.Client:
-        tls_context = None
-        if self._cfg.tls:
-            tls_context = ssl.create_default_context(
-                cafile=str(self._cfg.ca_certs) if self._cfg.ca_certs else None
-            )
-        return aiomqtt.Client(
-            self._cfg.host,
-            self._cfg.port,
-            username=self._cfg.username,
-            password=self._cfg.password,
-            identifier=f"mqttrelay-{self._cfg.node_id}",
-            will=aiomqtt.Will(self.topics.availability, "offline", qos=1, retain=True),
-            keepalive=30,
-            timeout=10,
-            tls_context=tls_context,
-        )
+        return make_client(self._cfg, f"mqttrelay-{self._cfg.node_id}", self.topics.availability)
 
     async def run(self) -> None:
         """Stay connected forever, with backoff; cancel to stop."""
@@ -125,6 +113,7 @@ class MqttBridge:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self.run(), name="mqtt")
+            self._shared_status.start()
 
     async def stop(self) -> None:
         """Publish what is pending and 'offline', then disconnect."""
@@ -135,6 +124,7 @@ class MqttBridge:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+            await self._shared_status.stop()
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         await self._flush(client)
@@ -146,7 +136,10 @@ class MqttBridge:
         self.connects += 1
         log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
         await client.publish(self.topics.availability, "online", qos=1, retain=True)
+        await self._publish_host_info(client)
         await client.subscribe(self.topics.set_wildcard, qos=1)
+        await client.subscribe(f"{self.topics.host_prefix}+/info", qos=1)
+        await client.subscribe(f"{self.topics.host_prefix}+/status", qos=1)
         await client.subscribe(self._ha_status, qos=1)
         await client.subscribe(self._discovery_wildcard, qos=1)
         await self._publish_discovery(client)
@@ -179,6 +172,9 @@ class MqttBridge:
         if message.topic.matches(self._discovery_wildcard):
             await self._remove_stale_discovery(client, topic, payload)
             return
+        if topic.startswith(self.topics.host_prefix):
+            self._seen_host(topic, payload)
+            return
         stream_id = self.topics.stream_of_set_topic(topic)
         if stream_id is None:
             return
@@ -201,7 +197,31 @@ class MqttBridge:
         except CommandError as exc:
             self._bad.warn(topic, str(exc))
         except UnknownStreamError as exc:
-            self._bad.warn(topic, str(exc))
+            if self.fleet.owner_of(stream_id) is None:  # another host's stream: not ours
+                self._bad.warn(topic, str(exc))
+
+    # -- several hosts ------------------------------------------------------
+    def _seen_host(self, topic: str, payload: bytes) -> None:
+        prefix = self.topics.host_prefix
+        if (node := node_of(topic, prefix, "info")) is not None:
+            self.fleet.seen_info(node, payload)
+        elif (node := node_of(topic, prefix, "status")) is not None:
+            self.fleet.seen_status(node, payload)
+        else:
+            return
+        current = set(self.problems)
+        for problem in sorted(current - self._reported):
+            log.warning("%s", problem)
+        self._reported = current
+
+    @property
+    def problems(self) -> list[str]:
+        """Conflicts with other hosts on the broker, for the log and /api/health."""
+        return self.fleet.problems(self._manager.stream_ids)
+
+    async def _publish_host_info(self, client: aiomqtt.Client) -> None:
+        info = encode_info(self.fleet.instance, self._manager.stream_ids)
+        await client.publish(self.topics.host_info, info, qos=1, retain=True)
 
     async def _answer_home_assistant(self, client: aiomqtt.Client) -> None:
         await asyncio.sleep(random.uniform(*HA_REPUBLISH_DELAY_S))
@@ -260,6 +280,7 @@ class MqttBridge:
     async def _flush(self, client: aiomqtt.Client) -> None:
         if self._config_dirty:
             self._config_dirty = False
+            await self._publish_host_info(client)
             await self._publish_discovery(client)
             self._dirty.update(self._manager.stream_ids)
         dirty, self._dirty = self._dirty, set()
@@ -313,8 +334,9 @@ class MqttBridge:
         )
 
     async def _publish_ingest(self, client: aiomqtt.Client) -> None:
-        live = self._manager.ingest_state().live
-        await self._publish_retained(client, self.topics.ingest_status, "live" if live else "idle")
+        state = "live" if self._manager.ingest_state().live else "idle"
+        await self._publish_retained(client, self.topics.ingest_status, state)
+        await self._publish_retained(client, self.topics.shared_ingest_status, state)
 
 
 def _kbps(state: StreamState) -> str:

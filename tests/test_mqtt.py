@@ -117,7 +117,7 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 
 
 def test_discovery_payloads() -> None:
-    ctx = DiscoveryContext(Topics("streamrelay"), "homeassistant", "studio", "http://h:8088/")
+    ctx = DiscoveryContext(Topics("streamrelay", "studio"), "homeassistant", "studio", "http://h:8088/")
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
     assert len(configs) == 1 + 2 * 5
     next_change = configs["homeassistant/sensor/studio/tiktok_next_change/config"]
@@ -127,7 +127,8 @@ def test_discovery_payloads() -> None:
     assert switch["command_topic"] == "streamrelay/facebook/set"
     assert switch["state_topic"] == "streamrelay/facebook/state"
     assert switch["optimistic"] is False
-    assert switch["availability_topic"] == "streamrelay/status"
+    assert switch["availability_topic"] == "streamrelay/host/studio/status"
+    assert switch["default_entity_id"] == "switch.studio_facebook" and "object_id" not in switch
     assert switch["device"]["configuration_url"] == "http://h:8088/"
     bitrate = configs["homeassistant/sensor/studio/tiktok_bitrate/config"]
     assert (bitrate["device_class"], bitrate["unit_of_measurement"]) == ("data_rate", "kbit/s")
