@@ -117,7 +117,9 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 
 
 def test_discovery_payloads() -> None:
-    ctx = DiscoveryContext(Topics("streamrelay", "studio"), "homeassistant", "studio", "http://h:8088/")
+    ctx = DiscoveryContext(
+        Topics("streamrelay", "studio"), "homeassistant", "studio", "http://h:8088/"
+    )
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
     assert len(configs) == 1 + 2 * 5
     next_change = configs["homeassistant/sensor/studio/tiktok_next_change/config"]

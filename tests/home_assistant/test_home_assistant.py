@@ -1,0 +1,142 @@
+"""mqttrelay against a real Home Assistant 2026.2: discovery without a single
+warning from its MQTT integration, the entity ids the README promises, switches
+that drive relays, and states that survive a Home Assistant restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from ..conftest import CANARY_KEY
+from ..support import Mosquitto, NginxRtmp, Publisher, ServiceProcess, eventually, free_port
+from ..test_mqtt import Collector, collector
+from .harness import HomeAssistant
+
+pytestmark = pytest.mark.home_assistant
+
+
+def expected_entities(node: str, streams: list[str]) -> set[str]:
+    out = {f"binary_sensor.{node}_ingest_live"}
+    for s in streams:
+        out |= {
+            f"switch.{node}_{s}",
+            f"sensor.{node}_{s}_bitrate",
+            f"sensor.{node}_{s}_status",
+            f"sensor.{node}_{s}_next_change",
+            f"binary_sensor.{node}_{s}_running",
+        }
+    return out
+
+
+def ha_states(col: Collector) -> dict[str, str]:
+    raw = col.last("hatest/states")
+    return json.loads(raw) if raw else {}
+
+
+async def wait_ha(col: Collector, check: dict[str, str], deadline_s: float, what: str) -> None:
+    async def holds() -> bool:
+        states = ha_states(col)
+        return all(states.get(k) == v for k, v in check.items())
+
+    try:
+        await eventually(holds, deadline_s, what, step_s=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; Home Assistant shows {ha_states(col)}") from None
+
+
+def relay_config(folder: Path, ingest_url: str, platform_port: int, mqtt: dict[str, object],
+                 node: str, streams: list[str]) -> Path:  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_file": "state.json",
+                "ingest": {"url": ingest_url},
+                "mqtt": {**mqtt, "node_id": node},
+                "api": {"port": free_port()},
+                "streams": [
+                    {"id": s, "url": f"rtmp://127.0.0.1:{platform_port}/dest",
+                     "key": f"{node}-{s}-{CANARY_KEY}"}
+                    for s in streams
+                ],
+            }
+        )
+    )  # fmt: skip
+    return path
+
+
+async def test_home_assistant_discovers_drives_and_keeps_states(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> None:
+    streams = ["tiktok", "youtube"]
+    config = relay_config(
+        tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
+        {"port": broker.port}, "studio", streams,
+    )  # fmt: skip
+    relay = ServiceProcess(config, tmp_path / "relay" / "service.log")
+    ha = HomeAssistant(tmp_path / "ha", "127.0.0.1", broker.port)
+    relay.start()
+    complaints: list[str] = []
+    try:
+        async with collector(broker.port) as col:
+            ha.start()
+            entities = expected_entities("studio", streams)
+            await eventually(
+                lambda: _has(col, entities), 240, "every entity in Home Assistant", step_s=1
+            )
+            await wait_ha(
+                col,
+                {"switch.studio_tiktok": "off", "binary_sensor.studio_ingest_live": "on"},
+                60,
+                "the ingest live in Home Assistant",
+            )
+
+            await col.publish("hatest/call", turn("on", "switch.studio_tiktok"))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{relay.port}") as api:
+
+                async def tiktok_live() -> bool:
+                    state = (await api.get("/api/streams/tiktok")).json()
+                    return bool(state["enabled"] and state["status"] == "live")
+
+                await eventually(tiktok_live, 60, "Home Assistant's switch to start the relay")
+            await wait_ha(
+                col,
+                {"switch.studio_tiktok": "on", "sensor.studio_tiktok_status": "live",
+                 "binary_sensor.studio_tiktok_running": "on", "switch.studio_youtube": "off"},
+                60, "tiktok live in Home Assistant",
+            )  # fmt: skip
+            complaints += ha.mqtt_complaints()
+
+            ha.stop()
+            col.seen.clear()
+            ha.start()
+            await wait_ha(
+                col,
+                {"switch.studio_tiktok": "on", "sensor.studio_tiktok_status": "live",
+                 "switch.studio_youtube": "off", "binary_sensor.studio_ingest_live": "on"},
+                240, "the states after Home Assistant restarted",
+            )  # fmt: skip
+            complaints += ha.mqtt_complaints()
+    finally:
+        ha.stop()
+        assert relay.stop() == 0
+        relay.cleanup()
+    assert complaints == [], "\n".join(complaints)
+    assert CANARY_KEY not in ha.log.read_text()
+
+
+def turn(on_off: str, entity_id: str) -> str:
+    return json.dumps({"action": f"switch.turn_{on_off}", "entity_id": entity_id})
+
+
+async def _has(col: Collector, entities: set[str]) -> bool:
+    return entities <= set(ha_states(col))
