@@ -56,10 +56,47 @@ def host_and_lan(host_address: str = "10.253.0.2") -> Iterator[tuple[Namespace, 
         yield Namespace(host, host_address), Namespace(lan, "10.253.1.2")
     finally:
         for ns in (host, lan):
-            subprocess.run(["ip", "netns", "pids", ns], capture_output=True, timeout=10)
             pids = subprocess.run(
                 ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10
             ).stdout.split()
             for pid in pids:
                 subprocess.run(["kill", "-9", pid], capture_output=True, timeout=10)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+@contextmanager
+def hosts_beside_this_one(count: int) -> Iterator[list[Namespace]]:
+    """count namespaces, each joined to this (root) namespace by a veth pair:
+    this side 10.254.<i>.1, theirs 10.254.<i>.2 (the Namespace's address). Servers
+    here reach them only through those addresses; nothing is routed further."""
+    require_tool("ip")
+    if os.geteuid() != 0:
+        message = "network namespaces need root"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    tag = secrets.token_hex(3)
+    made: list[Namespace] = []
+    try:
+        for i in range(1, count + 1):
+            name, here, there = f"mqr-h{i}-{tag}", f"mqh{i}{tag}", f"mqn{i}{tag}"
+            _ip("netns", "add", name)
+            made.append(Namespace(name, f"10.254.{i}.2"))
+            _ip("-n", name, "link", "set", "lo", "up")
+            _ip("link", "add", here, "type", "veth", "peer", there, "netns", name)
+            _ip("addr", "add", f"10.254.{i}.1/24", "dev", here)
+            _ip("link", "set", here, "up")
+            _ip("-n", name, "addr", "add", f"10.254.{i}.2/24", "dev", there)
+            _ip("-n", name, "link", "set", there, "up")
+        yield made
+    finally:
+        for ns in made:
+            pids = subprocess.run(
+                ["ip", "netns", "pids", ns.name], capture_output=True, text=True, timeout=10
+            ).stdout.split()
+            for pid in pids:
+                subprocess.run(["kill", "-9", pid], capture_output=True, timeout=10)
+            subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, timeout=10)
+
+
+def gateway(ns: Namespace) -> str:
+    """This namespace's address as seen from ns."""
+    return ns.address.rsplit(".", 1)[0] + ".1"
