@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import json
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -192,7 +193,7 @@ class RequestGuard:
 
 async def plain_error(send: Any, status: int, detail: str) -> None:
     """A JSON error answered before any route runs."""
-    body = ('{"detail": "' + detail.replace('"', "'") + '"}').encode()
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -7,6 +7,7 @@ Relay per stream. Nothing else touches processes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +21,13 @@ from . import process
 from .config import Config, StreamConfig
 from .hub import Hub
 from .ingest import DirectIngest
+from .persistence import StateFile
 from .redact import display_url, mask, remember_secrets
 from .relay import Relay, RelaySettings
 from .reload import ReloadResult, plan_reload
 from .schedule import Change
 from .scheduler import ConfigSchedules, catch_up
-from .state import SavedState, SavedTimer, StateFileError, load_state, save_state
+from .state import SavedState
 from .timers import Timer, Timers
 from .tls_tunnel import find_stunnel
 
@@ -102,7 +104,7 @@ class Manager:
         )
         self._version = 0
         self._background: set[asyncio.Task[StreamState]] = set()
-        self.state_error: str | None = None
+        self._state_file = StateFile(config.state_file)
         self.hub: Hub | None = None
         self.direct: DirectIngest | None = None
         if config.ingest.mode == "cached":
@@ -115,11 +117,7 @@ class Manager:
     # -- life cycle ---------------------------------------------------------
     async def start(self) -> None:
         process.reap_orphans(self.owner)
-        try:
-            saved = load_state(self.config.state_file)
-        except StateFileError as exc:
-            log.error("%s; using each stream's 'enabled' from the config", exc)
-            saved = SavedState()
+        saved = self._state_file.load()
         for stream in self.config.streams:
             self._desired[stream.id] = saved.streams.get(stream.id, stream.enabled)
             self._relays[stream.id] = self._new_relay(stream)
@@ -193,19 +191,16 @@ class Manager:
         return self.direct
 
     def _relay_settings(self) -> RelaySettings:
-        settings: dict[str, object] = {
-            "connect_timeout_s": self.config.ffmpeg.connect_timeout_s,
-            "stunnel": self._stunnel,
-            **self._overrides,
-        }
-        return RelaySettings(
+        settings = RelaySettings(
             ffmpeg=self.config.ffmpeg.path,
             owner=self.owner,
             secrets=self._secrets,
             ingest_url=self.config.ingest.url,
             hold_s=self.config.ingest.hold_s,
-            **settings,  # type: ignore[arg-type]
+            connect_timeout_s=self.config.ffmpeg.connect_timeout_s,
+            stunnel=self._stunnel,
         )
+        return dataclasses.replace(settings, **self._overrides)  # type: ignore[arg-type]
 
     # -- commands -----------------------------------------------------------
     def _relay(self, stream_id: str) -> Relay:
@@ -394,27 +389,12 @@ class Manager:
         self._emit(ChangeEvent("state" if status_changed else "stats", relay.stream.id))
 
     # -- persistence --------------------------------------------------------
+    @property
+    def state_error(self) -> str | None:
+        return self._state_file.error
+
     def _persist(self) -> None:
-        state = SavedState(
-            streams=dict(self._desired),
-            timers=[
-                SavedTimer(t.id, t.stream_id, t.enabled, t.due, t.switch_back)
-                for t in self._timers.pending()
-            ],
-            last_seen=datetime.now(UTC),
-        )
-        try:
-            save_state(self.config.state_file, state)
-        except OSError as exc:
-            # Keep relaying: the running state is right, only the file is stale.
-            message = f"cannot write state file {self.config.state_file}: {exc.strerror or exc}"
-            if message != self.state_error:
-                log.error("%s", message)
-            self.state_error = message
-        else:
-            if self.state_error is not None:
-                log.info("state file written again")
-            self.state_error = None
+        self._state_file.save(self._desired, self._timers.pending())
 
 
 def _on_off(enabled: bool) -> str:
