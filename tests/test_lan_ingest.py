@@ -58,6 +58,17 @@ def _health_is(host: Namespace, port: int, live: bool, deadline_s: float) -> str
     return result.stdout.strip()
 
 
+def _post(ns: Namespace, url: str) -> str:
+    """The status of a form POST as nginx sends it, from inside ns."""
+    code = (
+        "import httpx, sys; print(httpx.post(sys.argv[1], content=b'name=stream', headers="
+        "{'Content-Type': 'application/x-www-form-urlencoded'}, timeout=10).status_code)"
+    )
+    return subprocess.run(
+        ns.argv(sys.executable, "-c", code, url), capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+
+
 def _probe(ns: Namespace, url: str) -> subprocess.CompletedProcess[str]:
     ffprobe = require_tool("ffprobe")
     return subprocess.run(
@@ -98,6 +109,11 @@ def test_lan_ingest_takes_obs_with_the_key_only_and_plays_to_nobody_on_the_lan(
             while time.monotonic() < deadline and not (tmp_path / ".mqttrelay-nginx").exists():
                 time.sleep(0.2)
             assert _health_is(host, 8088, False, 30) == "ok", log.read_text()
+
+            # the managed nginx always sends the hook secret: a call without it is refused
+            for query in ("", "?secret=" + "w" * 32):
+                status = _post(host, f"http://{host.address}:8088/api/hooks/on_publish_done{query}")
+                assert status == "403", (query, status)
 
             without_key = subprocess.run(
                 lan.argv(*build_test_source_argv(ffmpeg, ingest)),
