@@ -1,7 +1,9 @@
 """The command router: every transport (MQTT, HTTP, scheduler, hooks) calls this.
 
-It owns the desired on/off state of each stream, persists it, and drives one
-Relay per stream. Nothing else touches processes.
+It owns the desired on/off state of each stream and drives one Relay per
+stream; time-driven switching is the clock's (clock.py), which calls back like
+any transport, and the state file is persistence.py's. Nothing else touches
+processes.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from . import process
+from .clock import Clock, on_off
 from .config import Config, StreamConfig
 from .hub import Hub
 from .ingest import DirectIngest
@@ -25,14 +25,10 @@ from .persistence import StateFile
 from .redact import display_url, mask, remember_secrets
 from .relay import Relay, RelaySettings
 from .reload import ReloadResult, plan_reload
-from .schedule import Change
-from .scheduler import ConfigSchedules, catch_up
-from .state import SavedState
-from .timers import Timer, Timers
+from .timers import Timer
 from .tls_tunnel import find_stunnel
 
 log = logging.getLogger(__name__)
-LAST_SEEN_PERIOD_S = 60  # how often the state file notes that the service still runs
 
 
 class UnknownStreamError(KeyError):
@@ -95,15 +91,10 @@ class Manager:
         self._relays: dict[str, Relay] = {}
         self._desired: dict[str, bool] = {}
         self._lock = asyncio.Lock()
-        self._tz = ZoneInfo(config.timezone)
-        # Timers and schedules run as APScheduler jobs on this event loop.
-        self._scheduler = AsyncIOScheduler(timezone=self._tz, event_loop=asyncio.get_running_loop())
-        self._timers = Timers(self._scheduler, self._timer_due)
-        self._schedules = ConfigSchedules(
-            self._scheduler, self._tz, lambda: self.stream_ids, self._scheduled_switch
+        self._clock = Clock(
+            config.timezone, lambda: self.stream_ids, self._scheduled_switch, self._persist
         )
         self._version = 0
-        self._background: set[asyncio.Task[StreamState]] = set()
         self._state_file = StateFile(config.state_file)
         self.hub: Hub | None = None
         self.direct: DirectIngest | None = None
@@ -121,12 +112,9 @@ class Manager:
         for stream in self.config.streams:
             self._desired[stream.id] = saved.streams.get(stream.id, stream.enabled)
             self._relays[stream.id] = self._new_relay(stream)
-        self._catch_up(saved)
-        self._schedules.install(self.config.schedules)
-        self._scheduler.add_job(
-            self._persist, "interval", seconds=LAST_SEEN_PERIOD_S, id="last-seen"
-        )
-        self._scheduler.start()
+        for stream_id, change in self._clock.catch_up(saved, self.config.schedules).items():
+            self._desired[stream_id] = change.enabled
+        self._clock.start(self.config.schedules)
         if self.hub is not None:
             self.hub.start()
         if self.direct is not None:
@@ -137,8 +125,7 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop every relay (in parallel), then the ingest reader."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        self._clock.stop()
         self._persist()  # pending timers and the time we stopped, for the next start
         await asyncio.gather(*(relay.close() for relay in self._relays.values()))
         if self.hub is not None:
@@ -163,7 +150,7 @@ class Manager:
                 self.hub.add_secrets(new.secrets)
             for stream_id in plan.removed:
                 await self._relays.pop(stream_id).dispose()
-                self._timers.cancel(stream_id)
+                self._clock.cancel(stream_id)
                 del self._desired[stream_id]
             for stream in plan.changed:
                 await self._relays[stream.id].dispose()
@@ -179,7 +166,7 @@ class Manager:
             self.config = self.config.model_copy(
                 update={"streams": new.streams, "schedules": new.schedules}
             )
-            self._schedules.install(new.schedules)
+            self._clock.schedules.install(new.schedules)
             self._persist()
         result = plan.result()
         log.info("config reloaded: %s", result.summary())
@@ -225,10 +212,10 @@ class Manager:
         relay = self._relay(stream_id)
         timers_changed = False
         if not by_timer:
-            timers_changed = bool(self._timers.cancel(stream_id, switch_back_only=True))
+            timers_changed = bool(self._clock.cancel(stream_id, switch_back_only=True))
         if revert_after_s is not None:
             due = datetime.now(UTC) + timedelta(seconds=revert_after_s)
-            self._timers.add(stream_id, not enabled, due, switch_back=True)
+            self._clock.add(stream_id, not enabled, due, switch_back=True)
             timers_changed = True
         async with self._lock:
             changed = self._desired[stream_id] != enabled
@@ -254,59 +241,28 @@ class Manager:
     # -- timers -------------------------------------------------------------
     def add_timer(self, stream_id: str, enabled: bool, due: datetime) -> Timer:
         self._relay(stream_id)
-        timer = self._timers.add(stream_id, enabled, due)
-        log.info("%s: timer %s: switch %s at %s", stream_id, timer.id, _on_off(enabled), due)
+        timer = self._clock.add(stream_id, enabled, due)
+        log.info("%s: timer %s: switch %s at %s", stream_id, timer.id, on_off(enabled), due)
         self._persist()
         self._emit(ChangeEvent("state", stream_id))
         return timer
 
     def timers(self, stream_id: str) -> list[Timer]:
         self._relay(stream_id)
-        return self._timers.pending(stream_id)
+        return self._clock.pending(stream_id)
 
     def cancel_timers(self, stream_id: str, timer_id: str | None = None) -> list[Timer]:
         self._relay(stream_id)
-        cancelled = self._timers.cancel(stream_id, timer_id)
+        cancelled = self._clock.cancel(stream_id, timer_id)
         if cancelled:
             self._persist()
             self._emit(ChangeEvent("state", stream_id))
         return cancelled
 
-    def _timer_due(self, timer: Timer) -> None:
-        if timer.stream_id in self._relays:
-            log.info(
-                "%s: timer %s: switching %s", timer.stream_id, timer.id, _on_off(timer.enabled)
-            )
-            task = asyncio.create_task(
-                self.set_enabled(timer.stream_id, timer.enabled, by_timer=True)
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        self._persist()
-
     async def _scheduled_switch(self, stream_id: str, enabled: bool, source: str) -> None:
         if stream_id in self._relays:
-            log.info("%s: %s: switching %s", stream_id, source, _on_off(enabled))
+            log.info("%s: %s: switching %s", stream_id, source, on_off(enabled))
             await self.set_enabled(stream_id, enabled, by_timer=True)
-
-    def _catch_up(self, saved: SavedState) -> None:
-        """Apply, once, the change that should be in force now after a downtime:
-        the latest of the timers that came due and the schedules that ran while
-        mqttrelay was not running. Timers still ahead are set again."""
-        latest, ahead = catch_up(
-            saved, self.config.schedules, self._tz, self.stream_ids, datetime.now(UTC)
-        )
-        for t in ahead:
-            self._timers.add(t.stream_id, t.enabled, t.due, t.switch_back, timer_id=t.id)
-        for stream_id, change in latest.items():
-            log.warning(
-                "%s: while mqttrelay was down, %s was due at %s to switch it %s: applying it now",
-                stream_id,
-                change.source,
-                change.at.astimezone(self._tz).isoformat(timespec="minutes"),
-                _on_off(change.enabled),
-            )
-            self._desired[stream_id] = change.enabled
 
     def notify_ingest_publishing(self) -> None:
         """An on_publish hook: retry the ingest reader now instead of at its next poll."""
@@ -330,7 +286,7 @@ class Manager:
     def stream_state(self, stream_id: str) -> StreamState:
         relay = self._relay(stream_id)
         cpu, rss = relay.process_stats()
-        upcoming = self.next_change(stream_id)
+        upcoming = self._clock.next_change(stream_id)
         return StreamState(
             id=stream_id,
             name=relay.stream.name,
@@ -345,20 +301,9 @@ class Manager:
             rss_mb=rss,
             last_error=mask(relay.last_error, self._secrets) if relay.last_error else None,
             next_change_at=upcoming.at.isoformat() if upcoming else None,
-            next_change_to=_on_off(upcoming.enabled) if upcoming else None,
+            next_change_to=on_off(upcoming.enabled) if upcoming else None,
             version=self._version,
         )
-
-    def next_change(self, stream_id: str) -> Change | None:
-        """The next timer or schedule that will switch this stream."""
-        candidates = [
-            Change(t.stream_id, t.enabled, t.due, f"timer {t.id}")
-            for t in self._timers.pending(stream_id)[:1]
-        ]
-        scheduled = self._schedules.next_change(stream_id)
-        if scheduled is not None:
-            candidates.append(scheduled)
-        return min(candidates, key=lambda c: c.at) if candidates else None
 
     def snapshot(self) -> list[StreamState]:
         return [self.stream_state(stream_id) for stream_id in self._relays]
@@ -394,8 +339,4 @@ class Manager:
         return self._state_file.error
 
     def _persist(self) -> None:
-        self._state_file.save(self._desired, self._timers.pending())
-
-
-def _on_off(enabled: bool) -> str:
-    return "on" if enabled else "off"
+        self._state_file.save(self._desired, self._clock.pending())

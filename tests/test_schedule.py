@@ -136,9 +136,9 @@ async def test_restart_recreates_jobs_without_duplicates(
     for _ in range(3):
         manager = managers(config)
         await manager.start()
-        assert manager._schedules.job_ids == ["schedule-0", "schedule-1"]
+        assert manager._clock.schedules.job_ids == ["schedule-0", "schedule-1"]
         await manager.apply_config(config)  # a reload re-installs, never adds
-        assert manager._schedules.job_ids == ["schedule-0", "schedule-1"]
+        assert manager._clock.schedules.job_ids == ["schedule-0", "schedule-1"]
         state = manager.stream_state("youtube")
         assert state.next_change_to == "off" and state.next_change_at is not None
         await manager.stop()
