@@ -50,6 +50,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def ingest_app_and_stream(url: str) -> tuple[str, str]:
+    """rtmp://host:1935/live/stream -> ("live", "stream")."""
+    path = urlsplit(url).path.strip("/")
+    app, _, name = path.partition("/")
+    return app, name
+
+
 def check_host_name(value: str, what: str) -> str:
     """A DNS name or an IP address, and nothing that could end a config line or a URL."""
     if not _HOST_NAME.match(value):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
-from .relay import Status
+from .status import Status
 
 SUPPORT_URL = "https://github.com/mqttrelay/mqttrelay"
 STATUS_OPTIONS = [s.value for s in Status]

@@ -13,11 +13,11 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import httpx
 
 from .aio import Notifier, cancel_and_wait
+from .config import ingest_app_and_stream
 
 log = logging.getLogger(__name__)
 STAT_POLL_S = 2.0
@@ -30,13 +30,6 @@ class IngestSource(Protocol):
     def add_listener(self, listener: Callable[[], None]) -> None: ...
 
     def remove_listener(self, listener: Callable[[], None]) -> None: ...
-
-
-def ingest_app_and_stream(url: str) -> tuple[str, str]:
-    """rtmp://host:1935/live/stream -> ("live", "stream")."""
-    path = urlsplit(url).path.strip("/")
-    app, _, name = path.partition("/")
-    return app, name
 
 
 def parse_stat(xml_text: str, app: str, name: str) -> tuple[bool, float]:

@@ -7,8 +7,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from .config import Config, is_loopback
-from .ingest import ingest_app_and_stream
+from .config import Config, ingest_app_and_stream, is_loopback
 from .redact import display_url
 
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"

@@ -10,7 +10,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import psutil
 
@@ -20,19 +19,10 @@ from .config import StreamConfig
 from .ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from .hub import Hub, Subscription
 from .ingest import IngestSource
+from .status import Status
 from .tls_tunnel import TlsTunnel, TunnelError, is_rtmps
 
 log = logging.getLogger(__name__)
-
-
-class Status(StrEnum):
-    OFF = "off"
-    WAITING = "waiting"
-    STARTING = "starting"
-    LIVE = "live"
-    HOLDING = "holding"
-    RETRYING = "retrying"
-    FAILED = "failed"
 
 
 # Direct mode first waits for the ingest's next keyframe and probes it (an OBS

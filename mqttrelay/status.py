@@ -1,0 +1,15 @@
+"""A relay's statuses (pure): the words of MQTT `B/<id>/status`, the API and the page."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    OFF = "off"
+    WAITING = "waiting"
+    STARTING = "starting"
+    LIVE = "live"
+    HOLDING = "holding"
+    RETRYING = "retrying"
+    FAILED = "failed"
