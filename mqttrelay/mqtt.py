@@ -22,7 +22,7 @@ from .config import Config
 from .discovery import DiscoveryContext, Topics, all_discovery, config_wildcard
 from .fleet import Fleet, encode_info, node_of
 from .manager import ChangeEvent, Manager, StreamState, UnknownStreamError
-from .mqtt_client import RECONNECT_FIRST_S, RECONNECT_MAX_S, SharedStatus, make_client
+from .mqtt_client import RECONNECT_FIRST_S, SharedStatus, make_client, reconnect_pause
 from .ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,7 @@ class MqttBridge:
                 if self.connected:
                     log.info("MQTT disconnected")
                 self.connected = False
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, RECONNECT_MAX_S)
+            delay = await reconnect_pause(delay)
 
     def start(self) -> None:
         if self._task is None:

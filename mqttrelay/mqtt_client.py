@@ -22,6 +22,12 @@ RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 30.0
 
 
+async def reconnect_pause(delay: float) -> float:
+    """Sleep delay (with jitter) before a reconnect; returns the next delay."""
+    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+    return min(delay * 2, RECONNECT_MAX_S)
+
+
 def make_client(cfg: MqttConfig, identifier: str, will_topic: str) -> aiomqtt.Client:
     tls_context = None
     if cfg.tls:
@@ -66,8 +72,7 @@ class SharedStatus:
                     async for _ in client.messages:
                         pass  # subscribed to nothing: this waits until the connection ends
             self._client = None
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, RECONNECT_MAX_S)
+            delay = await reconnect_pause(delay)
 
     async def stop(self) -> None:
         client = self._client

@@ -5,7 +5,8 @@ ffmpeg 5.1 sets no TCP_NODELAY on the socket under its `tls` layer, so the RTMP
 handshake over TLS stalls three times on Nagle's algorithm meeting a delayed ACK
 (about 40 ms each here, up to a round trip each on the internet). stunnel sets
 TCP_NODELAY on both of its sockets (DESIGN.md, "RTMPS"). One stunnel runs per
-relay run, beside its ffmpeg, and ends with it.
+destination: it starts with the destination's first switch-on and stays ready
+until its relay is closed.
 """
 
 from __future__ import annotations
