@@ -42,11 +42,11 @@ import aiomqtt
 import psutil
 import uvicorn
 
-from mqttrelay.api import ApiContext, create_app
-from mqttrelay.app import _Server, bind_api_socket
+from mqttrelay.app import Service, _Server, bind_api_socket
 from mqttrelay.config import Config
-from mqttrelay.manager import Manager
-from mqttrelay.mqtt import MqttBridge
+from mqttrelay.control.router import Router
+from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.mqtt.bridge import MqttBridge
 from tests.support import (
     Mosquitto,
     NginxRtmp,
@@ -151,10 +151,11 @@ class Lab:
 @contextlib.asynccontextmanager
 async def service(
     lab: Lab, config: Config
-) -> AsyncIterator[tuple[Manager, MqttBridge, aiomqtt.Client]]:
-    manager = Manager(config)
-    await manager.start()
-    bridge = MqttBridge(manager, config)
+) -> AsyncIterator[tuple[Router, MqttBridge, aiomqtt.Client]]:
+    parts = Service(config)
+    manager = parts.router
+    await parts.start()
+    bridge = MqttBridge(manager, config.mqtt, None)
     bridge.start()
     api = create_app(ApiContext(manager, None, None, config.timezone))
     server = _Server(uvicorn.Config(api, port=config.api.port, log_level="warning", lifespan="off"))
@@ -176,7 +177,7 @@ async def service(
         server.should_exit = True
         await http
         await bridge.stop()
-        await manager.stop()
+        await parts.stop()
 
 
 async def wait_for(lab: Lab, keys: list[str], gone: bool = False) -> dict[str, float]:

@@ -1,4 +1,7 @@
-"""Wires config -> manager -> MQTT, HTTP; ordered start and shutdown."""
+"""The composition root: config.yaml's sections handed to the parts that read
+them, the parts wired together, and started and stopped in order.
+
+Below this module no part holds the whole Config: each gets its section."""
 
 from __future__ import annotations
 
@@ -14,14 +17,23 @@ from typing import Any
 
 import uvicorn
 
-from . import process
-from .aio import cancel_and_wait
-from .api import ApiContext, create_app
-from .config import Config, ConfigError, is_loopback, load_config, policy_problems
-from .hook_secret import hook_secret_path, load_hook_secret
-from .managed_nginx import ManagedNginx, NginxError
-from .manager import Manager
-from .mqtt import MqttBridge
+from mqttrelay.config import Config, ConfigError, is_loopback, load_config, policy_problems
+from mqttrelay.control.clock import Clock
+from mqttrelay.control.persistence import Persistence, StateFile
+from mqttrelay.control.reload import ReloadResult, plan_reload
+from mqttrelay.control.router import ChangeEvent, Router
+from mqttrelay.engine.factory import RelayFactory
+from mqttrelay.engine.hub import Hub
+from mqttrelay.engine.source import IngestSource
+from mqttrelay.ingest.direct import DirectIngest
+from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
+from mqttrelay.ingest.managed import ManagedNginx, NginxError
+from mqttrelay.lib import process
+from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.redact import remember_secrets
+from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.mqtt.bridge import MqttBridge
+from mqttrelay.transports.mqtt.discovery import configuration_url
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +88,92 @@ def uvicorn_config(app: Any) -> uvicorn.Config:
     )
 
 
+class Service:
+    """The router with its ingest reader, relays, clock and state file.
+
+    Start: the state file is read; the clock sets its saved timers again and
+    says which change a downtime missed (applied before any relay starts);
+    then the ingest reader, the relays and the clock start. Stop: the clock,
+    a last write of the state file, the relays, the ingest reader."""
+
+    def __init__(self, config: Config, relay_overrides: dict[str, float] | None = None) -> None:
+        self.config = config
+        self.owner = str(config.state_file.resolve())  # marks every process we start
+        remember_secrets(config.secrets)  # the log formatter masks these in every line
+        self.hub = (
+            Hub(config.ffmpeg.path, config.ingest.url, self.owner, list(config.secrets))
+            if config.ingest.mode == "cached"
+            else None
+        )
+        self.source: IngestSource = (
+            self.hub
+            if self.hub is not None
+            else DirectIngest(config.ingest.url, config.ingest.stat_url)
+        )
+        self.relays = RelayFactory(
+            config.ffmpeg,
+            config.ingest,
+            self.owner,
+            self.source,
+            self.hub,
+            config.streams,
+            relay_overrides,
+        )
+        self.relays.add_secrets(config.secrets)
+        self.clock = Clock(
+            config.timezone,
+            lambda: self.router.stream_ids,
+            lambda stream_id, on, source: self.router.switch(stream_id, on, source),
+            lambda: self.persistence.save(),
+        )
+        self.router = Router(self.relays, self.source, config.ingest.mode, self.clock)
+        self.persistence = Persistence(
+            StateFile(config.state_file), self.router.desired, self.clock.pending
+        )
+        self.router.add_listener(self._changed)
+
+    def _changed(self, event: ChangeEvent) -> None:
+        if event.kind in ("state", "config"):
+            self.persistence.changed()
+
+    async def start(self) -> None:
+        process.reap_orphans(self.owner)
+        saved = self.persistence.file.load()
+        desired = {s.id: saved.streams.get(s.id, s.enabled) for s in self.config.streams}
+        missed = self.clock.catch_up(saved, self.config.schedules, list(desired))
+        desired.update({stream_id: change.enabled for stream_id, change in missed.items()})
+        self.clock.start(self.config.schedules)
+        self.source.start()
+        self.router.start(self.config.streams, desired)
+        self.persistence.save()
+
+    async def stop(self) -> None:
+        self.clock.stop()
+        self.persistence.save()  # pending timers and the time we stopped, for the next start
+        await self.router.stop()
+        await self.source.stop()
+
+    async def reload(self, new: Config) -> ReloadResult:
+        """Reconcile streams and schedules with a new config; untouched relays keep
+        running. Settings outside `streams` and `schedules` need a restart."""
+        plan = plan_reload(self.config, new)
+        remember_secrets(new.secrets)
+        self.source.add_secrets(new.secrets)
+        self.relays.add_secrets(new.secrets)
+        self.config = self.config.model_copy(
+            update={"streams": new.streams, "schedules": new.schedules}
+        )
+        await self.router.reconcile(plan, [s.id for s in new.streams])
+        self.clock.schedules.install(new.schedules)
+        result = plan.result()
+        log.info("config reloaded: %s", result.summary())
+        return result
+
+    async def reload_file(self, path: Path) -> ReloadResult:
+        """Raises ConfigError, naming each problem, and then changes nothing."""
+        return await self.reload(load_config(path))
+
+
 async def run(config: Config, config_path: Path | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop every relay and return.
 
@@ -90,29 +188,38 @@ async def run(config: Config, config_path: Path | None = None) -> None:
     async with contextlib.AsyncExitStack() as stack:
         sock = bind_api_socket(config.api.host, config.api.port)
         stack.callback(sock.close)
-        manager = Manager(config)
+        service = Service(config)
         hook_secret = _hook_secret(config)
         if config.ingest.manage:
-            nginx = ManagedNginx.from_config(config, manager.owner, hook_secret)
-            process.reap_orphans(manager.owner)  # an old run's nginx would hold the port
+            nginx = ManagedNginx.from_config(
+                config.ingest, config.api, config.state_file, service.owner, hook_secret
+            )
+            process.reap_orphans(service.owner)  # an old run's nginx would hold the port
             stack.push_async_callback(nginx.stop)
             try:
                 await nginx.start()
             except NginxError as exc:
                 raise StartupError(f"managed ingest: {exc}") from None
         reloads: set[asyncio.Task[None]] = set()
-        stack.callback(_install_signals(loop, stop, manager, config_path, reloads))
-        bridge = MqttBridge(manager, config) if config.mqtt.enabled else None
+        stack.callback(_install_signals(loop, stop, service, config_path, reloads))
+        bridge = (
+            MqttBridge(
+                service.router, config.mqtt, configuration_url(config.api.host, config.api.port)
+            )
+            if config.mqtt.enabled
+            else None
+        )
         if bridge is not None:
             stack.push_async_callback(bridge.stop)  # after the relays: their 'off' goes out
-        stack.push_async_callback(manager.stop)
-        await manager.start()
+        stack.push_async_callback(service.stop)
+        await service.start()
         if bridge is not None:
             bridge.start()
+        path = config_path
         app = create_app(
             ApiContext(
-                manager=manager,
-                config_path=config_path,
+                router=service.router,
+                reload=(lambda: service.reload_file(path)) if path is not None else None,
                 token=config.api.token,
                 timezone=config.timezone,
                 mqtt_enabled=bridge is not None,
@@ -123,6 +230,8 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 frame_ancestors=tuple(config.api.frame_ancestors),
                 hook_secret=hook_secret,
                 hook_secret_required=config.ingest.manage,
+                publish_key=config.ingest.publish_key,
+                state_error=lambda: service.persistence.error,
             )
         )
         server = _Server(uvicorn_config(app))
@@ -154,13 +263,13 @@ async def run(config: Config, config_path: Path | None = None) -> None:
 
 def _hook_secret(config: Config) -> str:
     try:
-        return load_hook_secret(config)
+        return load_hook_secret(config.ingest.hook_secret, config.state_file)
     except OSError as exc:
         # a managed nginx gets this run's secret; a hand-run one needs the kept one
         log.error(
             "cannot keep the ingest hook secret in %s: %s; using one for this run only "
             "(or set ingest.hook_secret)",
-            hook_secret_path(config),
+            hook_secret_path(config.state_file),
             exc.strerror or exc,
         )
         return secrets.token_urlsafe(24)
@@ -169,7 +278,7 @@ def _hook_secret(config: Config) -> str:
 def _install_signals(
     loop: asyncio.AbstractEventLoop,
     stop: asyncio.Event,
-    manager: Manager,
+    service: Service,
     config_path: Path | None,
     reloads: set[asyncio.Task[None]],
 ) -> Callable[[], None]:
@@ -180,7 +289,7 @@ def _install_signals(
         path = config_path
 
         def on_hup() -> None:
-            task = asyncio.create_task(_reload(manager, path))
+            task = asyncio.create_task(_reload(service, path))
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
@@ -193,10 +302,8 @@ def _install_signals(
     return remove
 
 
-async def _reload(manager: Manager, path: Path) -> None:
+async def _reload(service: Service, path: Path) -> None:
     try:
-        new = load_config(path)
+        await service.reload_file(path)
     except ConfigError as exc:
         log.error("reload refused, config has problems: %s", "; ".join(exc.problems))
-        return
-    await manager.apply_config(new)

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import app
-from .config import Config, ConfigError, load_config, policy_problems
-from .hook_secret import hook_secret_path, load_hook_secret
-from .nginx import render_include, render_nginx_conf, settings_from_config
-from .redact import escape_control, known_secrets, mask, remember_secrets
+from mqttrelay import app
+from mqttrelay.config import Config, ConfigError, load_config, policy_problems
+from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
+from mqttrelay.ingest.nginx import render_include, render_nginx_conf, settings_from_config
+from mqttrelay.lib.redact import escape_control, known_secrets, mask, remember_secrets
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -101,20 +101,22 @@ def cmd_nginx_conf(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     try:
-        hook_secret = load_hook_secret(config)
+        hook_secret = load_hook_secret(config.ingest.hook_secret, config.state_file)
     except OSError as exc:
+        kept = hook_secret_path(config.state_file)
         print(
-            f"mqttrelay nginx-conf: cannot keep the hook secret in {hook_secret_path(config)}: "
+            f"mqttrelay nginx-conf: cannot keep the hook secret in {kept}: "
             f"{exc.strerror or exc}; run this as the service's user, or set ingest.hook_secret",
             file=sys.stderr,
         )
         return 2
     settings = settings_from_config(
-        config,
+        config.ingest,
+        config.api,
         args.prefix,
         hook_secret=hook_secret,
         run_as_root=args.user_root,
-        push=args.push,
+        push=config.streams if args.push else (),
         show_keys=args.show_keys,
     )
     print((render_include if args.include else render_nginx_conf)(settings), end="")

@@ -16,12 +16,13 @@ import socket
 import tempfile
 from pathlib import Path
 
-from . import app, process
-from .aio import cancel_and_wait, port_open
-from .config import Config
-from .ffmpeg import build_test_source_argv
-from .managed_nginx import ManagedNginx, NginxError, find_executable
-from .nginx import NginxSettings
+from mqttrelay import app
+from mqttrelay.config import Config
+from mqttrelay.engine.ffmpeg import build_test_source_argv
+from mqttrelay.ingest.managed import ManagedNginx, NginxError, find_executable
+from mqttrelay.ingest.nginx import NginxSettings
+from mqttrelay.lib import process
+from mqttrelay.lib.aio import cancel_and_wait, port_open
 
 log = logging.getLogger(__name__)
 PLATFORMS = [("facebook", "Facebook"), ("tiktok", "TikTok"), ("youtube", "YouTube")]

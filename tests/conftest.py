@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.manager import Manager
 
 from .support import (
     Mosquitto,
@@ -101,18 +101,19 @@ def make_config(
 
 
 @pytest.fixture
-async def managers() -> AsyncIterator[Callable[[Config], Manager]]:
-    """Managers made here are stopped after the test; no ffmpeg may outlive them."""
-    made: list[Manager] = []
+async def managers() -> AsyncIterator[Callable[[Config], Service]]:
+    """Services (a router and its parts) made here are stopped after the test;
+    no ffmpeg may outlive them."""
+    made: list[Service] = []
 
-    def factory(config: Config) -> Manager:
-        manager = Manager(config, relay_overrides=TEST_RELAY_OVERRIDES)
-        made.append(manager)
-        return manager
+    def factory(config: Config) -> Service:
+        service = Service(config, relay_overrides=TEST_RELAY_OVERRIDES)
+        made.append(service)
+        return service
 
     yield factory
-    for manager in made:
-        await manager.stop()
-    for manager in made:
-        leftovers = owned_processes(manager.config.state_file)
+    for service in made:
+        await service.stop()
+    for service in made:
+        leftovers = owned_processes(service.config.state_file)
         assert not leftovers, f"processes left behind: {leftovers}"

@@ -23,9 +23,9 @@ import psutil
 import pytest
 import yaml
 
-from mqttrelay.ffmpeg import build_test_source_argv
-from mqttrelay.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
-from mqttrelay.process import marked_processes
+from mqttrelay.engine.ffmpeg import build_test_source_argv
+from mqttrelay.ingest.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
+from mqttrelay.lib.process import marked_processes
 
 T = TypeVar("T")
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import yaml
 
-from mqttrelay.api import ApiContext, create_app
-from mqttrelay.app import StartupError, check_api_exposure
+from mqttrelay.app import Service, StartupError, check_api_exposure
 from mqttrelay.config import Config, load_config
-from mqttrelay.manager import Manager
+from mqttrelay.control.router import Router
+from mqttrelay.transports.http.api import ApiContext, create_app
 
 from .conftest import CANARY_KEY
 from .support import free_port
@@ -50,12 +50,22 @@ def write_offline_config(tmp_path: Path, streams: list[str], token: str | None =
 
 @contextlib.asynccontextmanager
 async def api_client(
-    config_path: Path, managers: Callable[[Config], Manager], token: str | None = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, Manager]]:
+    config_path: Path, managers: Callable[[Config], Service], token: str | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, Router]]:
     config = load_config(config_path)
-    manager = managers(config)
-    await manager.start()
-    app = create_app(ApiContext(manager, config_path, token, config.timezone))
+    service = managers(config)
+    manager = service.router
+    await service.start()
+    app = create_app(
+        ApiContext(
+            manager,
+            lambda: service.reload_file(config_path),
+            token,
+            config.timezone,
+            publish_key=config.ingest.publish_key,
+            state_error=lambda: service.persistence.error,
+        )
+    )
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(
@@ -68,7 +78,7 @@ def assert_no_canary(response: httpx.Response) -> None:
     assert CANARY_KEY not in response.text
 
 
-async def test_streams_endpoints(tmp_path: Path, managers: Callable[[Config], Manager]) -> None:
+async def test_streams_endpoints(tmp_path: Path, managers: Callable[[Config], Service]) -> None:
     path = write_offline_config(tmp_path, ["facebook", "tiktok"])
     async with api_client(path, managers) as (client, manager):
         response = await client.get("/api/streams")
@@ -112,7 +122,7 @@ async def test_streams_endpoints(tmp_path: Path, managers: Callable[[Config], Ma
         assert not manager.stream_state("tiktok").enabled
 
 
-async def test_timers(tmp_path: Path, managers: Callable[[Config], Manager]) -> None:
+async def test_timers(tmp_path: Path, managers: Callable[[Config], Service]) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
     async with api_client(path, managers) as (client, manager):
         await client.put("/api/streams/facebook", json={"enabled": True})
@@ -160,7 +170,7 @@ async def test_timers(tmp_path: Path, managers: Callable[[Config], Manager]) -> 
 
 
 async def test_token_required_everywhere_when_set(
-    tmp_path: Path, managers: Callable[[Config], Manager]
+    tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook"], token=TOKEN)
     async with api_client(path, managers, token=TOKEN) as (client, _):
@@ -194,7 +204,7 @@ def test_exposed_api_needs_a_token(tmp_path: Path) -> None:
 
 
 async def test_health_metrics_hooks_page(
-    tmp_path: Path, managers: Callable[[Config], Manager]
+    tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
     async with api_client(path, managers) as (client, _):
@@ -225,7 +235,7 @@ async def test_health_metrics_hooks_page(
 
 
 async def test_reload_adds_removes_and_keeps_untouched(
-    tmp_path: Path, managers: Callable[[Config], Manager]
+    tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook", "tiktok", "youtube"])
     async with api_client(path, managers) as (client, manager):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqttrelay.commands import Command, CommandError, parse_command
+from mqttrelay.transports.mqtt.commands import Command, CommandError, parse_command
 
 
 @pytest.mark.parametrize(

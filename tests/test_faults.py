@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.manager import Manager
 
 from .conftest import CANARY_KEY, make_config
 from .support import (
@@ -71,13 +71,14 @@ async def test_switching_one_destination_never_interrupts_another(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"], mode=mode)
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     if mode == "cached":
         await wait_ingest_live(manager)
     await manager.set_enabled("youtube", True)
@@ -109,13 +110,14 @@ async def test_killed_or_frozen_relay_is_replaced(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await wait_ingest_live(manager)
     await manager.set_enabled("youtube", True)
     await manager.set_enabled("tiktok", True)
@@ -163,7 +165,7 @@ async def test_relay_ignoring_sigterm_is_killed_after_grace(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     fake = tmp_path / "stubborn-ffmpeg"
     write_stubborn_ffmpeg(fake, require_tool("ffmpeg"))
@@ -171,8 +173,9 @@ async def test_relay_ignoring_sigterm_is_killed_after_grace(
     config = config.model_copy(
         update={"ffmpeg": config.ffmpeg.model_copy(update={"path": str(fake)})}
     )
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await wait_ingest_live(manager)
     await manager.set_enabled("tiktok", True)
 
@@ -246,7 +249,7 @@ async def test_destination_that_stops_reading_gets_its_relay_restarted(
     platforms: NginxRtmp,
     publisher: Publisher,
     proxy: FreezableProxy,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
     streams = [
@@ -254,8 +257,9 @@ async def test_destination_that_stops_reading_gets_its_relay_restarted(
         config.streams[1].model_copy(update={"url": f"rtmp://127.0.0.1:{proxy.port}/dest"}),
     ]
     config = config.model_copy(update={"streams": streams})
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await wait_ingest_live(manager)
     await manager.set_enabled("youtube", True)
     await manager.set_enabled("tiktok", True)
@@ -295,11 +299,12 @@ async def test_short_ingest_outage_keeps_platform_connection(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=30)
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await wait_ingest_live(manager)
     await manager.set_enabled("youtube", True)
     key = key_of(config, "youtube")
@@ -337,11 +342,12 @@ async def test_long_ingest_outage_waits_then_resumes_by_itself(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await wait_ingest_live(manager)
     await manager.set_enabled("youtube", True)
     key = key_of(config, "youtube")
@@ -362,7 +368,7 @@ async def test_platform_that_accepts_and_never_answers_is_retried_within_the_dea
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     """A listener that never accepts nor reads: the kernel completes the TCP
     handshake, then nothing. The relay gives up after ffmpeg.connect_timeout_s,
@@ -384,8 +390,9 @@ async def test_platform_that_accepts_and_never_answers_is_retried_within_the_dea
                 "ffmpeg": base.ffmpeg.model_copy(update={"connect_timeout_s": 4}),
             }
         )
-        manager = managers(config)
-        await manager.start()
+        service = managers(config)
+        manager = service.router
+        await service.start()
         await manager.set_enabled("youtube", True)
         youtube_key = key_of(config, "youtube")
         await wait_publishing(platforms, youtube_key)
@@ -412,7 +419,7 @@ async def test_rtmps_destination_goes_live_with_and_without_the_local_tunnel(
     platforms: NginxRtmp,
     tls_platforms: TlsFront,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     base = make_config(tmp_path, ingest, platforms, ["facebook"])
     stream = base.streams[0].model_copy(
@@ -424,8 +431,9 @@ async def test_rtmps_destination_goes_live_with_and_without_the_local_tunnel(
             "ffmpeg": base.ffmpeg.model_copy(update={"stunnel": stunnel}),
         }
     )
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await manager.set_enabled("facebook", True)
     key = key_of(config, "facebook")
     await wait_publishing(platforms, key)
@@ -437,7 +445,7 @@ async def test_rtmps_destination_goes_live_with_and_without_the_local_tunnel(
     # the tunnel stays ready for the next switch-on, and goes with its relay
     await manager.set_enabled("facebook", True)
     await wait_publishing(platforms, key)
-    await manager.stop()
+    await service.stop()
 
     async def tunnel_gone() -> bool:
         return not [p for p in owned_processes(config.state_file) if "stunnel" in p.name()]

@@ -3,14 +3,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqttrelay.ffmpeg import (
+from mqttrelay.engine.ffmpeg import (
     BitrateMeter,
     ProgressParser,
     bitrate_kbps,
     build_relay_argv,
     build_tap_argv,
 )
-from mqttrelay.redact import display_url, mask, mask_url
+from mqttrelay.lib.redact import display_url, mask, mask_url
 
 
 def test_cached_relay_argv_reads_stdin_and_copies() -> None:

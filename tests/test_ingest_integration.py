@@ -13,10 +13,11 @@ import httpx
 import psutil
 import pytest
 
-from mqttrelay import app, hub
+from mqttrelay import app
 from mqttrelay.config import Config
-from mqttrelay.managed_nginx import explain_nginx_test
-from mqttrelay.nginx import render_nginx_conf, settings_from_config
+from mqttrelay.engine import hub
+from mqttrelay.ingest.managed import explain_nginx_test
+from mqttrelay.ingest.nginx import render_nginx_conf, settings_from_config
 
 from .support import NginxRtmp, Publisher, eventually, free_port, require_tool, wait_port
 
@@ -54,7 +55,11 @@ def test_rendered_config_passes_nginx_t_and_says_what_it_must(
     nginx = require_tool("nginx")
     config = ingest_config(tmp_path, platforms)
     settings = settings_from_config(
-        config, str(tmp_path / "ngx"), run_as_root=os.geteuid() == 0, push=True
+        config.ingest,
+        config.api,
+        str(tmp_path / "ngx"),
+        run_as_root=os.geteuid() == 0,
+        push=config.streams,
     )
     text = render_nginx_conf(settings)
     (tmp_path / "ngx").mkdir()
@@ -83,7 +88,9 @@ def test_rendered_config_passes_nginx_t_and_says_what_it_must(
         assert needed in text, needed
     assert "yt-key" not in text and "FBK" not in text
     shown = render_nginx_conf(
-        settings_from_config(config, str(tmp_path / "ngx"), push=True, show_keys=True)
+        settings_from_config(
+            config.ingest, config.api, str(tmp_path / "ngx"), push=config.streams, show_keys=True
+        )
     )
     assert "/dest/yt-key;" in shown
 
@@ -136,11 +143,12 @@ def test_hostile_values_render_a_config_nginx_accepts(tmp_path: Path) -> None:
     )
     text = render_nginx_conf(
         settings_from_config(
-            config,
+            config.ingest,
+            config.api,
             str(prefix),
             hook_secret="h" * 24,
             run_as_root=os.geteuid() == 0,
-            push=True,
+            push=config.streams,
             show_keys=True,
         )
     )

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.manager import ChangeEvent, Manager, UnknownStreamError
-from mqttrelay.relay import backoff_delay
+from mqttrelay.control.router import ChangeEvent, UnknownStreamError
+from mqttrelay.engine.relay import backoff_delay
 
 from .conftest import CANARY_KEY, make_config
 from .support import NginxRtmp, Publisher, free_port, probe_codecs, start_nginx
@@ -33,13 +34,14 @@ async def test_commands_are_idempotent_and_persisted(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
-    manager = managers(config)
+    service = managers(config)
+    manager = service.router
     events: list[ChangeEvent] = []
     manager.add_listener(events.append)
-    await manager.start()
+    await service.start()
     await wait_ingest_live(manager)
 
     with pytest.raises(UnknownStreamError, match="unknown stream 'nope'"):
@@ -69,21 +71,23 @@ async def test_state_is_restored_and_corrupt_file_falls_back_to_config(
     tmp_path: Path,
     ingest: NginxRtmp,
     platforms: NginxRtmp,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
     streams = [config.streams[0].model_copy(update={"enabled": True}), config.streams[1]]
     config = config.model_copy(update={"streams": streams})
     config.state_file.write_text('{"version": 1, "streams": {"youtube": false, "tiktok": true}}')
-    first = managers(config)
-    await first.start()
+    first_service = managers(config)
+    first = first_service.router
+    await first_service.start()
     assert [s.enabled for s in first.snapshot()] == [False, True]
-    await first.stop()
+    await first_service.stop()
 
     config.state_file.write_text("{ not json")
-    second = managers(config)
-    await second.start()
+    second_service = managers(config)
+    second = second_service.router
+    await second_service.start()
     assert [s.enabled for s in second.snapshot()] == [True, False]
     assert "not valid JSON" in caplog.text
 
@@ -100,11 +104,12 @@ async def test_unreachable_destination_fails_then_fresh_start_on_command(
     config = config.model_copy(
         update={"streams": [config.streams[0].model_copy(update={"url": dead})]}
     )
-    manager = Manager(
+    service = Service(
         config,
         relay_overrides={"backoff_first_s": 0.1, "backoff_max_s": 0.3, "max_failures": 3},
     )
-    await manager.start()
+    manager = service.router
+    await service.start()
     try:
         await wait_ingest_live(manager)
         await manager.set_enabled("tiktok", True)
@@ -118,7 +123,7 @@ async def test_unreachable_destination_fails_then_fresh_start_on_command(
         await wait_status(manager, "tiktok", "failed", deadline_s=60)
         assert manager.stream_state("tiktok").restarts == 6
     finally:
-        await manager.stop()
+        await service.stop()
     assert CANARY_KEY not in caplog.text
 
 
@@ -127,7 +132,7 @@ async def test_default_nginx_application_still_maps_audio_and_video(
     mode: str,
     tmp_path: Path,
     platforms: NginxRtmp,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     """An ingest with nginx-rtmp's defaults (no wait_key, no wait_video), as users may have."""
     plain = start_nginx(tmp_path / "plain-ingest", "live", fast_start=False)
@@ -135,15 +140,16 @@ async def test_default_nginx_application_still_maps_audio_and_video(
     pub.start()
     try:
         config = make_config(tmp_path, plain, platforms, ["youtube"], mode=mode)
-        manager = managers(config)
-        await manager.start()
+        service = managers(config)
+        manager = service.router
+        await service.start()
         if mode == "cached":
             await wait_ingest_live(manager)
         await manager.set_enabled("youtube", True)
         key = config.streams[0].target.rsplit("/", 1)[1]
         await wait_publishing(platforms, key)
         assert await probe_codecs(platforms.url(key)) == {"audio", "video"}
-        await manager.stop()
+        await service.stop()
     finally:
         pub.stop()
         plain.stop()
@@ -154,11 +160,12 @@ async def test_reload_keeps_untouched_relays_running(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok", "kick"])
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await wait_ingest_live(manager)
     for stream_id in ("youtube", "tiktok", "kick"):
         await manager.set_enabled(stream_id, True)
@@ -169,7 +176,7 @@ async def test_reload_keeps_untouched_relays_running(
     youtube, tiktok, _kick = config.streams
     new_tiktok = tiktok.model_copy(update={"key": "tiktok-rotated-" + CANARY_KEY})
     added = youtube.model_copy(update={"id": "twitch", "key": "twitch-" + CANARY_KEY})
-    result = await manager.apply_config(
+    result = await service.reload(
         config.model_copy(update={"streams": [youtube, new_tiktok, added]})
     )
     assert (result.added, result.removed, result.changed) == (["twitch"], ["kick"], ["tiktok"])

@@ -13,10 +13,15 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.discovery import DiscoveryContext, Topics, all_discovery
-from mqttrelay.manager import Manager
-from mqttrelay.mqtt import MqttBridge
+from mqttrelay.transports.mqtt.bridge import MqttBridge
+from mqttrelay.transports.mqtt.discovery import (
+    DiscoveryContext,
+    Topics,
+    all_discovery,
+    configuration_url,
+)
 
 from .conftest import CANARY_KEY, make_config
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port
@@ -99,9 +104,11 @@ def offline_config(tmp_path: Path, broker: Mosquitto, names: list[str]) -> Confi
 
 
 @contextlib.asynccontextmanager
-async def running_bridge(manager: Manager, config: Config) -> AsyncIterator[MqttBridge]:
-    await manager.start()
-    bridge = MqttBridge(manager, config)
+async def running_bridge(service: Service, config: Config) -> AsyncIterator[MqttBridge]:
+    await service.start()
+    bridge = MqttBridge(
+        service.router, config.mqtt, configuration_url(config.api.host, config.api.port)
+    )
     bridge.start()
     try:
         yield bridge
@@ -117,9 +124,7 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 
 
 def test_discovery_payloads() -> None:
-    ctx = DiscoveryContext(
-        Topics("streamrelay", "studio"), "homeassistant", "studio", "http://h:8088/"
-    )
+    ctx = DiscoveryContext(Topics("streamrelay", "studio"), "homeassistant", "http://h:8088/")
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
     assert len(configs) == 1 + 2 * 5
     next_change = configs["homeassistant/sensor/studio/tiktok_next_change/config"]
@@ -146,11 +151,12 @@ def test_discovery_payloads() -> None:
 
 
 async def test_every_payload_form_over_mqtt(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok", "youtube"])
-    manager = managers(config)
-    async with collector(broker.port) as col, running_bridge(manager, config) as bridge:
+    service = managers(config)
+    manager = service.router
+    async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.wait(f"{B}/status", b"online")
         await col.wait(f"{B}/tiktok/state", b"OFF")
@@ -194,11 +200,11 @@ async def test_every_payload_form_over_mqtt(
 async def test_garbage_never_crashes_and_next_command_works(
     tmp_path: Path,
     broker: Mosquitto,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
-    manager = managers(config)
+    service = managers(config)
     rng = random.Random(4711)
     garbage = [
         b"",
@@ -211,7 +217,7 @@ async def test_garbage_never_crashes_and_next_command_works(
         b"[" * 5000,
         *(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) for _ in range(60)),
     ]
-    async with collector(broker.port) as col, running_bridge(manager, config) as bridge:
+    async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.wait(f"{B}/tiktok/state", b"OFF")
         for payload in garbage:
@@ -227,14 +233,15 @@ async def test_garbage_never_crashes_and_next_command_works(
 
 
 async def test_retained_command_is_never_acted_on(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
     async with collector(broker.port) as col:
         await col.publish(f"{B}/tiktok/set", b"ON", retain=True)
         await asyncio.sleep(0.3)
-        manager = managers(config)
-        async with running_bridge(manager, config) as bridge:
+        service = managers(config)
+        manager = service.router
+        async with running_bridge(service, config) as bridge:
             await wait_connected(bridge)
             await col.wait(f"{B}/tiktok/state", b"OFF")
             await asyncio.sleep(1.0)
@@ -244,11 +251,12 @@ async def test_retained_command_is_never_acted_on(
 
 
 async def test_broker_restart_reconnects_and_republishes(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
-    manager = managers(config)
-    async with running_bridge(manager, config) as bridge:
+    service = managers(config)
+    manager = service.router
+    async with running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await manager.set_enabled("tiktok", True)
         broker.kill()
@@ -270,14 +278,14 @@ async def test_broker_restart_reconnects_and_republishes(
 
 
 async def test_home_assistant_online_republishes_and_stale_discovery_is_removed(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Manager]
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
     stale = "homeassistant/switch/studio/oldstream/config"
     async with collector(broker.port) as col:
         await col.publish(stale, json.dumps({"name": "Old"}), retain=True)
-        manager = managers(config)
-        async with running_bridge(manager, config) as bridge:
+        service = managers(config)
+        async with running_bridge(service, config) as bridge:
             await wait_connected(bridge)
             await col.wait(stale, b"")  # removed with an empty retained payload
             topic = "homeassistant/switch/studio/tiktok/config"
@@ -298,14 +306,14 @@ async def test_real_relay_status_and_bitrate_over_mqtt(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["tiktok"])
     config = config.model_copy(
         update={"mqtt": config.mqtt.model_copy(update={"port": broker.port})}
     )
-    manager = managers(config)
-    async with collector(broker.port) as col, running_bridge(manager, config) as bridge:
+    service = managers(config)
+    async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.wait(f"{B}/ingest/status", b"live", deadline_s=30)
         await col.publish(f"{B}/tiktok/set", b"ON")

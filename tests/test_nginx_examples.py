@@ -9,7 +9,12 @@ import subprocess
 from pathlib import Path
 
 from mqttrelay.config import load_config
-from mqttrelay.nginx import NginxSettings, render_include, render_nginx_conf, settings_from_config
+from mqttrelay.ingest.nginx import (
+    NginxSettings,
+    render_include,
+    render_nginx_conf,
+    settings_from_config,
+)
 
 from .support import require_tool
 
@@ -23,7 +28,7 @@ def example_settings() -> NginxSettings:
         name: "unused" for name in ("FACEBOOK_KEY", "YOUTUBE_KEY", "TIKTOK_KEY", "ONESTREAM_KEY")
     }
     config = load_config(ROOT / "config.yaml", env=keys)
-    return settings_from_config(config, PREFIX, hook_secret=HOOK_SECRET)
+    return settings_from_config(config.ingest, config.api, PREFIX, hook_secret=HOOK_SECRET)
 
 
 def examples() -> dict[Path, str]:

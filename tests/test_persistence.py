@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.persistence import StateFile
-from mqttrelay.timers import Timer
+from mqttrelay.control.persistence import Persistence, StateFile
+from mqttrelay.control.timers import Timer
 
 
 def test_saves_desired_states_and_timers_and_reads_them_back(tmp_path: Path) -> None:
@@ -51,3 +51,30 @@ def test_a_failed_write_is_kept_as_the_error_until_a_write_succeeds(tmp_path: Pa
     state.save({"a": False}, [])
     assert state.error is None
     assert json.loads((folder / "state.json").read_text())["streams"] == {"a": False}
+
+
+def test_persistence_writes_when_what_it_keeps_changed_and_at_each_heartbeat(
+    tmp_path: Path,
+) -> None:
+    moments = iter(datetime(2026, 12, 24, 18, minute, tzinfo=UTC) for minute in range(10))
+    path = tmp_path / "state.json"
+    desired = {"tiktok": False}
+    timers: list[Timer] = []
+    kept = Persistence(StateFile(path, now=lambda: next(moments)), lambda: desired, lambda: timers)
+
+    def last_seen() -> str:
+        return str(json.loads(path.read_text())["last_seen"])
+
+    kept.save()  # at start
+    assert last_seen() == "2026-12-24T18:00:00+00:00"
+    kept.changed()  # a status change, say: nothing it keeps changed, nothing written
+    assert last_seen() == "2026-12-24T18:00:00+00:00"
+    desired["tiktok"] = True
+    kept.changed()
+    assert json.loads(path.read_text())["streams"] == {"tiktok": True}
+    assert last_seen() == "2026-12-24T18:01:00+00:00"
+    timers.append(Timer("t1", "tiktok", False, datetime(2026, 12, 24, 19, 0, tzinfo=UTC)))
+    kept.changed()
+    assert [t["id"] for t in json.loads(path.read_text())["timers"]] == ["t1"]
+    kept.save()  # the heartbeat: the same content, a new time
+    assert last_seen() == "2026-12-24T18:03:00+00:00" and kept.error is None

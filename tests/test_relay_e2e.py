@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.manager import Manager
+from mqttrelay.control.router import Router
 
 from .conftest import make_config
 from .support import NginxRtmp, Publisher, eventually, probe_codecs, stat_streams
@@ -17,16 +18,14 @@ pytestmark = pytest.mark.integration
 MODES = ["cached", "direct"]
 
 
-async def wait_ingest_live(manager: Manager) -> None:
+async def wait_ingest_live(manager: Router) -> None:
     async def live() -> bool:
         return manager.ingest_state().live
 
     await eventually(live, 30, "the ingest to be live")
 
 
-async def wait_status(
-    manager: Manager, stream_id: str, status: str, deadline_s: float = 30
-) -> None:
+async def wait_status(manager: Router, stream_id: str, status: str, deadline_s: float = 30) -> None:
     async def check() -> bool:
         return manager.stream_state(stream_id).status == status
 
@@ -56,11 +55,12 @@ async def test_switch_on_and_off_delivers_audio_and_video(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["tiktok"], mode=mode)
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     if mode == "cached":
         await wait_ingest_live(manager)
     key = config.streams[0].target.rsplit("/", 1)[1]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from mqttrelay.config import Config
-from mqttrelay.reload import plan_reload
+from mqttrelay.control.reload import plan_reload
 
 
 def config(streams: list[dict[str, Any]], **extra: Any) -> Config:

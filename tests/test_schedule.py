@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from mqttrelay.app import Service
 from mqttrelay.config import Config, ScheduleConfig
-from mqttrelay.manager import Manager
-from mqttrelay.schedule import build_trigger, fire_times, missed_changes, next_changes
-from mqttrelay.state import SavedState, SavedTimer, load_state, save_state
+from mqttrelay.control.schedule import build_trigger, fire_times, missed_changes, next_changes
+from mqttrelay.control.state import SavedState, SavedTimer, load_state, save_state
 
 from .conftest import make_config
 from .support import NginxRtmp, Publisher, free_port
@@ -124,7 +124,7 @@ def offline_config(tmp_path: Path, schedules: list[dict[str, object]], tz: str =
 
 
 async def test_restart_recreates_jobs_without_duplicates(
-    tmp_path: Path, managers: Callable[[Config], Manager]
+    tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
     config = offline_config(
         tmp_path,
@@ -134,19 +134,20 @@ async def test_restart_recreates_jobs_without_duplicates(
         ],
     )
     for _ in range(3):
-        manager = managers(config)
-        await manager.start()
-        assert manager._clock.schedules.job_ids == ["schedule-0", "schedule-1"]
-        await manager.apply_config(config)  # a reload re-installs, never adds
-        assert manager._clock.schedules.job_ids == ["schedule-0", "schedule-1"]
+        service = managers(config)
+        manager = service.router
+        await service.start()
+        assert service.clock.schedules.job_ids == ["schedule-0", "schedule-1"]
+        await service.reload(config)  # a reload re-installs, never adds
+        assert service.clock.schedules.job_ids == ["schedule-0", "schedule-1"]
         state = manager.stream_state("youtube")
         assert state.next_change_to == "off" and state.next_change_at is not None
-        await manager.stop()
+        await service.stop()
 
 
 async def test_downtime_catch_up_applies_once_and_logs(
     tmp_path: Path,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = datetime.now(UTC)
@@ -165,18 +166,20 @@ async def test_downtime_catch_up_applies_once_and_logs(
             last_seen=now - timedelta(hours=2),
         ),
     )
-    first = managers(config)
-    await first.start()
+    first_service = managers(config)
+    first = first_service.router
+    await first_service.start()
     assert first.stream_state("tiktok").enabled  # the 'at' schedule ran while down
     assert first.stream_state("youtube").enabled  # so did timer due1
     assert [t.id for t in first.timers("youtube")] == ["later1"]  # kept across the restart
     assert caplog.text.count("while mqttrelay was down") == 2
     await first.set_enabled("tiktok", False)  # the user decides otherwise
-    await first.stop()
+    await first_service.stop()
 
     caplog.clear()
-    second = managers(config)
-    await second.start()
+    second_service = managers(config)
+    second = second_service.router
+    await second_service.start()
     assert not second.stream_state("tiktok").enabled  # not replayed
     assert "while mqttrelay was down" not in caplog.text
     assert [t.id for t in second.timers("youtube")] == ["later1"]
@@ -185,10 +188,11 @@ async def test_downtime_catch_up_applies_once_and_logs(
 
 
 async def test_commands_cancel_switch_back_but_keep_timers(
-    tmp_path: Path, managers: Callable[[Config], Manager]
+    tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
-    manager = managers(offline_config(tmp_path, []))
-    await manager.start()
+    service = managers(offline_config(tmp_path, []))
+    manager = service.router
+    await service.start()
     await manager.set_enabled("tiktok", True, revert_after_s=600)
     manager.add_timer("tiktok", False, datetime.now(UTC) + timedelta(hours=1))
     assert len(manager.timers("tiktok")) == 2
@@ -198,13 +202,14 @@ async def test_commands_cancel_switch_back_but_keep_timers(
 
 
 async def test_schedule_job_fires_through_apscheduler(
-    tmp_path: Path, managers: Callable[[Config], Manager]
+    tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
     due = datetime.now(UTC) + timedelta(seconds=2)
-    manager = managers(
+    service = managers(
         offline_config(tmp_path, [{"stream": "all", "action": "on", "at": due.isoformat()}])
     )
-    await manager.start()
+    manager = service.router
+    await service.start()
     assert not manager.stream_state("tiktok").enabled
     for _ in range(100):
         if manager.stream_state("tiktok").enabled and manager.stream_state("youtube").enabled:
@@ -219,11 +224,12 @@ async def test_a_timer_switches_a_real_relay_off(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Manager],
+    managers: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["tiktok"])
-    manager = managers(config)
-    await manager.start()
+    service = managers(config)
+    manager = service.router
+    await service.start()
     await wait_ingest_live(manager)
     key = config.streams[0].target.rsplit("/", 1)[1]
     await manager.set_enabled("tiktok", True)

@@ -16,13 +16,18 @@ import pytest
 from mqttrelay.app import uvicorn_config
 from mqttrelay.cli import MaskingFormatter
 from mqttrelay.config import Config, ConfigError, parse_config, policy_problems
-from mqttrelay.events import EventTickets
-from mqttrelay.files import UnsafeFolderError, private_dir, write_atomic
-from mqttrelay.hook_secret import hook_secret_path, load_hook_secret
-from mqttrelay.http_guard import HostPolicy, cross_site_reason, page_csp, response_headers
-from mqttrelay.nginx import hooks_base_url, quoted, render_nginx_conf, settings_from_config
-from mqttrelay.process import OWNER_ENV, child_environment
-from mqttrelay.redact import display_url, escape_control, remember_secrets
+from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
+from mqttrelay.ingest.nginx import hooks_base_url, quoted, render_nginx_conf, settings_from_config
+from mqttrelay.lib.files import UnsafeFolderError, private_dir, write_atomic
+from mqttrelay.lib.process import OWNER_ENV, child_environment
+from mqttrelay.lib.redact import display_url, escape_control, remember_secrets
+from mqttrelay.transports.http.events import EventTickets
+from mqttrelay.transports.http.guard import (
+    HostPolicy,
+    cross_site_reason,
+    page_csp,
+    response_headers,
+)
 
 
 def test_host_policy_accepts_addresses_and_known_names_only() -> None:
@@ -100,7 +105,9 @@ def _formatted(logger_name: str, message: str, *args: object) -> str:
 
 def test_log_lines_mask_secrets_added_later_and_cannot_be_forged() -> None:
     remember_secrets(["reload-added-SECRET-99"])
-    line = _formatted("mqttrelay.api", "publisher %s", "x\nERROR forged reload-added-SECRET-99")
+    line = _formatted(
+        "mqttrelay.transports.http.api", "publisher %s", "x\nERROR forged reload-added-SECRET-99"
+    )
     assert "\n" not in line and "reload-added-SECRET-99" not in line and "****" in line
 
 
@@ -168,11 +175,13 @@ def test_write_atomic_replaces_a_planted_link_instead_of_following_it(tmp_path: 
 
 def test_hook_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
     config = Config.model_validate({"state_file": str(tmp_path / "state.json")})
-    first = load_hook_secret(config)
-    assert len(first) >= 16 and load_hook_secret(config) == first
-    assert hook_secret_path(config).stat().st_mode & 0o777 == 0o600
+    first = load_hook_secret(config.ingest.hook_secret, config.state_file)
+    assert (
+        len(first) >= 16 and load_hook_secret(config.ingest.hook_secret, config.state_file) == first
+    )
+    assert hook_secret_path(config.state_file).stat().st_mode & 0o777 == 0o600
     fixed = Config.model_validate({"ingest": {"hook_secret": "x" * 20}})
-    assert load_hook_secret(fixed) == "x" * 20
+    assert load_hook_secret(fixed.ingest.hook_secret, fixed.state_file) == "x" * 20
 
 
 def _problems(text: str) -> list[str]:
@@ -217,7 +226,12 @@ def test_rendered_values_cannot_break_out_of_their_line(tmp_path: Path) -> None:
         }
     )
     settings = settings_from_config(
-        config, "/srv/a b;c", hook_secret="s" * 20, push=True, show_keys=True
+        config.ingest,
+        config.api,
+        "/srv/a b;c",
+        hook_secret="s" * 20,
+        push=config.streams,
+        show_keys=True,
     )
     text = render_nginx_conf(settings)
     assert 'pid "/srv/a b;c/nginx.pid";' in text
@@ -241,8 +255,8 @@ def test_event_tickets_are_single_use_and_expire() -> None:
 
 
 def test_rtmps_goes_through_a_loopback_tunnel_with_the_platform_tcurl() -> None:
-    from mqttrelay.ffmpeg import build_relay_argv
-    from mqttrelay.tls_tunnel import stunnel_conf, through_tunnel
+    from mqttrelay.engine.ffmpeg import build_relay_argv
+    from mqttrelay.engine.tls_tunnel import stunnel_conf, through_tunnel
 
     url, tcurl = through_tunnel("rtmps://live-api-s.facebook.com:443/rtmp/FB-KEY", 40001)
     assert url == "rtmp://127.0.0.1:40001/rtmp/FB-KEY"

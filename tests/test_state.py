@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.state import SavedState, SavedTimer, StateFileError, load_state, save_state
+from mqttrelay.control.state import SavedState, SavedTimer, StateFileError, load_state, save_state
 
 NOW = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ import psutil
 import pytest
 import yaml
 
-from mqttrelay.state import SavedState, load_state, save_state
+from mqttrelay.control.state import SavedState, load_state, save_state
 
 from ..conftest import CANARY_KEY
 from ..support import (

@@ -19,7 +19,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
-from .config import ScheduleConfig
+from mqttrelay.config import ScheduleConfig
 
 log = logging.getLogger(__name__)
 CATCH_UP_WINDOW = timedelta(days=35)  # further back, a missed change is stale

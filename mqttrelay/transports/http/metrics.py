@@ -1,4 +1,4 @@
-"""Prometheus metrics, read from the manager at scrape time."""
+"""Prometheus metrics, read from the router at scrape time."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from .manager import Manager
+from mqttrelay.control.router import Router
 
 
-class ManagerCollector(Collector):
-    def __init__(self, manager: Manager, mqtt_connected: bool) -> None:
-        self._manager = manager
+class RouterCollector(Collector):
+    def __init__(self, router: Router, mqtt_connected: bool) -> None:
+        self._router = router
         self._mqtt_connected = mqtt_connected
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -34,7 +34,7 @@ class ManagerCollector(Collector):
         restarts = CounterMetricFamily(
             "mqttrelay_stream_restarts", "Relay restarts after errors", labels=labels
         )
-        for state in self._manager.snapshot():
+        for state in self._router.snapshot():
             enabled.add_metric([state.id], float(state.enabled))
             live.add_metric([state.id], float(state.status == "live"))
             bitrate.add_metric([state.id], state.bitrate_kbps)
@@ -42,14 +42,14 @@ class ManagerCollector(Collector):
             restarts.add_metric([state.id], state.restarts)
         yield from (enabled, live, bitrate, uptime, restarts)
         ingest = GaugeMetricFamily("mqttrelay_ingest_live", "The ingest is live")
-        ingest.add_metric([], float(self._manager.ingest_state().live))
+        ingest.add_metric([], float(self._router.ingest_state().live))
         yield ingest
         mqtt = GaugeMetricFamily("mqttrelay_mqtt_connected", "Connected to the MQTT broker")
         mqtt.add_metric([], float(self._mqtt_connected))
         yield mqtt
 
 
-def render_metrics(manager: Manager, mqtt_connected: bool) -> tuple[bytes, str]:
+def render_metrics(router: Router, mqtt_connected: bool) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ManagerCollector(manager, mqtt_connected))
+    registry.register(RouterCollector(router, mqtt_connected))
     return generate_latest(registry), CONTENT_TYPE_LATEST

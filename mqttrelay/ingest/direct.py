@@ -1,7 +1,7 @@
-"""Is the ingest live?
+"""Is the ingest live? (direct mode; it fits engine.source.IngestSource)
 
-In cached mode the tap itself answers (hub.Hub is an IngestSource: live once
-it has read a keyframe). In direct mode nothing reads the ingest but the
+In cached mode the tap itself answers (engine.hub.Hub: live once it has read a
+keyframe). In direct mode nothing reads the ingest but the
 relays, so the nginx-rtmp stat page is polled when `stat_url` is set;
 without it the ingest is taken as live and relays retry on their own.
 """
@@ -11,25 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from typing import Protocol
 
 import httpx
 
-from .aio import Notifier, cancel_and_wait
-from .config import ingest_app_and_stream
+from mqttrelay.config import ingest_app_and_stream
+from mqttrelay.lib.aio import Notifier, cancel_and_wait
 
 log = logging.getLogger(__name__)
 STAT_POLL_S = 2.0
-
-
-class IngestSource(Protocol):
-    live: bool
-    bitrate_kbps: float
-
-    def add_listener(self, listener: Callable[[], None]) -> None: ...
-
-    def remove_listener(self, listener: Callable[[], None]) -> None: ...
 
 
 def parse_stat(xml_text: str, app: str, name: str) -> tuple[bool, float]:
@@ -70,6 +59,17 @@ class DirectIngest(Notifier):
             self.live = live
             log.info("ingest is %s", "live" if live else "no longer live")
             self.notify()
+
+    def publisher_started(self) -> None:
+        if self._stat_url is None:  # else the stat page says
+            self.set_live(True)
+
+    def publisher_stopped(self) -> None:
+        if self._stat_url is None:
+            self.set_live(False)
+
+    def add_secrets(self, secrets: list[str]) -> None:
+        """Nothing to mask: this source runs no process."""
 
     def start(self) -> None:
         if self._stat_url is not None and self._task is None:

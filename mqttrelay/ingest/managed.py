@@ -9,11 +9,16 @@ import os
 import shutil
 from pathlib import Path
 
-from . import process
-from .aio import cancel_and_wait, port_open
-from .config import Config
-from .files import private_dir, write_atomic
-from .nginx import RTMP_MODULE, NginxSettings, render_nginx_conf, settings_from_config
+from mqttrelay.config import ApiConfig, IngestConfig
+from mqttrelay.ingest.nginx import (
+    RTMP_MODULE,
+    NginxSettings,
+    render_nginx_conf,
+    settings_from_config,
+)
+from mqttrelay.lib import process
+from mqttrelay.lib.aio import cancel_and_wait, port_open
+from mqttrelay.lib.files import private_dir, write_atomic
 
 log = logging.getLogger(__name__)
 RESTART_DELAY_S = 2.0
@@ -53,10 +58,13 @@ class ManagedNginx:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_config(cls, config: Config, owner: str, hook_secret: str) -> ManagedNginx:
-        folder = config.state_file.resolve().parent / ".mqttrelay-nginx"
+    def from_config(
+        cls, ingest: IngestConfig, api: ApiConfig, state_file: Path, owner: str, hook_secret: str
+    ) -> ManagedNginx:
+        """Its folder is beside the state file; the hooks go to where `api` listens."""
+        folder = state_file.resolve().parent / ".mqttrelay-nginx"
         settings = settings_from_config(
-            config, str(folder), hook_secret=hook_secret, run_as_root=os.geteuid() == 0
+            ingest, api, str(folder), hook_secret=hook_secret, run_as_root=os.geteuid() == 0
         )
         return cls(settings, owner)
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import psutil
 
-from . import process
-from .aio import cancel_and_wait
-from .config import StreamConfig
-from .ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
-from .hub import Hub, Subscription
-from .ingest import IngestSource
-from .status import Status
-from .tls_tunnel import TlsTunnel, TunnelError, is_rtmps
+from mqttrelay.config import StreamConfig
+from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
+from mqttrelay.engine.hub import Hub, Subscription
+from mqttrelay.engine.source import IngestSource
+from mqttrelay.engine.status import Status
+from mqttrelay.engine.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
+from mqttrelay.lib import process
+from mqttrelay.lib.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

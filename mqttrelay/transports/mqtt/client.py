@@ -15,8 +15,8 @@ import ssl
 
 import aiomqtt
 
-from .aio import cancel_and_wait
-from .config import MqttConfig
+from mqttrelay.config import MqttConfig
+from mqttrelay.lib.aio import cancel_and_wait
 
 RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 30.0

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import psutil
 
-from .redact import mask
+from mqttrelay.lib.redact import mask
 
 OWNER_ENV = "MQTTRELAY_OWNER"
 # What a child may inherit: ffmpeg and nginx need no token, password or key

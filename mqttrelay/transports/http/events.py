@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from .manager import ChangeEvent, Manager, StreamState
+from mqttrelay.control.router import ChangeEvent, Router, StreamState
 
 STATS_MIN_INTERVAL_S = 1.0  # bitrate updates per stream and client, at most
 INGEST_PERIOD_S = 2.0  # the ingest's bitrate, and a keepalive for proxies
@@ -50,17 +50,17 @@ def format_sse(event: str, data: Any) -> str:
 
 
 class EventBroker:
-    """Turns manager change events into SSE messages for every subscriber."""
+    """Turns router change events into SSE messages for every subscriber."""
 
-    def __init__(self, manager: Manager) -> None:
-        self._manager = manager
+    def __init__(self, router: Router) -> None:
+        self._router = router
         self._queues: set[asyncio.Queue[str | None]] = set()
         self._last_stats: dict[str, float] = {}
-        manager.add_listener(self._on_change)
+        router.add_listener(self._on_change)
 
     def snapshot_message(self) -> str:
-        ingest = asdict(self._manager.ingest_state())
-        streams = [stream_payload(s) for s in self._manager.snapshot()]
+        ingest = asdict(self._router.ingest_state())
+        streams = [stream_payload(s) for s in self._router.snapshot()]
         return format_sse("snapshot", {"streams": streams, "ingest": ingest})
 
     def _on_change(self, event: ChangeEvent) -> None:
@@ -74,7 +74,7 @@ class EventBroker:
         if event.kind in ("config", "ingest") or event.stream_id is None:
             message = self.snapshot_message()
         else:
-            state = self._manager.stream_state(event.stream_id)
+            state = self._router.stream_state(event.stream_id)
             message = format_sse("stream", stream_payload(state))
         for queue in list(self._queues):
             try:
@@ -104,7 +104,7 @@ class EventBroker:
                     yield message
                 if time.monotonic() >= next_ingest:
                     next_ingest = time.monotonic() + INGEST_PERIOD_S
-                    yield format_sse("ingest", asdict(self._manager.ingest_state()))
+                    yield format_sse("ingest", asdict(self._router.ingest_state()))
         finally:
             self._queues.discard(queue)
 

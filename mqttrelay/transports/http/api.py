@@ -1,4 +1,4 @@
-"""The HTTP API and the web page, on the manager; served by uvicorn in the same loop."""
+"""The HTTP API and the web page, on the router; served by uvicorn in the same loop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
@@ -19,14 +18,21 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import __version__
-from .config import ConfigError, is_loopback, load_config
-from .events import TICKET_TTL_S, EventBroker, EventTickets
-from .http_guard import DOCS_PATH, HostPolicy, RequestGuard, page_csp, plain_error
-from .manager import Manager, UnknownStreamError
-from .metrics import render_metrics
-from .ratelimit import RateLimitedLog
-from .timers import Timer
+from mqttrelay import __version__
+from mqttrelay.config import ConfigError, is_loopback
+from mqttrelay.control.reload import ReloadResult
+from mqttrelay.control.router import Router, UnknownStreamError
+from mqttrelay.control.timers import Timer
+from mqttrelay.lib.ratelimit import RateLimitedLog
+from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets
+from mqttrelay.transports.http.guard import (
+    DOCS_PATH,
+    HostPolicy,
+    RequestGuard,
+    page_csp,
+    plain_error,
+)
+from mqttrelay.transports.http.metrics import render_metrics
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +125,8 @@ class ReloadOut(BaseModel):
 
 @dataclass
 class ApiContext:
-    manager: Manager
-    config_path: Path | None
+    router: Router
+    reload: Callable[[], Awaitable[ReloadResult]] | None  # None: not started from a file
     token: str | None
     timezone: str
     mqtt_enabled: bool = False
@@ -133,6 +139,8 @@ class ApiContext:
     # a managed nginx always calls with the secret; a hand-run one rendered
     # before the secret existed may call from loopback without it
     hook_secret_required: bool = False
+    publish_key: str | None = None  # ingest.publish_key, checked by the on_publish hook
+    state_error: Callable[[], str | None] = lambda: None  # why the state file went unwritten
 
 
 def _timer_out(timer: Timer) -> TimerOut:
@@ -177,14 +185,16 @@ class JsonBodyMiddleware:
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    manager = ctx.manager
-    broker = EventBroker(manager)
+    router = ctx.router
+    broker = EventBroker(router)
     app = FastAPI(
         title="mqttrelay", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.broker = broker
     app.add_middleware(JsonBodyMiddleware)
-    page_html = resources.files("mqttrelay.web").joinpath("index.html").read_text("utf-8")
+    page_html = (
+        resources.files("mqttrelay.transports.http.web").joinpath("index.html").read_text("utf-8")
+    )
     app.add_middleware(
         RequestGuard,  # outermost: before any route, and its headers on every answer
         hosts=HostPolicy.build(ctx.api_host, ctx.allowed_hosts),
@@ -219,7 +229,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     def stream_or_404(stream_id: str) -> StreamOut:
         try:
-            return StreamOut(**asdict(manager.stream_state(stream_id)))
+            return StreamOut(**asdict(router.stream_state(stream_id)))
         except UnknownStreamError as exc:
             raise HTTPException(404, str(exc)) from None
 
@@ -242,7 +252,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/api/streams", dependencies=auth)
     async def list_streams() -> list[StreamOut]:
-        return [StreamOut(**asdict(s)) for s in manager.snapshot()]
+        return [StreamOut(**asdict(s)) for s in router.snapshot()]
 
     @app.get("/api/streams/{stream_id}", dependencies=auth, responses={404: {}})
     async def get_stream(stream_id: str) -> StreamOut:
@@ -251,7 +261,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @app.put("/api/streams/{stream_id}", dependencies=auth, responses={404: {}, 415: {}})
     async def put_stream(stream_id: str, body: StreamUpdate) -> StreamOut:
         try:
-            state = await manager.set_enabled(stream_id, body.enabled)
+            state = await router.set_enabled(stream_id, body.enabled)
         except UnknownStreamError as exc:
             raise HTTPException(404, str(exc)) from None
         return StreamOut(**asdict(state))
@@ -268,18 +278,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
                 raise HTTPException(422, "'at' is in the past")
             if due - now > timedelta(seconds=MAX_TIMER_S):
                 raise HTTPException(422, "'at' is more than 7 days away")
-        return _timer_out(manager.add_timer(stream_id, body.action == "on", due))
+        return _timer_out(router.add_timer(stream_id, body.action == "on", due))
 
     @app.get("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
     async def list_timers(stream_id: str) -> list[TimerOut]:
         stream_or_404(stream_id)
-        return [_timer_out(t) for t in manager.timers(stream_id)]
+        return [_timer_out(t) for t in router.timers(stream_id)]
 
     @app.delete("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
     async def cancel_timers(stream_id: str, timer_id: str | None = None) -> list[TimerOut]:
         """Cancel every pending timer of the stream, or only `timer_id`."""
         stream_or_404(stream_id)
-        return [_timer_out(t) for t in manager.cancel_timers(stream_id, timer_id)]
+        return [_timer_out(t) for t in router.cancel_timers(stream_id, timer_id)]
 
     def matches(given: str, secret: str | None) -> bool:
         return secret is not None and hmac.compare_digest(given.encode(), secret.encode())
@@ -302,44 +312,44 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @app.post("/api/hooks/on_publish", include_in_schema=False)
     async def on_publish(request: Request) -> Response:
         form = await hook_allowed(request)
-        key = manager.config.ingest.publish_key
+        key = ctx.publish_key
         if key is not None and not hmac.compare_digest(form.get("key", "").encode(), key.encode()):
             log.warning("refused a publisher from %s: wrong or missing key", form.get("addr", "?"))
             return Response("wrong publish key", status_code=403)
         log.info("ingest: publisher started (%s)", form.get("name", "?"))
-        manager.notify_ingest_publishing()
+        router.notify_ingest_publishing()
         return Response("ok")
 
     @app.post("/api/hooks/on_publish_done", include_in_schema=False)
     async def on_publish_done(request: Request) -> Response:
         form = await hook_allowed(request)
         log.info("ingest: publisher stopped (%s)", form.get("name", "?"))
-        manager.notify_ingest_stopped()
+        router.notify_ingest_stopped()
         return Response("ok")
 
     @app.post("/api/reload", dependencies=auth, responses={422: {}})
     async def reload() -> ReloadOut:
-        if ctx.config_path is None:
+        if ctx.reload is None:
             raise HTTPException(409, "this instance was not started from a config file")
         try:
-            new = load_config(ctx.config_path)
+            result = await ctx.reload()
         except ConfigError as exc:
             raise HTTPException(422, exc.problems) from None
-        return ReloadOut(**asdict(await manager.apply_config(new)))
+        return ReloadOut(**asdict(result))
 
     @app.get("/api/health", dependencies=auth)
     async def health() -> HealthOut:
-        ingest = manager.ingest_state()
+        ingest = router.ingest_state()
         mqtt_ok = ctx.mqtt_connected() or not ctx.mqtt_enabled
         problems = ctx.problems()
-        healthy = mqtt_ok and manager.state_error is None and not problems
+        healthy = mqtt_ok and ctx.state_error() is None and not problems
         return HealthOut(
             status="ok" if healthy else "degraded",
             problems=problems,
             version=__version__,
             ingest=IngestOut(**asdict(ingest)),
             mqtt=MqttOut(enabled=ctx.mqtt_enabled, connected=ctx.mqtt_connected()),
-            state_file_error=manager.state_error,
+            state_file_error=ctx.state_error(),
         )
 
     @app.get("/api/events", dependencies=auth, response_class=StreamingResponse)
@@ -353,7 +363,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/metrics", dependencies=auth, include_in_schema=False)
     async def metrics() -> Response:
-        body, content_type = render_metrics(manager, ctx.mqtt_enabled and ctx.mqtt_connected())
+        body, content_type = render_metrics(router, ctx.mqtt_enabled and ctx.mqtt_connected())
         return Response(body, media_type=content_type)
 
     return app

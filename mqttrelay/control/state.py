@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .files import write_atomic
+from mqttrelay.lib.files import write_atomic
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 2

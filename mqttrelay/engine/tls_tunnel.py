@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from . import process
-from .config import StreamConfig
+from mqttrelay.config import StreamConfig
+from mqttrelay.lib import process
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The MQTT bridge: commands in, state out, Home Assistant discovery.
 
-Talks only to the manager. Every retained topic is published from the
+Talks only to the router. Every retained topic is published from the
 runtime state (never from the config file), again after every reconnect.
 """
 
@@ -16,14 +16,24 @@ from typing import Any
 
 import aiomqtt
 
-from .aio import cancel_and_wait
-from .commands import CommandError, parse_command
-from .config import Config
-from .discovery import DiscoveryContext, Topics, all_discovery, config_wildcard
-from .fleet import Fleet, encode_info, node_of
-from .manager import ChangeEvent, Manager, StreamState, UnknownStreamError
-from .mqtt_client import RECONNECT_FIRST_S, SharedStatus, make_client, reconnect_pause
-from .ratelimit import RateLimitedLog
+from mqttrelay.config import MqttConfig
+from mqttrelay.control.router import ChangeEvent, Router, StreamState, UnknownStreamError
+from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.ratelimit import RateLimitedLog
+from mqttrelay.transports.mqtt.client import (
+    RECONNECT_FIRST_S,
+    SharedStatus,
+    make_client,
+    reconnect_pause,
+)
+from mqttrelay.transports.mqtt.commands import CommandError, parse_command
+from mqttrelay.transports.mqtt.discovery import (
+    DiscoveryContext,
+    Topics,
+    all_discovery,
+    config_wildcard,
+)
+from mqttrelay.transports.mqtt.fleet import Fleet, encode_info, node_of
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +61,15 @@ def payload_bytes(payload: Any) -> bytes:
 
 
 class MqttBridge:
-    def __init__(self, manager: Manager, config: Config) -> None:
-        self._manager = manager
-        self._cfg = config.mqtt
+    def __init__(self, router: Router, mqtt: MqttConfig, configuration_url: str | None) -> None:
+        """`configuration_url`: the page, for Home Assistant's device card."""
+        self._router = router
+        self._cfg = mqtt
         self.topics = Topics(self._cfg.base_topic, self._cfg.node_id)
         self.fleet = Fleet(self._cfg.node_id, uuid.uuid4().hex)
         self._reported: set[str] = set()
         self._shared_status = SharedStatus(self._cfg, self.topics.shared_availability)
-        api_host = "127.0.0.1" if config.api.host in ("0.0.0.0", "::") else config.api.host
-        self._ctx = DiscoveryContext(
-            topics=self.topics,
-            prefix=self._cfg.discovery_prefix,
-            node_id=self._cfg.node_id,
-            configuration_url=f"http://{api_host}:{config.api.port}/",
-        )
+        self._ctx = DiscoveryContext(self.topics, self._cfg.discovery_prefix, configuration_url)
         self._ha_status = f"{self._cfg.discovery_prefix}/status"
         self._discovery_wildcard = config_wildcard(self._cfg.discovery_prefix, self._cfg.node_id)
         self._client: aiomqtt.Client | None = None
@@ -79,7 +84,7 @@ class MqttBridge:
         self._retained: dict[str, str] = {}  # what the broker holds from us, to skip repeats
         self.connected = False
         self.connects = 0
-        manager.add_listener(self._on_change)
+        router.add_listener(self._on_change)
 
     # -- connection ---------------------------------------------------------
     def _make_client(self) -> aiomqtt.Client:
@@ -186,11 +191,11 @@ class MqttBridge:
             if stream_id == "all":
                 if command.action == "TOGGLE":
                     raise CommandError("TOGGLE is for one stream; use ON or OFF for all")
-                await self._manager.set_all(command.action == "ON", command.duration_s)
+                await self._router.set_all(command.action == "ON", command.duration_s)
             elif command.action == "TOGGLE":
-                await self._manager.toggle(stream_id, command.duration_s)
+                await self._router.toggle(stream_id, command.duration_s)
             else:
-                await self._manager.set_enabled(
+                await self._router.set_enabled(
                     stream_id, command.action == "ON", command.duration_s
                 )
         except CommandError as exc:
@@ -216,10 +221,10 @@ class MqttBridge:
     @property
     def problems(self) -> list[str]:
         """Conflicts with other hosts on the broker, for the log and /api/health."""
-        return self.fleet.problems(self._manager.stream_ids)
+        return self.fleet.problems(self._router.stream_ids)
 
     async def _publish_host_info(self, client: aiomqtt.Client) -> None:
-        info = encode_info(self.fleet.instance, self._manager.stream_ids)
+        info = encode_info(self.fleet.instance, self._router.stream_ids)
         await client.publish(self.topics.host_info, info, qos=1, retain=True)
 
     async def _answer_home_assistant(self, client: aiomqtt.Client) -> None:
@@ -237,7 +242,7 @@ class MqttBridge:
 
     # -- discovery ----------------------------------------------------------
     def _discovery(self) -> dict[str, dict[str, Any]]:
-        streams = [(s.id, s.name) for s in self._manager.snapshot()]
+        streams = [(s.id, s.name) for s in self._router.snapshot()]
         return all_discovery(self._ctx, streams)
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
@@ -281,11 +286,11 @@ class MqttBridge:
             self._config_dirty = False
             await self._publish_host_info(client)
             await self._publish_discovery(client)
-            self._dirty.update(self._manager.stream_ids)
+            self._dirty.update(self._router.stream_ids)
         dirty, self._dirty = self._dirty, set()
         for stream_id in sorted(dirty):
             with contextlib.suppress(UnknownStreamError):
-                await self._publish_stream(client, self._manager.stream_state(stream_id))
+                await self._publish_stream(client, self._router.stream_state(stream_id))
         if self._ingest_dirty:
             self._ingest_dirty = False
             await self._publish_ingest(client)
@@ -294,13 +299,13 @@ class MqttBridge:
         with contextlib.suppress(aiomqtt.MqttError):
             while True:
                 await asyncio.sleep(BITRATE_PERIOD_S)
-                for state in self._manager.snapshot():
+                for state in self._router.snapshot():
                     if state.status == "live":
                         await client.publish(self.topics.bitrate(state.id), _kbps(state))
                         await self._publish_attributes(client, state)
 
     async def _publish_everything(self, client: aiomqtt.Client) -> None:
-        for state in self._manager.snapshot():
+        for state in self._router.snapshot():
             await self._publish_stream(client, state)
         await self._publish_ingest(client)
 
@@ -323,7 +328,7 @@ class MqttBridge:
             "restarts": state.restarts,
             "cpu_percent": state.cpu_percent,
             "rss_mb": state.rss_mb,
-            "last_error": state.last_error,  # masked by the manager
+            "last_error": state.last_error,  # masked by the router
             "url": state.url,
             "next_change_at": state.next_change_at,
             "next_change_to": state.next_change_to,
@@ -333,7 +338,7 @@ class MqttBridge:
         )
 
     async def _publish_ingest(self, client: aiomqtt.Client) -> None:
-        state = "live" if self._manager.ingest_state().live else "idle"
+        state = "live" if self._router.ingest_state().live else "idle"
         await self._publish_retained(client, self.topics.ingest_status, state)
         await self._publish_retained(client, self.topics.shared_ingest_status, state)
 

@@ -1,4 +1,4 @@
-"""The config's schedules as APScheduler jobs that call the manager."""
+"""The config's schedules as APScheduler jobs that call the router back."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from .config import ScheduleConfig
-from .schedule import Change, build_trigger, missed_changes, next_changes, targets
-from .state import SavedState, SavedTimer
+from mqttrelay.config import ScheduleConfig
+from mqttrelay.control.schedule import Change, build_trigger, missed_changes, next_changes, targets
+from mqttrelay.control.state import SavedState, SavedTimer
 
 log = logging.getLogger(__name__)
 JOB_PREFIX = "schedule-"
@@ -25,7 +25,9 @@ class ConfigSchedules:
         tz: ZoneInfo,
         stream_ids: Callable[[], list[str]],
         switch: Switch,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._now = now
         self._scheduler = scheduler
         self._tz = tz
         self._stream_ids = stream_ids
@@ -40,7 +42,7 @@ class ConfigSchedules:
                 job.remove()
         self._schedules = list(schedules)
         self._next = None
-        now = datetime.now(UTC)
+        now = self._now()
         for n, schedule in enumerate(self._schedules):
             if schedule.at is not None and build_trigger(schedule, self._tz).run_date <= now:
                 continue  # in the past: the start-up catch-up has dealt with it
@@ -65,7 +67,7 @@ class ConfigSchedules:
             await self._switch(stream_id, schedule.action == "on", f"schedules[{n}]")
 
     def next_change(self, stream_id: str) -> Change | None:
-        now = datetime.now(UTC)
+        now = self._now()
         if self._next is None or any(c.at <= now for c in self._next.values()):
             self._next = next_changes(self._schedules, self._tz, self._stream_ids(), now)
         return self._next.get(stream_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Config, StreamConfig
+from mqttrelay.config import Config, StreamConfig
 
 # Sections a reload does not apply: they need a restart.
 RESTART_SECTIONS = ("ingest", "ffmpeg", "mqtt", "api", "state_file", "timezone")

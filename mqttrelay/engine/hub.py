@@ -18,10 +18,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from . import process
-from .aio import Notifier, cancel_and_wait
-from .ffmpeg import build_tap_argv
-from .flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
+from mqttrelay.engine.ffmpeg import build_tap_argv
+from mqttrelay.engine.flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
+from mqttrelay.lib import process
+from mqttrelay.lib.aio import Notifier, cancel_and_wait
 
 log = logging.getLogger(__name__)
 _CONTEXT_ADDRESS = re.compile(r"@ 0x[0-9a-f]+")
@@ -154,11 +154,11 @@ class Hub(Notifier):
     def add_secrets(self, secrets: list[str]) -> None:
         self._secrets.extend(s for s in secrets if s not in self._secrets)
 
-    def poke(self) -> None:
+    def publisher_started(self) -> None:
         """The ingest is (probably) publishing now: retry the tap at once."""
         self._poke.set()
 
-    def publisher_left(self) -> None:
+    def publisher_stopped(self) -> None:
         """An on_publish_done hook: the session is over, even if the tap is still connected."""
         if self.live:
             self._renew_tap()

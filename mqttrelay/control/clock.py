@@ -11,21 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from .config import ScheduleConfig
-from .schedule import Change
-from .scheduler import ConfigSchedules, catch_up
-from .state import SavedState
-from .timers import Timer, Timers
+from mqttrelay.config import ScheduleConfig
+from mqttrelay.control.schedule import Change
+from mqttrelay.control.scheduler import ConfigSchedules, catch_up
+from mqttrelay.control.state import SavedState
+from mqttrelay.control.timers import Timer, Timers
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 60  # how often the state file notes that the service still runs
 Switch = Callable[[str, bool, str], Coroutine[Any, Any, None]]
+Now = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def on_off(enabled: bool) -> str:
@@ -39,21 +44,33 @@ class Clock:
         stream_ids: Callable[[], list[str]],
         switch: Switch,
         on_change: Callable[[], None],
+        now: Now = utc_now,
     ) -> None:
+        """`on_change`: the pending timers changed, or a heartbeat is due (the state
+        file notes both); `now`: the time catch-up and "next change" are taken at."""
         self.tz = ZoneInfo(timezone)
         self._stream_ids = stream_ids
         self._switch = switch
         self._on_change = on_change
+        self._now = now
         self._scheduler = AsyncIOScheduler(timezone=self.tz, event_loop=asyncio.get_running_loop())
         self._timers = Timers(self._scheduler, self._timer_due)
-        self.schedules = ConfigSchedules(self._scheduler, self.tz, stream_ids, switch)
+        self.schedules = ConfigSchedules(self._scheduler, self.tz, stream_ids, switch, now)
         self._background: set[asyncio.Task[None]] = set()
 
     # -- life cycle ---------------------------------------------------------
-    def catch_up(self, saved: SavedState, schedules: list[ScheduleConfig]) -> dict[str, Change]:
+    def catch_up(
+        self,
+        saved: SavedState,
+        schedules: list[ScheduleConfig],
+        stream_ids: list[str] | None = None,
+    ) -> dict[str, Change]:
         """Set the saved timers still ahead again, and return, per stream, the one
-        change that should be in force now after a downtime (never a replay)."""
-        latest, ahead = catch_up(saved, schedules, self.tz, self._stream_ids(), datetime.now(UTC))
+        change that should be in force now after a downtime (never a replay).
+
+        `stream_ids`: the streams about to start, when the router has none yet."""
+        ids = self._stream_ids() if stream_ids is None else stream_ids
+        latest, ahead = catch_up(saved, schedules, self.tz, ids, self._now())
         for t in ahead:
             self._timers.add(t.stream_id, t.enabled, t.due, t.switch_back, timer_id=t.id)
         for stream_id, change in latest.items():
@@ -78,6 +95,11 @@ class Clock:
     # -- timers ---------------------------------------------------------------
     def add(self, stream_id: str, enabled: bool, due: datetime, switch_back: bool = False) -> Timer:
         return self._timers.add(stream_id, enabled, due, switch_back)
+
+    def switch_back(self, stream_id: str, enabled: bool, after_s: float) -> Timer:
+        """The timer of a command with duration_s; the stream's next command cancels it."""
+        due = self._now() + timedelta(seconds=after_s)
+        return self._timers.add(stream_id, enabled, due, switch_back=True)
 
     def pending(self, stream_id: str | None = None) -> list[Timer]:
         return self._timers.pending(stream_id)

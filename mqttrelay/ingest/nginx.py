@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from .config import Config, ingest_app_and_stream, is_loopback
-from .redact import display_url
+from mqttrelay.config import (
+    ApiConfig,
+    IngestConfig,
+    StreamConfig,
+    ingest_app_and_stream,
+    is_loopback,
+)
+from mqttrelay.lib.redact import display_url
 
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 _PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_./:@%?=&+,~*\[\]-]+")
@@ -153,25 +160,27 @@ def _play_from(listen_host: str) -> tuple[str, ...]:
 
 
 def settings_from_config(
-    config: Config,
+    ingest_cfg: IngestConfig,
+    api: ApiConfig,
     prefix: str,
     *,
     hook_secret: str | None = None,
     run_as_root: bool = False,
-    push: bool = False,
+    push: Sequence[StreamConfig] = (),
     show_keys: bool = False,
 ) -> NginxSettings:
-    """The ingest's nginx settings, all taken from config.yaml; the hook URLs
-    carry hook_secret (hook_secret.load_hook_secret)."""
-    ingest = urlsplit(config.ingest.url)
+    """The ingest's nginx settings, from config.yaml's `ingest` and `api` (where
+    the hooks go); the hook URLs carry hook_secret (hook_secret.load_hook_secret).
+    `push`: streams nginx pushes to itself (nginx-conf --push)."""
+    ingest = urlsplit(ingest_cfg.url)
     host = ingest.hostname or "127.0.0.1"
-    app, _ = ingest_app_and_stream(config.ingest.url)
-    stat_port = urlsplit(config.ingest.stat_url).port if config.ingest.stat_url else None
-    hooks = hooks_base_url(config.api.host, config.api.port)
+    app, _ = ingest_app_and_stream(ingest_cfg.url)
+    stat_port = urlsplit(ingest_cfg.stat_url).port if ingest_cfg.stat_url else None
+    hooks = hooks_base_url(api.host, api.port)
     query = f"?secret={quote(hook_secret, safe='')}" if hook_secret else ""
     pushes: list[tuple[str, str]] = []
     if push:
-        for stream in config.streams:
+        for stream in push:
             if not stream.url.lower().startswith("rtmp://"):
                 scheme = stream.url.split(":", 1)[0]
                 pushes.append((f"{stream.id}: nginx-rtmp cannot push {scheme}://", ""))

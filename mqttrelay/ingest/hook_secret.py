@@ -7,24 +7,24 @@ import re
 import secrets
 from pathlib import Path
 
-from .config import Config
-from .files import read_private, write_atomic
+from mqttrelay.lib.files import read_private, write_atomic
 
 HOOK_SECRET_FILE = ".mqttrelay-hook-secret"
 _VALID = re.compile(r"[A-Za-z0-9_-]{16,}")
 
 
-def hook_secret_path(config: Config) -> Path:
-    return config.state_file.resolve().parent / HOOK_SECRET_FILE
+def hook_secret_path(state_file: Path) -> Path:
+    return state_file.resolve().parent / HOOK_SECRET_FILE
 
 
-def load_hook_secret(config: Config) -> str:
-    """The configured secret, or the one kept on disk, made on first use.
+def load_hook_secret(configured: str | None, state_file: Path) -> str:
+    """`ingest.hook_secret` if set, else the one kept beside the state file,
+    made on first use.
 
     Raises OSError when the file can be neither read nor written."""
-    if config.ingest.hook_secret:
-        return config.ingest.hook_secret
-    path = hook_secret_path(config)
+    if configured:
+        return configured
+    path = hook_secret_path(state_file)
     kept = (read_private(path) or "").strip()
     if _VALID.fullmatch(kept):
         return kept

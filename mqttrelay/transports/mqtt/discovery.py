@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
-from .status import Status
+from mqttrelay import __version__
+from mqttrelay.engine.status import Status
 
 SUPPORT_URL = "https://github.com/mqttrelay/mqttrelay"
 STATUS_OPTIONS = [s.value for s in Status]
@@ -81,10 +81,20 @@ class Topics:
 
 @dataclass(frozen=True)
 class DiscoveryContext:
-    topics: Topics
+    topics: Topics  # the node id is the topics'
     prefix: str
-    node_id: str
     configuration_url: str | None
+
+    @property
+    def node_id(self) -> str:
+        return self.topics.node_id
+
+
+def configuration_url(api_host: str, api_port: int) -> str:
+    """The page's address for Home Assistant's device card ("Visit")."""
+    host = "127.0.0.1" if api_host in ("0.0.0.0", "::") else api_host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{api_port}/"
 
 
 def config_topic(prefix: str, component: str, node_id: str, object_id: str) -> str:

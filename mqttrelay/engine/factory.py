@@ -1,0 +1,51 @@
+"""Relays made to one pattern: built once from the `ffmpeg` and `ingest`
+sections, then asked for a relay per destination, at start or at run time."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+from mqttrelay.config import FfmpegConfig, IngestConfig, StreamConfig
+from mqttrelay.engine.hub import Hub
+from mqttrelay.engine.relay import Relay, RelaySettings
+from mqttrelay.engine.source import IngestSource
+from mqttrelay.engine.tls_tunnel import find_stunnel
+
+
+class RelayFactory:
+    def __init__(
+        self,
+        ffmpeg: FfmpegConfig,
+        ingest: IngestConfig,
+        owner: str,
+        source: IngestSource,
+        hub: Hub | None,
+        streams: Iterable[StreamConfig] = (),
+        overrides: dict[str, float] | None = None,
+    ) -> None:
+        """`streams` only tells whether a missing stunnel is worth a warning;
+        `overrides` change RelaySettings' timings (tests and benchmarks)."""
+        self.source = source
+        self._hub = hub
+        self._settings = dataclasses.replace(
+            RelaySettings(
+                ffmpeg=ffmpeg.path,
+                owner=owner,
+                secrets=(),
+                ingest_url=ingest.url,
+                hold_s=ingest.hold_s,
+                connect_timeout_s=ffmpeg.connect_timeout_s,
+                stunnel=find_stunnel(ffmpeg.stunnel, streams),
+            ),
+            **(overrides or {}),  # type: ignore[arg-type]
+        )
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Keys to mask in what relays log; every relay made from now on masks them."""
+        known = self._settings.secrets
+        added = tuple(s for s in dict.fromkeys(secrets) if s not in known)
+        self._settings = dataclasses.replace(self._settings, secrets=known + added)
+
+    def __call__(self, stream: StreamConfig, on_change: Callable[[Relay, bool], None]) -> Relay:
+        return Relay(stream, self._settings, self.source, self._hub, on_change)

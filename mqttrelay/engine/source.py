@@ -1,0 +1,31 @@
+"""What the relays and the router need of the ingest, whichever reads it: the
+hub (cached mode) or ingest.direct.DirectIngest (direct mode). Both fit this
+structurally, so the engine never imports the ingest package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+
+class IngestSource(Protocol):
+    live: bool
+    bitrate_kbps: float
+    last_error: str | None
+
+    def add_listener(self, listener: Callable[[], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[], None]) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def publisher_started(self) -> None:
+        """An on_publish hook: the ingest has (probably) a publisher now."""
+
+    def publisher_stopped(self) -> None:
+        """An on_publish_done hook: the publisher left."""
+
+    def add_secrets(self, secrets: list[str]) -> None:
+        """Keys added by a reload, to mask in what this source logs."""
