@@ -25,6 +25,7 @@ from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.engine.factory import RelayFactory
 from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.source import IngestSource
+from mqttrelay.engine.standby import LoopMaker, ffprobe_beside
 from mqttrelay.ingest.direct import DirectIngest
 from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.ingest.managed import ManagedNginx, NginxError
@@ -100,8 +101,23 @@ class Service:
         self.config = config
         self.owner = str(config.state_file.resolve())  # marks every process we start
         remember_secrets(config.secrets)  # the log formatter masks these in every line
+        standby = config.standby if config.standby and config.standby.enabled else None
         self.hub = (
-            Hub(config.ffmpeg.path, config.ingest.url, self.owner, list(config.secrets))
+            Hub(
+                config.ffmpeg.path,
+                config.ingest.url,
+                self.owner,
+                list(config.secrets),
+                standby=LoopMaker(
+                    config.ffmpeg.path,
+                    ffprobe_beside(config.ffmpeg.path),
+                    standby.image,
+                    self.owner,
+                )
+                if standby
+                else None,
+                standby_max_s=standby.max_s if standby else 0.0,
+            )
             if config.ingest.mode == "cached"
             else None
         )

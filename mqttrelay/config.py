@@ -153,6 +153,14 @@ class FfmpegConfig(_Model):
     connect_timeout_s: Annotated[float, Field(ge=1, le=120)] = 10
 
 
+class StandbyConfig(_Model):
+    """While OBS is away, relays send this picture with silence (cached mode)."""
+
+    enabled: bool = True
+    image: Path | None = None  # a PNG or JPEG; default: a built-in "We'll be right back" card
+    max_s: Annotated[float, Field(ge=0, le=86_400)] = 600
+
+
 class MqttConfig(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -282,6 +290,7 @@ class Config(_Model):
     ffmpeg: FfmpegConfig = FfmpegConfig()
     mqtt: MqttConfig = MqttConfig()
     api: ApiConfig = ApiConfig()
+    standby: StandbyConfig | None = None  # absent: relays hold for ingest.hold_s, as before
     streams: list[StreamConfig] = []
     schedules: list[ScheduleConfig] = []
 
@@ -419,7 +428,39 @@ def parse_config(
         raise ConfigError(format_validation_error(exc)) from None
     if base_dir is not None and not config.state_file.is_absolute():
         config = config.model_copy(update={"state_file": base_dir / config.state_file})
+    standby = config.standby
+    if standby is not None and standby.image is not None:
+        image = standby.image
+        if base_dir is not None and not image.is_absolute():
+            image = base_dir / image
+            config = config.model_copy(
+                update={"standby": standby.model_copy(update={"image": image})}
+            )
+        problem = image_problem(image)
+        if problem:
+            raise ConfigError([f"standby.image: {problem}"])
     return config
+
+
+IMAGE_MAX_BYTES = 20 * 1024 * 1024
+_IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+
+
+def image_problem(path: Path) -> str | None:
+    """Why this file cannot be the standby card, or None (a PNG or JPEG, at most 20 MB)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    if not path.is_file():
+        return f"{path}: not a file"
+    if size > IMAGE_MAX_BYTES:
+        return f"{path}: {size // 2**20} MB; at most {IMAGE_MAX_BYTES // 2**20} MB"
+    if not any(head.startswith(magic) for magic in _IMAGE_MAGIC):
+        return f"{path}: not a PNG or JPEG image"
+    return None
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -130,15 +131,17 @@ def start_nginx(
 class Publisher:
     """An ffmpeg test source publishing like OBS: 2 s keyframe interval, H.264 + AAC."""
 
-    def __init__(self, url: str, gop_frames: int = 50) -> None:
+    def __init__(self, url: str, gop_frames: int = 50, **shape: Any) -> None:
+        """`shape`: size, rate, sample_rate, channels (build_test_source_argv)."""
         self.url = url
         self.gop_frames = gop_frames
+        self.shape = shape
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         ffmpeg = require_tool("ffmpeg")
         self.proc = subprocess.Popen(
-            build_test_source_argv(ffmpeg, self.url, self.gop_frames),
+            build_test_source_argv(ffmpeg, self.url, self.gop_frames, **self.shape),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -369,3 +372,89 @@ def start_tls_front(folder: Path, backend_port: int) -> TlsFront:
         front.stop()
         raise
     return front
+
+
+@dataclass(frozen=True)
+class SeenFrame:
+    """A frame a viewer decoded at the platform (ffmpeg's showinfo/ashowinfo)."""
+
+    wall: float  # time.monotonic() when it was seen
+    pts: float
+    video: bool
+    key: bool = False
+    size: str = ""
+    mean: tuple[int, ...] = ()  # per plane (Y, U, V)
+    rate: int = 0
+    channels: int = 0
+
+
+_SHOWINFO = re.compile(r"pts_time:\s*(-?[\d.]+)")
+
+
+def parse_showinfo(line: str, wall: float) -> SeenFrame | None:
+    """One showinfo or ashowinfo line -> the frame, or None for other lines."""
+    found = _SHOWINFO.search(line)
+    if found is None or " n:" not in line:
+        return None
+    pts = float(found.group(1))
+    if "Parsed_showinfo" in line:
+        size = re.search(r" s:(\d+x\d+)", line)
+        mean = re.search(r"mean:\[([\d ]+)\]", line)
+        return SeenFrame(
+            wall,
+            pts,
+            video=True,
+            key="iskey:1" in line,
+            size=size.group(1) if size else "",
+            mean=tuple(int(v) for v in mean.group(1).split()) if mean else (),
+        )
+    if "Parsed_ashowinfo" in line:
+        rate = re.search(r"rate:(\d+)", line)
+        channels = re.search(r"channels:(\d+)", line)
+        return SeenFrame(
+            wall,
+            pts,
+            video=False,
+            rate=int(rate.group(1)) if rate else 0,
+            channels=int(channels.group(1)) if channels else 0,
+        )
+    return None
+
+
+class Viewer:
+    """A player at the platform that decodes everything and notes every frame."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.frames: list[SeenFrame] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        ffmpeg = require_tool("ffmpeg")
+        argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "info", "-i", self.url,
+                "-vf", "showinfo", "-af", "ashowinfo", "-f", "null", "-"]  # fmt: skip
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        while line := await self._proc.stderr.readline():
+            frame = parse_showinfo(line.decode("utf-8", "replace"), time.monotonic())
+            if frame is not None:
+                self.frames.append(frame)
+
+    def video(self, since: float = 0.0) -> list[SeenFrame]:
+        return [f for f in self.frames if f.video and f.wall >= since]
+
+    def audio(self, since: float = 0.0) -> list[SeenFrame]:
+        return [f for f in self.frames if not f.video and f.wall >= since]
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+        if self._task is not None:
+            await self._task

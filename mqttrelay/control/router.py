@@ -60,6 +60,7 @@ class IngestState:
     live: bool
     bitrate_kbps: float
     last_error: str | None
+    standby: bool = False  # the standby picture stands in for OBS
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ class Router:
             live=source.live,
             bitrate_kbps=source.bitrate_kbps,
             last_error=mask(source.last_error, known_secrets()) if source.last_error else None,
+            standby=source.standby,
         )
 
     # -- notifications ------------------------------------------------------

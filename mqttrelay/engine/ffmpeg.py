@@ -81,16 +81,24 @@ def build_relay_argv(
     return argv + _output_options(target)
 
 
-def build_test_source_argv(ffmpeg: str, url: str, gop_frames: int = 50) -> list[str]:
+def build_test_source_argv(
+    ffmpeg: str,
+    url: str,
+    gop_frames: int = 50,
+    size: str = "320x240",
+    rate: int = 25,
+    sample_rate: int = 44100,
+    channels: int = 1,
+) -> list[str]:
     """A stand-in for OBS: colour bars and a tone, H.264 + AAC, a keyframe every
     gop_frames (2 s at 25 fps), published in real time."""
     source = (
         "-hide_banner -loglevel error -nostdin -re"
-        " -f lavfi -i testsrc=size=320x240:rate=25"
-        " -f lavfi -i sine=frequency=440:sample_rate=44100"
+        f" -f lavfi -i testsrc=size={size}:rate={rate}"
+        f" -f lavfi -i sine=frequency=440:sample_rate={sample_rate}"
         " -c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p -b:v 400k"
         f" -g {gop_frames} -keyint_min {gop_frames}"
-        " -c:a aac -b:a 64k -f flv"
+        f" -c:a aac -b:a 64k -ac {channels} -f flv"
     )
     return [ffmpeg, *source.split(), url]
 

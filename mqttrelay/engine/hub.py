@@ -5,6 +5,9 @@ the metadata, the codec sequence headers and every tag since the last
 keyframe, so a relay attached now is handed a decodable picture at once, and
 then every live tag through its own bounded queue: a slow destination only
 ever fills its own queue.
+
+While OBS is away, the standby loop (standby.py) is fed into the same fan-out
+as a session of its own, until OBS's first keyframe takes over again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Callable
 
 from mqttrelay.engine.ffmpeg import build_tap_argv
 from mqttrelay.engine.flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
+from mqttrelay.engine.standby import LoopMaker, LoopPlayer
+from mqttrelay.engine.subscription import Subscription
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import Notifier, cancel_and_wait
 
@@ -28,8 +33,6 @@ _CONTEXT_ADDRESS = re.compile(r"@ 0x[0-9a-f]+")
 
 GOP_CACHE_MAX_MS = 12_000  # without a keyframe for this long, the cache is dropped
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
-QUEUE_MAX_LAG_MS = 20_000
-QUEUE_MAX_BYTES = 64 * 1024 * 1024
 TAP_RETRY_S = 1.0
 # A tap that ran this long had connected: start the next one at once.
 TAP_RESPAWN_AT_ONCE_AFTER_S = 5.0
@@ -46,67 +49,32 @@ READ_SIZE = 65536
 # each pipe this often: per-tag, per-relay work was most of mqttrelay's own CPU
 # at 50 relays (benchmarks/RESULTS.md, scale).
 FEED_INTERVAL_S = 0.04
-# Above this much unread in a relay's pipe, tags wait in its queue, where the
-# stream-time and size bounds apply.
-PIPE_BACKLOG_MAX_BYTES = 1024 * 1024
-
-
-class Subscription:
-    """One relay's stdin, and its own queue of FLV bytes for what the pipe cannot
-    take yet, bounded by stream time and by size."""
-
-    def __init__(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> None:
-        self._pipe = pipe
-        self._chunks: deque[tuple[int, bytes]] = deque()
-        self._bytes = 0
-        self._on_wake = on_wake
-        self.started = False  # has it received a keyframe group yet?
-        self.overflow: str | None = None
-
-    def put(self, timestamp: int, data: bytes) -> None:
-        if self.overflow is not None:
-            return
-        self._chunks.append((timestamp, data))
-        self._bytes += len(data)
-        lag = timestamp - self._chunks[0][0]
-        if lag > QUEUE_MAX_LAG_MS or self._bytes > QUEUE_MAX_BYTES:
-            self.overflow = (
-                f"destination fell behind by {lag / 1000:.0f} s of stream "
-                f"({self._bytes // 1024} KiB queued)"
-            )
-            self._chunks.clear()
-            self._bytes = 0
-            self._on_wake()
-
-    def send(self, timestamp: int, batch: bytes) -> None:
-        """A batch of live tags: straight into the pipe unless something waits before it."""
-        if not self._chunks and self._pipe_ready():
-            self._pipe.write(batch)
-        else:
-            self.put(timestamp, batch)
-            self.flush()
-
-    def flush(self) -> None:
-        """Write everything queued to the relay's stdin, unless its pipe is backed up."""
-        if not self._chunks or self.overflow is not None or not self._pipe_ready():
-            return
-        self._pipe.write(b"".join(chunk for _, chunk in self._chunks))
-        self._chunks.clear()
-        self._bytes = 0
-
-    def _pipe_ready(self) -> bool:
-        if self._pipe.is_closing():
-            return False
-        return self._pipe.transport.get_write_buffer_size() <= PIPE_BACKLOG_MAX_BYTES
+# The first seconds of each session are probed for the standby loop's shape.
+SAMPLE_MS = 1500
 
 
 class Hub(Notifier):
     """Supervises the tap and fans its tags out to subscriptions."""
 
     def __init__(
-        self, ffmpeg: str, ingest_url: str, owner: str, secrets: list[str], grace_s: float = 2.0
+        self,
+        ffmpeg: str,
+        ingest_url: str,
+        owner: str,
+        secrets: list[str],
+        grace_s: float = 2.0,
+        standby: LoopMaker | None = None,
+        standby_max_s: float = 600.0,
     ) -> None:
+        """With `standby`, OBS's absence is filled with its loop for up to standby_max_s."""
         super().__init__()
+        self._loops = standby
+        self._standby_max_s = standby_max_s
+        self._player: LoopPlayer | None = None
+        self._standby_fresh = False  # the next standby tag starts its session
+        self._held: dict[str, FlvTag] = {}  # OBS's new headers, until its first keyframe
+        self._sample: list[bytes] | None = None  # the session's first seconds, for the probe
+        self._sample_from = 0
         self._argv = build_tap_argv(ffmpeg, ingest_url)
         self._owner = owner
         self._secrets = secrets
@@ -143,7 +111,17 @@ class Hub(Notifier):
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="hub-tap")
 
+    @property
+    def standby(self) -> bool:
+        """Is the standby picture being fed to the relays now?"""
+        return self._player is not None
+
     async def stop(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+            self._player = None
+        if self._loops is not None:
+            await self._loops.stop()
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
@@ -280,7 +258,23 @@ class Hub(Notifier):
 
     # -- tags ---------------------------------------------------------------
     def _on_tag(self, tag: FlvTag) -> None:
-        """Cache and forward one tag."""
+        """A tag from the tap. During standby OBS's new session waits for its first
+        keyframe (its headers are held): that keyframe ends the standby."""
+        if self._player is not None:
+            if tag.is_metadata or tag.is_sequence_header:
+                kind = "meta" if tag.is_metadata else "video" if tag.is_video else "audio"
+                self._held[kind] = tag
+                return
+            if not tag.is_keyframe:
+                return
+            self._stop_standby()
+            log.info("standby: OBS is back, its picture follows")
+            held, self._held = self._held, {}
+            for header in held.values():
+                self._on_session_tag(header)
+        self._on_session_tag(tag)
+
+    def _on_session_tag(self, tag: FlvTag) -> None:
         now = time.monotonic()
         if self._new_session:
             # shift the session to follow the last tag sent, plus the wall-clock pause
@@ -288,31 +282,43 @@ class Hub(Notifier):
             self._rewriter.new_session(gap)
             self._new_session = False
         self._last_tag_wall = now
+        if not (tag.is_metadata or tag.is_sequence_header):
+            if not self._synced and not tag.is_keyframe:
+                return  # nothing decodable before the session's first keyframe
+            self._synced = True
+        tag = self._rewriter.rewrite(tag)
+        if tag.is_keyframe and not self.live:
+            self.live = True
+            self.sessions += 1
+            log.info("ingest is live (session %d)", self.sessions)
+            self._said.clear()
+            self._begin_sample(tag)
+            self.notify()
+        self._keep_and_forward(tag)
+        self._add_to_sample(tag)
+
+    def _on_standby_tag(self, tag: FlvTag) -> None:
+        now = time.monotonic()
+        if self._standby_fresh:
+            gap = 0 if self._last_tag_wall is None else int((now - self._last_tag_wall) * 1000)
+            self._rewriter.new_session(gap)
+            self._standby_fresh = False
+        self._last_tag_wall = now
+        self._keep_and_forward(self._rewriter.rewrite(tag))
+
+    def _keep_and_forward(self, tag: FlvTag) -> None:
         if tag.is_metadata:
             # Only new relays get it: an attached relay takes a second one for a new stream.
-            self._metadata = self._rewriter.rewrite(tag)
+            self._metadata = tag
             return
         if tag.is_sequence_header:
-            tag = self._rewriter.rewrite(tag)
             if tag.is_video:
                 self._video_seq = tag
             else:
                 self._audio_seq = tag
-            self._forward(tag)
-            return
-        if not self._synced and not tag.is_keyframe:
-            return  # nothing decodable before the session's first keyframe
-        self._synced = True
-        tag = self._rewriter.rewrite(tag)
-        if tag.is_keyframe:
+        elif tag.is_keyframe:
             self._gop = [tag]
             self._gop_bytes = len(tag.data)
-            if not self.live:
-                self.live = True
-                self.sessions += 1
-                log.info("ingest is live (session %d)", self.sessions)
-                self._said.clear()
-                self.notify()
         elif self._gop:
             self._gop.append(tag)
             self._gop_bytes += len(tag.data)
@@ -320,6 +326,47 @@ class Hub(Notifier):
             if too_long or self._gop_bytes > GOP_CACHE_MAX_BYTES:
                 self._gop, self._gop_bytes = [], 0
         self._forward(tag)
+
+    # -- standby ----------------------------------------------------------------
+    def _begin_sample(self, keyframe: FlvTag) -> None:
+        if self._loops is None:
+            return
+        headers = [h for h in (self._metadata, self._video_seq, self._audio_seq) if h]
+        self._sample = [
+            self._header,
+            *(h.with_timestamp(keyframe.timestamp).encode() for h in headers),
+        ]
+        self._sample_from = keyframe.timestamp
+
+    def _add_to_sample(self, tag: FlvTag) -> None:
+        if self._sample is None or self._loops is None or tag.is_metadata:
+            return
+        self._sample.append(tag.encode())
+        if tag.timestamp - self._sample_from >= SAMPLE_MS:
+            self._loops.session_started(b"".join(self._sample))
+            self._sample = None
+
+    def _start_standby(self) -> None:
+        loop = self._loops.current if self._loops is not None else None
+        if loop is None or self._standby_max_s <= 0:
+            return
+        log.info("standby: OBS is away, the platforms get the standby picture")
+        self._standby_fresh = True
+        self._player = LoopPlayer(loop, self._on_standby_tag, self._standby_max_s, self._expired)
+        self._player.start()
+
+    def _stop_standby(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+            self._player = None
+        self._flush()  # the standby's last tags go out before OBS's headers
+        self._synced, self._new_session = False, True
+        self._gop, self._gop_bytes = [], 0
+
+    def _expired(self) -> None:
+        log.info("standby: %.0f s (standby.max_s) are over; relays stop", self._standby_max_s)
+        self._stop_standby()
+        self.notify()
 
     def _send_start(self, sub: Subscription, timestamp: int) -> None:
         """FLV header and codec headers, stamped at the group's start."""
@@ -358,11 +405,15 @@ class Hub(Notifier):
                 sub.send(self._batch_timestamp, batch)
 
     def _end_session(self) -> None:
+        self.bitrate_kbps = 0.0
+        if self._player is not None:
+            return  # the standby's own session goes on
         self._synced = False
         self._new_session = True
         self._gop, self._gop_bytes = [], 0
-        self.bitrate_kbps = 0.0
+        self._sample = None
         if self.live:
             self.live = False
             log.info("ingest is no longer live")
+            self._start_standby()
             self.notify()

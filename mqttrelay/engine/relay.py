@@ -15,9 +15,10 @@ import psutil
 
 from mqttrelay.config import StreamConfig
 from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
-from mqttrelay.engine.hub import Hub, Subscription
+from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.source import IngestSource
 from mqttrelay.engine.status import Status
+from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
@@ -114,6 +115,13 @@ class Relay:
     def wake(self) -> None:
         self._wake.set()
 
+    def _on_standby(self) -> bool:
+        return self._hub is not None and self._hub.standby
+
+    def _input_flows(self) -> bool:
+        """OBS is live, or the standby picture stands in for it."""
+        return self._source.live or self._on_standby()
+
     def set_enabled(self, enabled: bool) -> None:
         """Idempotent; enabling a failed relay gives it a fresh start."""
         if enabled and self.status is Status.FAILED:
@@ -122,7 +130,7 @@ class Relay:
         self._desired = enabled
         if enabled and self.status is Status.OFF:
             # the answer to the command already says what happens next
-            self._set(Status.STARTING if self._source.live else Status.WAITING)
+            self._set(Status.STARTING if self._input_flows() else Status.WAITING)
         if enabled and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._supervise(), name=f"relay-{self.stream.id}")
         self.wake()
@@ -168,9 +176,9 @@ class Relay:
         failures: deque[float] = deque()
         try:
             while self._desired:
-                if not self._source.live:
+                if not self._input_flows():
                     self._set(Status.WAITING)
-                    await self._sleep_until(lambda: not self._desired or self._source.live, None)
+                    await self._sleep_until(lambda: not self._desired or self._input_flows(), None)
                     continue
                 started = time.monotonic()
                 error = await self._run_once()
@@ -291,8 +299,17 @@ class Relay:
                     await process.stop_process(proc, self.settings.stop_grace_s)
                     return None
                 held_since = held_since or now
-                self._set(Status.HOLDING)
-                if now - held_since >= self.settings.hold_s:
+                if self._on_standby():  # the hub ends it after standby.max_s
+                    if self._total_size > 0:
+                        self._set(Status.STANDBY)
+                elif self.status is Status.STANDBY and self._total_size > 0:
+                    # standby.max_s are over: stop, as after hold_s
+                    log.info("%s: standby over; stopping", self.stream.id)
+                    await process.stop_process(proc, self.settings.stop_grace_s)
+                    return None
+                else:
+                    self._set(Status.HOLDING)
+                if not self._on_standby() and now - held_since >= self.settings.hold_s:
                     log.info(
                         "%s: ingest gone for %.0f s; stopping", self.stream.id, now - held_since
                     )
@@ -342,10 +359,12 @@ class Relay:
         if total_size > self._total_size:
             self._total_size = total_size
             self._last_growth = now
-            if self.status in (Status.STARTING, Status.HOLDING):
-                self._live_since = self._live_since or now
-                self._set(Status.LIVE)
-                return
+            if self.status in (Status.STARTING, Status.HOLDING, Status.STANDBY):
+                status = Status.STANDBY if self._on_standby() else Status.LIVE
+                if status is not self.status:
+                    self._live_since = self._live_since or now
+                    self._set(status)
+                    return
         self._on_change(self, False)
 
     def _log_stderr(self, line: str) -> None:

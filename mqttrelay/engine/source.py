@@ -13,6 +13,10 @@ class IngestSource(Protocol):
     bitrate_kbps: float
     last_error: str | None
 
+    @property
+    def standby(self) -> bool:
+        """Is the standby picture standing in for OBS now (cached mode only)?"""
+
     def add_listener(self, listener: Callable[[], None]) -> None: ...
 
     def remove_listener(self, listener: Callable[[], None]) -> None: ...

@@ -11,5 +11,6 @@ class Status(StrEnum):
     STARTING = "starting"
     LIVE = "live"
     HOLDING = "holding"
+    STANDBY = "standby"  # OBS is away; the platform gets the standby picture
     RETRYING = "retrying"
     FAILED = "failed"

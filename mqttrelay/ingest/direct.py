@@ -53,6 +53,7 @@ class DirectIngest(Notifier):
         self.live = stat_url is None
         self.bitrate_kbps = 0.0
         self.last_error: str | None = None
+        self.standby = False  # a standby picture needs the hub (cached mode)
 
     def set_live(self, live: bool) -> None:
         if live != self.live:

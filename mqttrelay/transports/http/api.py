@@ -92,6 +92,7 @@ class IngestOut(BaseModel):
     live: bool
     bitrate_kbps: float
     last_error: str | None
+    standby: bool = False  # the standby picture stands in for OBS
 
 
 class MqttOut(BaseModel):

@@ -1,0 +1,289 @@
+"""The standby picture: what the relays are fed while OBS is away.
+
+When a session starts, its first seconds are probed (ffprobe) for what the
+platforms are receiving: size, frame rate, pixel format, audio rate and
+channels. A short loop of the standby card with silence is encoded once for
+that shape, at the lowest CPU priority, and kept in memory as FLV tags. While
+OBS is away the hub plays it in real time into its one fan-out, so the
+platforms see one continuous broadcast: no live encode during standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from mqttrelay.engine.flv import FlvError, FlvReader, FlvTag
+from mqttrelay.lib import process
+from mqttrelay.lib.aio import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+LOOP_S = 2  # whole seconds: the loop holds whole keyframe groups
+PLAY_TICK_S = 0.04  # like the hub's feed interval
+PLAY_LEAD_MS = 40  # tags go out this much ahead of their time
+ENCODE_TIMEOUT_S = 120.0
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core
+CARD_TEXT = "We\u2019ll be right back"  # a typographic apostrophe needs no escaping
+CARD_COLOUR = "0x1d2733"
+# x264 encodes these; anything else is converted to yuv420p (what OBS sends)
+PIXEL_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuv444p", "nv12")
+
+
+@dataclass(frozen=True)
+class StreamShape:
+    """What the platforms were receiving, as the standby loop must match it."""
+
+    width: int
+    height: int
+    frame_rate: Fraction
+    pix_fmt: str
+    sample_rate: int | None  # None: the session had no audio
+    channels: int | None
+
+    def describe(self) -> str:
+        audio = f", {self.sample_rate} Hz x{self.channels}" if self.sample_rate else ""
+        return f"{self.width}x{self.height} {float(self.frame_rate):.3g} fps {self.pix_fmt}{audio}"
+
+
+def parse_probe(text: str) -> StreamShape | None:
+    """ffprobe's `-show_streams -of json` output -> the shape, or None if it has no video."""
+    try:
+        streams = json.loads(text).get("streams", [])
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None:
+        return None
+    try:
+        rate = Fraction(video.get("avg_frame_rate") or "0/1")
+        if not 1 <= rate <= 240:
+            rate = Fraction(video.get("r_frame_rate") or "0/1")
+        width, height = int(video["width"]), int(video["height"])
+        sample_rate = int(audio["sample_rate"]) if audio else None
+        channels = int(audio["channels"]) if audio else None
+    except (KeyError, ValueError, ZeroDivisionError, TypeError):
+        return None
+    if not (1 <= rate <= 240 and 16 <= width <= 8192 and 16 <= height <= 8192):
+        return None
+    return StreamShape(
+        width,
+        height,
+        rate.limit_denominator(1001),
+        video.get("pix_fmt") or "yuv420p",
+        sample_rate,
+        channels,
+    )
+
+
+def ffprobe_beside(ffmpeg: str) -> str:
+    """The ffprobe of the same install as this ffmpeg."""
+    path = Path(ffmpeg)
+    if path.parent != Path("."):
+        return str(path.with_name(path.name.replace("ffmpeg", "ffprobe")))
+    return "ffprobe"
+
+
+def probe_argv(ffprobe: str) -> list[str]:
+    return [ffprobe, "-v", "error", "-show_streams", "-of", "json", "-f", "flv", "-i", "pipe:0"]
+
+
+def loop_argv(ffmpeg: str, shape: StreamShape, image: Path | None, font: str | None) -> list[str]:
+    """ffmpeg that writes LOOP_S seconds of the card (and silence) in this shape as FLV."""
+    w, h, rate = shape.width, shape.height, shape.frame_rate
+    fps = f"{rate.numerator}/{rate.denominator}"
+    gop = max(1, round(float(rate)))  # a keyframe every second
+    pix_fmt = shape.pix_fmt if shape.pix_fmt in PIXEL_FORMATS else "yuv420p"
+    if image is not None:
+        picture = ["-loop", "1", "-framerate", fps, "-i", str(image)]
+        fit = f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,"
+    else:
+        text = (
+            f",drawtext=fontfile={font}:text={CARD_TEXT}:fontcolor=white:"
+            "fontsize=h/12:x=(w-text_w)/2:y=(h-text_h)/2"
+            if font
+            else ""
+        )
+        picture = ["-f", "lavfi", "-i", f"color=c={CARD_COLOUR}:s={w}x{h}:r={fps}{text}"]
+        fit = ""
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *picture]
+    audio_out: list[str] = ["-an"]
+    if shape.sample_rate:
+        layout = "mono" if shape.channels == 1 else "stereo"
+        argv += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"anullsrc=channel_layout={layout}:sample_rate={shape.sample_rate}",
+        ]
+        audio_out = ["-c:a", "aac", "-b:a", "64k", "-ar", str(shape.sample_rate),
+                     "-ac", str(shape.channels or 2)]  # fmt: skip
+    return [
+        *argv,
+        "-t", str(LOOP_S),
+        "-vf", f"{fit}format={pix_fmt},setsar=1",
+        "-r", fps,
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage",
+        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", "0",
+        *audio_out,
+        "-f", "flv", "pipe:1",
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Loop:
+    """An encoded loop, in memory: codec headers, then media tags from 0 ms."""
+
+    shape: StreamShape
+    metadata: FlvTag | None
+    headers: list[FlvTag]
+    media: list[FlvTag]
+    period_ms: int
+    size: int  # bytes held
+
+
+def loop_from_flv(shape: StreamShape, data: bytes) -> Loop | None:
+    """Split the encoder's FLV into headers and media; None if it has no keyframe."""
+    reader = FlvReader()
+    try:
+        tags = reader.feed(data)
+    except FlvError:
+        return None
+    metadata = next((t for t in tags if t.is_metadata), None)
+    headers = [t for t in tags if t.is_sequence_header]
+    media = [t for t in tags if not t.is_metadata and not t.is_sequence_header]
+    first = next((i for i, t in enumerate(media) if t.is_keyframe), None)
+    if first is None:
+        return None
+    start = media[first].timestamp  # the loop starts at its first keyframe
+    media = [t.with_timestamp(t.timestamp - start) for t in media[first:] if t.timestamp >= start]
+    frames = sum(1 for t in media if t.is_video)
+    period_ms = round(frames * 1000 / float(shape.frame_rate))
+    return Loop(shape, metadata, headers, media, period_ms, sum(len(t.data) for t in tags))
+
+
+class LoopMaker:
+    """Probes each session and keeps the loop for its shape (one per shape)."""
+
+    def __init__(self, ffmpeg: str, ffprobe: str, image: Path | None, owner: str) -> None:
+        self._ffmpeg = ffmpeg
+        self._ffprobe = ffprobe
+        self._image = image
+        self._owner = owner
+        self._font = FONT if Path(FONT).is_file() else None
+        self._loops: dict[StreamShape, Loop] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.current: Loop | None = None
+        self.last_error: str | None = None
+
+    def session_started(self, sample: bytes) -> None:
+        """A session's first seconds, as FLV: make (or pick) the loop that fits it."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = asyncio.create_task(self._prepare(sample), name="standby-loop")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+
+    async def _prepare(self, sample: bytes) -> None:
+        probed = await self._run(probe_argv(self._ffprobe), sample, "probing the session")
+        shape = parse_probe(probed.decode("utf-8", "replace")) if probed else None
+        if shape is None:
+            self._fail("cannot tell the session's size and frame rate; standby uses the last loop")
+            return
+        if shape not in self._loops:
+            started = time.monotonic()
+            data = await self._run(loop_argv(self._ffmpeg, shape, self._image, self._font),
+                                   None, "encoding the standby loop")  # fmt: skip
+            loop = loop_from_flv(shape, data) if data else None
+            if loop is None:
+                self._fail(f"the standby loop for {shape.describe()} could not be made")
+                return
+            self._loops = {shape: loop}  # one shape at a time: OBS rarely switches back
+            log.info(
+                "standby loop ready for %s: %d KiB, encoded in %.1f s",
+                shape.describe(), loop.size // 1024, time.monotonic() - started,
+            )  # fmt: skip
+        self.current = self._loops[shape]
+        self.last_error = None
+
+    def _fail(self, message: str) -> None:
+        if message != self.last_error:
+            log.warning("standby: %s", message)
+        self.last_error = message
+
+    async def _run(self, argv: list[str], stdin: bytes | None, what: str) -> bytes | None:
+        """Run at the lowest CPU priority (nice 19); its stdout, or None."""
+        try:
+            proc = await process.spawn(["nice", "-n", "19", *argv], self._owner, stdin=True)
+        except OSError as exc:
+            self._fail(f"{what}: {exc.strerror or exc}")
+            return None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin or b""), ENCODE_TIMEOUT_S)
+        except TimeoutError:
+            await process.kill_process(proc)
+            self._fail(f"{what}: took over {ENCODE_TIMEOUT_S:.0f} s")
+            return None
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    await process.kill_process(proc)
+        if proc.returncode != 0:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            self._fail(f"{what}: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+            return None
+        return out
+
+
+class LoopPlayer:
+    """Plays a loop in real time, from memory, into `emit`; ends itself after max_s."""
+
+    def __init__(
+        self, loop: Loop, emit: Callable[[FlvTag], None], max_s: float, expired: Callable[[], None]
+    ) -> None:
+        self._loop = loop
+        self._emit = emit
+        self._max_s = max_s
+        self._expired = expired
+        self._task: asyncio.Task[None] | None = None
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._play(), name="standby")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _play(self) -> None:
+        loop = self._loop
+        if loop.metadata is not None:
+            self._emit(loop.metadata)
+        for header in loop.headers:
+            self._emit(header)
+        base, index = 0, 0
+        while True:
+            elapsed_s = time.monotonic() - self.started
+            if elapsed_s >= self._max_s:
+                self._task = None
+                self._expired()
+                return
+            horizon = elapsed_s * 1000 + PLAY_LEAD_MS
+            while base + loop.media[index].timestamp <= horizon:
+                tag = loop.media[index]
+                self._emit(tag.with_timestamp(base + tag.timestamp))
+                index += 1
+                if index == len(loop.media):
+                    index, base = 0, base + loop.period_ms
+            await asyncio.sleep(PLAY_TICK_S)

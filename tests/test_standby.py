@@ -1,0 +1,295 @@
+"""The standby picture against the real lab: nginx-rtmp ingest and platforms, an
+ffmpeg publisher standing in for OBS, real relays, and a viewer at the platform
+that decodes every frame."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqttrelay import app
+from mqttrelay.app import Service
+from mqttrelay.config import Config
+from mqttrelay.control.router import ChangeEvent, Router
+from mqttrelay.engine import hub
+
+from .conftest import make_config
+from .support import (
+    NginxRtmp,
+    Publisher,
+    SeenFrame,
+    Viewer,
+    eventually,
+    free_port,
+    require_tool,
+    stat_streams,
+    wait_port,
+)
+from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
+
+pytestmark = pytest.mark.integration
+
+RED_YUV = (81, 90, 240)  # a solid red card after BT.601 conversion
+
+
+def is_red(frame: SeenFrame) -> bool:
+    return len(frame.mean) == 3 and all(
+        abs(a - b) <= 16 for a, b in zip(frame.mean, RED_YUV, strict=True)
+    )
+
+
+def red_png(folder: Path) -> Path:
+    path = folder / "red.png"
+    subprocess.run(
+        [require_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", "color=c=red:s=160x90", "-frames:v", "1", str(path)],
+        check=True, timeout=30,
+    )  # fmt: skip
+    return path
+
+
+def standby_config(config: Config, image: Path, max_s: float = 120) -> Config:
+    return Config.model_validate(
+        config.model_dump() | {"standby": {"image": str(image), "max_s": max_s}}
+    )
+
+
+async def publisher_client(platforms: NginxRtmp, key: str) -> str | None:
+    stream = (await stat_streams(platforms)).get(key)
+    return stream.publisher_id if stream else None
+
+
+def statuses(router: Router, stream_id: str) -> list[str]:
+    """Every status the stream goes through from now on, repeats folded."""
+    seen: list[str] = []
+
+    def note(event: ChangeEvent) -> None:
+        if event.stream_id == stream_id:
+            status = router.stream_state(stream_id).status
+            if not seen or seen[-1] != status:
+                seen.append(status)
+
+    router.add_listener(note)
+    return seen
+
+
+async def wait_loop_ready(service: Service) -> None:
+    async def ready() -> bool:
+        loops = service.hub._loops if service.hub else None
+        return loops is not None and loops.current is not None
+
+    await eventually(ready, 60, "the standby loop to be encoded")
+
+
+def frames_per_second(frames: list[SeenFrame]) -> float:
+    deltas = sorted(b.pts - a.pts for a, b in itertools.pairwise(frames))
+    return 1 / deltas[len(deltas) // 2]
+
+
+SHAPES: list[dict[str, Any]] = [
+    {"size": "320x180", "rate": 30, "sample_rate": 44100, "channels": 2},
+    {"size": "640x360", "rate": 25, "sample_rate": 48000, "channels": 1},
+]
+
+
+async def outage_through_standby(
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    router: Router,
+    key: str,
+    publisher: Publisher,
+    shape: dict[str, Any],
+    outage_s: float,
+) -> tuple[Viewer, float, float]:
+    """Stop OBS for outage_s while a viewer watches; (viewer, stopped at, back at)."""
+    viewer = Viewer(platforms.url(key))
+    await viewer.start()
+    try:
+        await eventually(lambda: _async(len(viewer.video()) > 10), 30, "the viewer to see OBS")
+        connection = await publisher_client(platforms, key)
+        stopped = time.monotonic()
+        publisher.stop()
+        await wait_status(router, "youtube", "standby", deadline_s=15)
+        await asyncio.sleep(outage_s)
+        assert router.stream_state("youtube").status == "standby"
+        assert await publisher_client(platforms, key) == connection
+        back = time.monotonic()
+        publisher.start()
+        await wait_status(router, "youtube", "live", deadline_s=30)
+        await eventually(
+            lambda: _async(any(not is_red(f) for f in viewer.video(back))),
+            30,
+            "OBS's picture at the platform again",
+        )
+        await asyncio.sleep(1)
+        assert await publisher_client(platforms, key) == connection  # one connection throughout
+    finally:
+        await viewer.stop()
+    return viewer, stopped, back
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+def check_what_the_platform_saw(
+    viewer: Viewer, stopped: float, back: float, shape: dict[str, Any]
+) -> None:
+    video = viewer.video()
+    for frames in (video, viewer.audio()):
+        times = [f.pts for f in frames]
+        assert times == sorted(times), "timestamps at the platform went backwards"
+    during = [f for f in video if stopped <= f.wall <= back]
+    red = [f for f in during if is_red(f)]
+    means = sorted({f.mean for f in during})[:20]
+    assert len(red) > 2 * shape["rate"], f"{len(red)} standby frames of {len(during)}: {means}"
+    assert {f.size for f in red} == {shape["size"]}
+    assert abs(frames_per_second(red) - shape["rate"]) < 1
+    assert not any(is_red(f) for f in video if f.wall < stopped)
+    audio = [f for f in viewer.audio() if stopped + 3 <= f.wall <= back]
+    assert audio, "no audio during the standby"
+    assert {(f.rate, f.channels) for f in audio} == {(shape["sample_rate"], shape["channels"])}
+    last_red = max(i for i, f in enumerate(video) if is_red(f))
+    after = video[last_red + 1 :]
+    assert after and after[0].key, "OBS's first frame after the standby is not a keyframe"
+    assert not any(is_red(f) for f in after)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["320x180-30-stereo", "640x360-25-mono"])
+async def test_standby_picture_fills_an_obs_outage_without_hooks(
+    shape: dict[str, Any],
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    managers: Callable[[Config], Service],
+) -> None:
+    publisher = Publisher(ingest.url("stream"), gop_frames=2 * shape["rate"], **shape)
+    publisher.start()
+    try:
+        base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
+        config = standby_config(base, red_png(tmp_path))
+        service = managers(config)
+        router = service.router
+        await service.start()
+        await wait_ingest_live(router)
+        await router.set_enabled("youtube", True)
+        key = config.streams[0].target.rsplit("/", 1)[1]
+        await wait_publishing(platforms, key)
+        await wait_status(router, "youtube", "live")
+        await wait_loop_ready(service)
+        seen = statuses(router, "youtube")
+        viewer, stopped, back = await outage_through_standby(
+            ingest,
+            platforms,
+            router,
+            key,
+            publisher,
+            shape,
+            outage_s=5,  # > hold_s
+        )
+        assert seen in (["live", "standby", "live"], ["standby", "live"]), seen  # never holding
+        assert router.ingest_state().standby is False
+        check_what_the_platform_saw(viewer, stopped, back, shape)
+    finally:
+        publisher.stop()
+
+
+async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    managers: Callable[[Config], Service],
+) -> None:
+    base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
+    config = standby_config(base, red_png(tmp_path), max_s=4)
+    service = managers(config)
+    router = service.router
+    await service.start()
+    await wait_ingest_live(router)
+    await router.set_enabled("youtube", True)
+    key = config.streams[0].target.rsplit("/", 1)[1]
+    await wait_publishing(platforms, key)
+    await wait_status(router, "youtube", "live")
+    await wait_loop_ready(service)
+    publisher.stop()
+    await wait_status(router, "youtube", "standby", deadline_s=15)
+    assert router.ingest_state().standby is True
+    started = time.monotonic()
+    await wait_status(router, "youtube", "waiting", deadline_s=30)
+    assert 3 <= time.monotonic() - started <= 15
+    assert router.ingest_state().standby is False
+
+    async def gone() -> bool:
+        return key not in await stat_streams(platforms)
+
+    await eventually(gone, 20, "the platform connection to end")
+    publisher.start()  # and it starts again by itself when OBS is back
+    await wait_status(router, "youtube", "live", deadline_s=30)
+
+
+async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hook(
+    tmp_path: Path,
+    platforms: NginxRtmp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_tool("nginx")
+    monkeypatch.setattr(hub, "SILENCE_END_S", 120.0)  # only the hook can end the session
+    shape = SHAPES[0]
+    ingest_port = free_port()
+    config = Config.model_validate(
+        {
+            "state_file": str(tmp_path / "state.json"),
+            "ingest": {"url": f"rtmp://127.0.0.1:{ingest_port}/live/stream", "manage": True,
+                       "hold_s": 2},
+            "api": {"port": free_port()},
+            "mqtt": {"enabled": False},
+            "standby": {"image": str(red_png(tmp_path))},
+            "streams": [{"id": "youtube", "name": "YouTube", "enabled": True,
+                         "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest", "key": "yt-key"}],
+        }
+    )  # fmt: skip
+    runner = asyncio.create_task(app.run(config))
+    publisher = Publisher(config.ingest.url, gop_frames=2 * shape["rate"], **shape)
+    try:
+        await asyncio.to_thread(wait_port, config.api.port, 30)
+        publisher.start()
+        await wait_publishing(platforms, "yt-key")
+        viewer = Viewer(platforms.url("yt-key"))
+        await viewer.start()
+        try:
+            await eventually(lambda: _async(len(viewer.video()) > 10), 30, "OBS at the platform")
+            await asyncio.sleep(3)  # the loop is made from the session's first seconds
+            stopped = time.monotonic()
+            publisher.stop()
+            await eventually(
+                lambda: _async(any(is_red(f) for f in viewer.video(stopped))),
+                10,
+                "the standby picture at the platform",
+            )
+            assert time.monotonic() - stopped < 5  # the hook, not 120 s of silence
+            await asyncio.sleep(3)
+            back = time.monotonic()
+            publisher.start()
+            await eventually(
+                lambda: _async(any(not is_red(f) for f in viewer.video(back))),
+                30,
+                "OBS's picture again",
+            )
+            await asyncio.sleep(1)
+        finally:
+            await viewer.stop()
+        check_what_the_platform_saw(viewer, stopped, back, shape)
+    finally:
+        publisher.stop()
+        os.kill(os.getpid(), signal.SIGTERM)  # app.run's own stop signal
+        await asyncio.wait_for(runner, 30)
