@@ -220,7 +220,10 @@ async def run(config: Config, config_path: Path | None = None) -> None:
         stack.callback(_install_signals(loop, stop, service, config_path, reloads))
         bridge = (
             MqttBridge(
-                service.router, config.mqtt, configuration_url(config.api.host, config.api.port)
+                service.router,
+                config.mqtt,
+                configuration_url(config.api.host, config.api.port),
+                standby=service.hub is not None and service.hub.has_standby,
             )
             if config.mqtt.enabled
             else None

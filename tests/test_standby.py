@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mqttrelay import app
@@ -21,19 +25,24 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.engine import hub
+from mqttrelay.engine.standby import FONT, StreamShape, loop_argv, loop_from_flv
+from mqttrelay.transports.http.api import ApiContext, create_app
 
 from .conftest import make_config
 from .support import (
+    Mosquitto,
     NginxRtmp,
     Publisher,
     SeenFrame,
     Viewer,
     eventually,
     free_port,
+    parse_showinfo,
     require_tool,
     stat_streams,
     wait_port,
 )
+from .test_mqtt import Collector, collector, running_bridge
 from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
@@ -293,3 +302,85 @@ async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hoo
         publisher.stop()
         os.kill(os.getpid(), signal.SIGTERM)  # app.run's own stop signal
         await asyncio.wait_for(runner, 30)
+
+
+async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+    managers: Callable[[Config], Service],
+) -> None:
+    base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
+    config = Config.model_validate(
+        standby_config(base, red_png(tmp_path)).model_dump()
+        | {"mqtt": {"port": broker.port, "node_id": "studio"}}
+    )
+    service = managers(config)
+    router = service.router
+    async with (
+        collector(broker.port) as col,
+        running_bridge(service, config, standby=True) as _bridge,
+    ):
+        discovery = json.loads(
+            await _retained(col, "homeassistant/binary_sensor/studio/standby/config")
+        )
+        assert discovery["state_topic"] == "streamrelay/host/studio/standby"
+        status = json.loads(
+            await _retained(col, "homeassistant/sensor/studio/youtube_status/config")
+        )
+        assert "standby" in status["options"]
+        await col.wait("streamrelay/host/studio/standby", b"OFF")
+        await wait_ingest_live(router)
+        await router.set_enabled("youtube", True)
+        await wait_status(router, "youtube", "live")
+        await wait_loop_ready(service)
+        publisher.stop()
+        await col.wait("streamrelay/youtube/status", b"standby")
+        await col.wait("streamrelay/host/studio/standby", b"ON")
+        await col.wait("streamrelay/ingest/status", b"idle")  # OBS is away all the same
+        app_ = create_app(ApiContext(router, None, None, config.timezone))
+        transport = httpx.ASGITransport(app=app_)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            health = (await http.get("/api/health")).json()
+            assert health["ingest"]["standby"] is True
+            assert (await http.get("/api/streams/youtube")).json()["status"] == "standby"
+            metrics = (await http.get("/metrics")).text
+            assert 'mqttrelay_stream_standby{stream="youtube"} 1.0' in metrics
+            assert "mqttrelay_ingest_standby 1.0" in metrics
+        publisher.start()
+        await col.wait("streamrelay/youtube/status", b"live", deadline_s=30)
+        await col.wait("streamrelay/host/studio/standby", b"OFF")
+
+
+async def _retained(col: Collector, topic: str) -> bytes:
+    async def seen() -> bytes | None:
+        return col.last(topic)
+
+    return await eventually(seen, 20, topic)
+
+
+def test_the_built_in_card_is_made_here_with_its_text() -> None:
+    """No image configured: a card with "We'll be right back", made by ffmpeg alone."""
+    ffmpeg = require_tool("ffmpeg")
+    assert Path(FONT).is_file(), "fonts-dejavu-core is missing (scripts/setup installs it)"
+    shape = StreamShape(640, 360, Fraction(25), "yuv420p", 48000, 1)
+    made = subprocess.run(loop_argv(ffmpeg, shape, None, FONT), capture_output=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    loop = loop_from_flv(shape, made.stdout)
+    assert loop is not None and loop.period_ms == 2000
+    assert sum(t.is_keyframe for t in loop.media) == 2  # one each second
+    shown = subprocess.run(
+        [ffmpeg, "-hide_banner", "-f", "flv", "-i", "pipe:0", "-frames:v", "1",
+         "-vf", "showinfo", "-f", "null", "-"],
+        input=made.stdout, capture_output=True, timeout=60,
+    )  # fmt: skip
+    frame = next(
+        f
+        for line in shown.stderr.decode().splitlines()
+        if (f := parse_showinfo(line, 0.0)) is not None and f.video
+    )
+    assert frame.size == "640x360"
+    stdev = re.search(r"stdev:\[([\d.]+)", shown.stderr.decode())
+    assert stdev is not None and float(stdev.group(1)) > 5  # the text is on the card

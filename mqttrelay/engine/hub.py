@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from mqttrelay.engine.ffmpeg import build_tap_argv
 from mqttrelay.engine.flv import FlvError, FlvReader, FlvTag, TimestampRewriter, encode_header
-from mqttrelay.engine.standby import LoopMaker, LoopPlayer
+from mqttrelay.engine.standby import LoopMaker, LoopPlayer, SessionSample
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import Notifier, cancel_and_wait
@@ -49,8 +49,6 @@ READ_SIZE = 65536
 # each pipe this often: per-tag, per-relay work was most of mqttrelay's own CPU
 # at 50 relays (benchmarks/RESULTS.md, scale).
 FEED_INTERVAL_S = 0.04
-# The first seconds of each session are probed for the standby loop's shape.
-SAMPLE_MS = 1500
 
 
 class Hub(Notifier):
@@ -73,8 +71,7 @@ class Hub(Notifier):
         self._player: LoopPlayer | None = None
         self._standby_fresh = False  # the next standby tag starts its session
         self._held: dict[str, FlvTag] = {}  # OBS's new headers, until its first keyframe
-        self._sample: list[bytes] | None = None  # the session's first seconds, for the probe
-        self._sample_from = 0
+        self._sample: SessionSample | None = None  # the session's first seconds, for the probe
         self._argv = build_tap_argv(ffmpeg, ingest_url)
         self._owner = owner
         self._secrets = secrets
@@ -110,6 +107,11 @@ class Hub(Notifier):
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="hub-tap")
+
+    @property
+    def has_standby(self) -> bool:
+        """Was it given a standby picture to play (a `standby` section)?"""
+        return self._loops is not None and self._standby_max_s > 0
 
     @property
     def standby(self) -> bool:
@@ -329,22 +331,16 @@ class Hub(Notifier):
 
     # -- standby ----------------------------------------------------------------
     def _begin_sample(self, keyframe: FlvTag) -> None:
-        if self._loops is None:
-            return
-        headers = [h for h in (self._metadata, self._video_seq, self._audio_seq) if h]
-        self._sample = [
-            self._header,
-            *(h.with_timestamp(keyframe.timestamp).encode() for h in headers),
-        ]
-        self._sample_from = keyframe.timestamp
+        if self._loops is not None:
+            headers = [h for h in (self._metadata, self._video_seq, self._audio_seq) if h]
+            self._sample = SessionSample(self._header, headers, keyframe)
 
     def _add_to_sample(self, tag: FlvTag) -> None:
-        if self._sample is None or self._loops is None or tag.is_metadata:
-            return
-        self._sample.append(tag.encode())
-        if tag.timestamp - self._sample_from >= SAMPLE_MS:
-            self._loops.session_started(b"".join(self._sample))
-            self._sample = None
+        if self._sample is not None and self._loops is not None:
+            sample = self._sample.add(tag)
+            if sample is not None:
+                self._loops.session_started(sample)
+                self._sample = None
 
     def _start_standby(self) -> None:
         loop = self._loops.current if self._loops is not None else None

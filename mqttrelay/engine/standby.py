@@ -26,6 +26,7 @@ from mqttrelay.lib.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+SAMPLE_MS = 1500  # the first seconds of each session are probed for its shape
 LOOP_S = 2  # whole seconds: the loop holds whole keyframe groups
 PLAY_TICK_S = 0.04  # like the hub's feed interval
 PLAY_LEAD_MS = 40  # tags go out this much ahead of their time
@@ -64,9 +65,9 @@ def parse_probe(text: str) -> StreamShape | None:
     if video is None:
         return None
     try:
-        rate = Fraction(video.get("avg_frame_rate") or "0/1")
+        rate = _rate(video.get("avg_frame_rate"))
         if not 1 <= rate <= 240:
-            rate = Fraction(video.get("r_frame_rate") or "0/1")
+            rate = _rate(video.get("r_frame_rate"))
         width, height = int(video["width"]), int(video["height"])
         sample_rate = int(audio["sample_rate"]) if audio else None
         channels = int(audio["channels"]) if audio else None
@@ -90,6 +91,14 @@ def ffprobe_beside(ffmpeg: str) -> str:
     if path.parent != Path("."):
         return str(path.with_name(path.name.replace("ffmpeg", "ffprobe")))
     return "ffprobe"
+
+
+def _rate(text: object) -> Fraction:
+    """ffprobe's "30000/1001"; 0 for "0/0" or anything unreadable."""
+    try:
+        return Fraction(str(text))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)
 
 
 def probe_argv(ffprobe: str) -> list[str]:
@@ -159,7 +168,7 @@ def loop_from_flv(shape: StreamShape, data: bytes) -> Loop | None:
         return None
     metadata = next((t for t in tags if t.is_metadata), None)
     headers = [t for t in tags if t.is_sequence_header]
-    media = [t for t in tags if not t.is_metadata and not t.is_sequence_header]
+    media = [t for t in tags if not (t.is_metadata or t.is_sequence_header or _end_of_sequence(t))]
     first = next((i for i, t in enumerate(media) if t.is_keyframe), None)
     if first is None:
         return None
@@ -168,6 +177,28 @@ def loop_from_flv(shape: StreamShape, data: bytes) -> Loop | None:
     frames = sum(1 for t in media if t.is_video)
     period_ms = round(frames * 1000 / float(shape.frame_rate))
     return Loop(shape, metadata, headers, media, period_ms, sum(len(t.data) for t in tags))
+
+
+class SessionSample:
+    """A session's first SAMPLE_MS as FLV bytes (header, codec headers, tags), for the probe."""
+
+    def __init__(self, header: bytes, codec_headers: list[FlvTag], keyframe: FlvTag) -> None:
+        start = keyframe.timestamp
+        self._parts = [header, *(h.with_timestamp(start).encode() for h in codec_headers)]
+        self._start = start
+
+    def add(self, tag: FlvTag) -> bytes | None:
+        """Add a tag; the whole sample once it is long enough, else None."""
+        if not tag.is_metadata:
+            self._parts.append(tag.encode())
+        if tag.timestamp - self._start >= SAMPLE_MS:
+            return b"".join(self._parts)
+        return None
+
+
+def _end_of_sequence(tag: FlvTag) -> bool:
+    """The encoder's closing AVC end-of-sequence tag: the loop goes on instead."""
+    return tag.is_video and len(tag.data) >= 2 and tag.data[0] & 0x0F == 7 and tag.data[1] == 2
 
 
 class LoopMaker:

@@ -23,6 +23,7 @@ from mqttrelay.config import ConfigError, is_loopback
 from mqttrelay.control.reload import ReloadResult
 from mqttrelay.control.router import Router, UnknownStreamError
 from mqttrelay.control.timers import Timer
+from mqttrelay.engine.status import Status
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets
 from mqttrelay.transports.http.guard import (
@@ -49,7 +50,7 @@ class StreamOut(BaseModel):
     name: str
     url: str = Field(description="the destination with its key masked")
     enabled: bool
-    status: Literal["off", "waiting", "starting", "live", "holding", "retrying", "failed"]
+    status: Status
     bitrate_kbps: float
     pid: int | None
     uptime_s: float

@@ -25,6 +25,9 @@ class RouterCollector(Collector):
         live = GaugeMetricFamily(
             "mqttrelay_stream_live", "Relaying to the platform now", labels=labels
         )
+        standby = GaugeMetricFamily(
+            "mqttrelay_stream_standby", "Sending the standby picture now", labels=labels
+        )
         bitrate = GaugeMetricFamily(
             "mqttrelay_stream_bitrate_kbps", "kbit/s sent to the platform", labels=labels
         )
@@ -37,13 +40,19 @@ class RouterCollector(Collector):
         for state in self._router.snapshot():
             enabled.add_metric([state.id], float(state.enabled))
             live.add_metric([state.id], float(state.status == "live"))
+            standby.add_metric([state.id], float(state.status == "standby"))
             bitrate.add_metric([state.id], state.bitrate_kbps)
             uptime.add_metric([state.id], state.uptime_s)
             restarts.add_metric([state.id], state.restarts)
-        yield from (enabled, live, bitrate, uptime, restarts)
+        yield from (enabled, live, standby, bitrate, uptime, restarts)
+        now = self._router.ingest_state()
         ingest = GaugeMetricFamily("mqttrelay_ingest_live", "The ingest is live")
-        ingest.add_metric([], float(self._router.ingest_state().live))
-        yield ingest
+        ingest.add_metric([], float(now.live))
+        on_standby = GaugeMetricFamily(
+            "mqttrelay_ingest_standby", "The standby picture stands in for OBS"
+        )
+        on_standby.add_metric([], float(now.standby))
+        yield from (ingest, on_standby)
         mqtt = GaugeMetricFamily("mqttrelay_mqtt_connected", "Connected to the MQTT broker")
         mqtt.add_metric([], float(self._mqtt_connected))
         yield mqtt

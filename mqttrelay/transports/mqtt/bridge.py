@@ -61,15 +61,24 @@ def payload_bytes(payload: Any) -> bytes:
 
 
 class MqttBridge:
-    def __init__(self, router: Router, mqtt: MqttConfig, configuration_url: str | None) -> None:
-        """`configuration_url`: the page, for Home Assistant's device card."""
+    def __init__(
+        self,
+        router: Router,
+        mqtt: MqttConfig,
+        configuration_url: str | None,
+        standby: bool = False,
+    ) -> None:
+        """`configuration_url`: the page, for Home Assistant's device card; `standby`:
+        the config has a standby section (its entity and topic)."""
         self._router = router
         self._cfg = mqtt
         self.topics = Topics(self._cfg.base_topic, self._cfg.node_id)
         self.fleet = Fleet(self._cfg.node_id, uuid.uuid4().hex)
         self._reported: set[str] = set()
         self._shared_status = SharedStatus(self._cfg, self.topics.shared_availability)
-        self._ctx = DiscoveryContext(self.topics, self._cfg.discovery_prefix, configuration_url)
+        self._ctx = DiscoveryContext(
+            self.topics, self._cfg.discovery_prefix, configuration_url, standby
+        )
         self._ha_status = f"{self._cfg.discovery_prefix}/status"
         self._discovery_wildcard = config_wildcard(self._cfg.discovery_prefix, self._cfg.node_id)
         self._client: aiomqtt.Client | None = None
@@ -338,9 +347,13 @@ class MqttBridge:
         )
 
     async def _publish_ingest(self, client: aiomqtt.Client) -> None:
-        state = "live" if self._router.ingest_state().live else "idle"
+        ingest = self._router.ingest_state()
+        state = "live" if ingest.live else "idle"
         await self._publish_retained(client, self.topics.ingest_status, state)
         await self._publish_retained(client, self.topics.shared_ingest_status, state)
+        if self._ctx.standby:
+            standby = "ON" if ingest.standby else "OFF"
+            await self._publish_retained(client, self.topics.standby, standby)
 
 
 def _kbps(state: StreamState) -> str:

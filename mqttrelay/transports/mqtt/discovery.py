@@ -35,6 +35,11 @@ class Topics:
         return f"{self.host_prefix}{self.node_id}/ingest/status"
 
     @property
+    def standby(self) -> str:
+        """ON while this host feeds the standby picture (with a `standby` section)."""
+        return f"{self.host_prefix}{self.node_id}/standby"
+
+    @property
     def host_info(self) -> str:
         return f"{self.host_prefix}{self.node_id}/info"
 
@@ -84,6 +89,7 @@ class DiscoveryContext:
     topics: Topics  # the node id is the topics'
     prefix: str
     configuration_url: str | None
+    standby: bool = False  # the config has a standby section: one more entity
 
     @property
     def node_id(self) -> str:
@@ -193,7 +199,16 @@ def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
         "payload_off": "idle",
         "device_class": "running",
     }
-    return {config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "ingest_live"): ingest}
+    out = {config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "ingest_live"): ingest}
+    if ctx.standby:
+        standby = _common(ctx, "binary_sensor", "standby", "Standby picture") | {
+            "state_topic": ctx.topics.standby,
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "icon": "mdi:television-pause",
+        }
+        out[config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "standby")] = standby
+    return out
 
 
 def all_discovery(
