@@ -42,6 +42,7 @@ import aiomqtt
 import psutil
 import uvicorn
 
+from benchmarks.standby import bench_standby
 from mqttrelay.app import Service, _Server, bind_api_socket
 from mqttrelay.config import Config
 from mqttrelay.control.router import Router
@@ -59,7 +60,7 @@ from tests.support import (
     stat_streams,
 )
 
-PARTS = ("toggle", "rtmps", "isolation", "outage", "scale")
+PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby")
 MEDIA_BYTES = 4000  # headers alone are under 1 KB; the first keyframe is several KB
 POLL_S = 0.005
 
@@ -447,6 +448,8 @@ async def main_async(tries: int, parts: list[str]) -> dict[str, Any]:
                 results["long_outage"] = [await bench_outage(lab, 8.0, 3.0) for _ in range(3)]
             if "scale" in parts:
                 results["scale"] = await bench_scale(lab, [1, 10, 25, 50], 5)
+            if "standby" in parts:
+                results["standby"] = await bench_standby(Path(tmp) / "standby")
         finally:
             lab.close()
     for t in [*results.get("toggle", []), *results.get("rtmps", [])]:

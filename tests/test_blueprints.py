@@ -45,7 +45,7 @@ def inputs_used(node: Any) -> set[str]:
 
 @pytest.mark.parametrize(
     "name",
-    ["toggle_destination", "live_window", "notify_failed", "everywhere_buttons"],
+    ["toggle_destination", "live_window", "notify_failed", "notify_standby", "everywhere_buttons"],
 )
 def test_blueprint(name: str) -> None:
     data = load(FOLDER / f"{name}.yaml")

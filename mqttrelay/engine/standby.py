@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -157,6 +158,7 @@ class Loop:
     media: list[FlvTag]
     period_ms: int
     size: int  # bytes held
+    encode_s: float = 0.0  # how long it took to make
 
 
 def loop_from_flv(shape: StreamShape, data: bytes) -> Loop | None:
@@ -239,6 +241,7 @@ class LoopMaker:
             if loop is None:
                 self._fail(f"the standby loop for {shape.describe()} could not be made")
                 return
+            loop = dataclasses.replace(loop, encode_s=round(time.monotonic() - started, 2))
             self._loops = {shape: loop}  # one shape at a time: OBS rarely switches back
             log.info(
                 "standby loop ready for %s: %d KiB, encoded in %.1f s",
