@@ -15,7 +15,7 @@ import pytest
 
 from mqttrelay import app
 from mqttrelay.config import Config
-from mqttrelay.engine import hub
+from mqttrelay.engine import tap
 from mqttrelay.ingest.managed import explain_nginx_test
 from mqttrelay.ingest.nginx import render_nginx_conf, settings_from_config
 
@@ -184,8 +184,8 @@ async def test_managed_ingest_hooks_start_relays_at_once_and_check_the_key(
 ) -> None:
     require_tool("ffmpeg")
     # only the hooks can start the tap and end the session in time
-    monkeypatch.setattr(hub, "TAP_RETRY_S", 120.0)
-    monkeypatch.setattr(hub, "SILENCE_END_S", 120.0)
+    monkeypatch.setattr(tap, "TAP_RETRY_S", 120.0)
+    monkeypatch.setattr(tap, "SILENCE_END_S", 120.0)
     config = ingest_config(tmp_path, platforms, manage=True, publish_key=PUBLISH_KEY, hold_s=2)
     runner = asyncio.create_task(app.run(config))
     try:

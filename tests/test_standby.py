@@ -24,7 +24,7 @@ from mqttrelay import app
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, Router
-from mqttrelay.engine import hub
+from mqttrelay.engine import tap
 from mqttrelay.engine.standby import FONT, StreamShape, loop_argv, loop_from_flv
 from mqttrelay.transports.http.api import ApiContext, create_app
 
@@ -252,7 +252,7 @@ async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hoo
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     require_tool("nginx")
-    monkeypatch.setattr(hub, "SILENCE_END_S", 120.0)  # only the hook can end the session
+    monkeypatch.setattr(tap, "SILENCE_END_S", 120.0)  # only the hook can end the session
     shape = SHAPES[0]
     ingest_port = free_port()
     config = Config.model_validate(
@@ -352,6 +352,17 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
         publisher.start()
         await col.wait("streamrelay/youtube/status", b"live", deadline_s=30)
         await col.wait("streamrelay/host/studio/standby", b"OFF")
+        # "Be right back" from Home Assistant: a switch on this host
+        brb = json.loads(await _retained(col, "homeassistant/switch/studio/brb/config"))
+        assert brb["command_topic"] == "streamrelay/host/studio/brb/set"
+        await col.wait("streamrelay/host/studio/brb", b"OFF")
+        await col.publish("streamrelay/host/studio/brb/set", "ON")
+        await col.wait("streamrelay/host/studio/brb", b"ON")
+        await col.wait("streamrelay/youtube/status", b"standby")
+        await col.wait("streamrelay/ingest/status", b"live")  # OBS still sends
+        await col.publish("streamrelay/host/studio/brb/set", "OFF")
+        await col.wait("streamrelay/host/studio/brb", b"OFF")
+        await col.wait("streamrelay/youtube/status", b"live", deadline_s=30)
 
 
 async def _retained(col: Collector, topic: str) -> bytes:
@@ -384,3 +395,62 @@ def test_the_built_in_card_is_made_here_with_its_text() -> None:
     assert frame.size == "640x360"
     stdev = re.search(r"stdev:\[([\d.]+)", shown.stderr.decode())
     assert stdev is not None and float(stdev.group(1)) > 5  # the text is on the card
+
+
+async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    managers: Callable[[Config], Service],
+) -> None:
+    shape = SHAPES[1]
+    publisher = Publisher(ingest.url("stream"), gop_frames=2 * shape["rate"], **shape)
+    publisher.start()
+    try:
+        base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
+        config = standby_config(base, red_png(tmp_path))
+        service = managers(config)
+        router = service.router
+        app_ = create_app(ApiContext(router, None, None, config.timezone))
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app_), base_url="http://127.0.0.1"
+        )
+        await service.start()
+        await wait_ingest_live(router)
+        key = config.streams[0].target.rsplit("/", 1)[1]
+        early = await http.put("/api/standby", json={"held": True})
+        assert early.status_code == 409 and "not made yet" in early.json()["detail"]
+        bad = await http.put("/api/standby", json={"held": "maybe"})
+        assert bad.status_code == 422
+        await router.set_enabled("youtube", True)
+        await wait_publishing(platforms, key)
+        await wait_loop_ready(service)
+        viewer = Viewer(platforms.url(key))
+        await viewer.start()
+        try:
+            await eventually(lambda: _async(len(viewer.video()) > 10), 30, "OBS at the platform")
+            connection = await publisher_client(platforms, key)
+            stopped = time.monotonic()
+            held = await http.put("/api/standby", json={"held": True})
+            assert held.status_code == 200 and held.json()["standby_held"] is True
+            await wait_status(router, "youtube", "standby", deadline_s=15)
+            await eventually(
+                lambda: _async(any(is_red(f) for f in viewer.video(stopped))), 10, "the card"
+            )
+            await asyncio.sleep(5)  # OBS keeps sending its keyframes: the card stays
+            assert router.ingest_state().live and router.stream_state("youtube").status == "standby"
+            back = time.monotonic()
+            released = await http.put("/api/standby", json={"held": False})
+            assert released.json()["standby_held"] is False
+            await wait_status(router, "youtube", "live", deadline_s=15)
+            await eventually(
+                lambda: _async(any(not is_red(f) for f in viewer.video(back))), 15, "OBS again"
+            )
+            await asyncio.sleep(1)
+            assert await publisher_client(platforms, key) == connection
+        finally:
+            await viewer.stop()
+            await http.aclose()
+        check_what_the_platform_saw(viewer, stopped, back, shape)
+    finally:
+        publisher.stop()

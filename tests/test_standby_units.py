@@ -126,7 +126,12 @@ async def test_the_player_plays_the_loop_in_real_time_then_ends_at_max_s() -> No
     loop = Loop(SHAPE, None, [FlvTag(TagType.VIDEO, 0, VIDEO_SEQ)], media, 200, 0)
     out: list[FlvTag] = []
     expired = asyncio.Event()
-    player = LoopPlayer(loop, out.append, 0.7, expired.set)
+
+    def at_max_s() -> bool:
+        expired.set()
+        return False  # stop here
+
+    player = LoopPlayer(loop, out.append, 0.7, at_max_s)
     player.start()
     await asyncio.wait_for(expired.wait(), 5)
     assert out[0].is_sequence_header

@@ -61,6 +61,12 @@ class IngestState:
     bitrate_kbps: float
     last_error: str | None
     standby: bool = False  # the standby picture stands in for OBS
+    standby_held: bool = False  # held by hand ("be right back")
+    standby_available: bool = False  # a standby section, cached mode
+
+
+class StandbyError(Exception):
+    """The standby cannot be held now; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -280,7 +286,16 @@ class Router:
             bitrate_kbps=source.bitrate_kbps,
             last_error=mask(source.last_error, known_secrets()) if source.last_error else None,
             standby=source.standby,
+            standby_held=source.standby_held,
+            standby_available=source.has_standby,
         )
+
+    def hold_standby(self, on: bool) -> IngestState:
+        """ "Be right back" (on) or back (off), for every relay of this host."""
+        reason = self._source.hold_standby(on)
+        if reason is not None:
+            raise StandbyError(reason)
+        return self.ingest_state()
 
     # -- notifications ------------------------------------------------------
     def add_listener(self, listener: Listener) -> Callable[[], None]:

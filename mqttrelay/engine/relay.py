@@ -318,6 +318,8 @@ class Relay:
                 self._last_growth = now  # no input, so no output is expected
             else:
                 held_since = None
+                if self._on_standby() and self._total_size > 0:
+                    self._set(Status.STANDBY)  # held by hand while OBS sends
                 if self._total_size == 0:
                     # a platform that accepts the connection and never answers
                     limit = self.settings.connect_timeout_s

@@ -10,12 +10,27 @@ from typing import Protocol
 
 class IngestSource(Protocol):
     live: bool
-    bitrate_kbps: float
-    last_error: str | None
+
+    @property
+    def bitrate_kbps(self) -> float: ...
+
+    @property
+    def last_error(self) -> str | None: ...
 
     @property
     def standby(self) -> bool:
         """Is the standby picture standing in for OBS now (cached mode only)?"""
+
+    @property
+    def has_standby(self) -> bool:
+        """Is there a standby picture to play (a `standby` section, cached mode)?"""
+
+    @property
+    def standby_held(self) -> bool:
+        """Is the standby held by hand ("be right back")?"""
+
+    def hold_standby(self, on: bool) -> str | None:
+        """Hold the standby by hand, or release it; None, or why it cannot."""
 
     def add_listener(self, listener: Callable[[], None]) -> None: ...
 

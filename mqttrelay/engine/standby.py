@@ -283,8 +283,9 @@ class LoopPlayer:
     """Plays a loop in real time, from memory, into `emit`; ends itself after max_s."""
 
     def __init__(
-        self, loop: Loop, emit: Callable[[FlvTag], None], max_s: float, expired: Callable[[], None]
+        self, loop: Loop, emit: Callable[[FlvTag], None], max_s: float, expired: Callable[[], bool]
     ) -> None:
+        """`expired` is called after max_s: True plays on (until stopped), False ends."""
         self._loop = loop
         self._emit = emit
         self._max_s = max_s
@@ -310,9 +311,10 @@ class LoopPlayer:
         while True:
             elapsed_s = time.monotonic() - self.started
             if elapsed_s >= self._max_s:
-                self._task = None
-                self._expired()
-                return
+                if not self._expired():
+                    self._task = None
+                    return
+                self._max_s = float("inf")
             horizon = elapsed_s * 1000 + PLAY_LEAD_MS
             while base + loop.media[index].timestamp <= horizon:
                 tag = loop.media[index]

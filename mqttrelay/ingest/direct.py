@@ -54,6 +54,8 @@ class DirectIngest(Notifier):
         self.bitrate_kbps = 0.0
         self.last_error: str | None = None
         self.standby = False  # a standby picture needs the hub (cached mode)
+        self.has_standby = False
+        self.standby_held = False
 
     def set_live(self, live: bool) -> None:
         if live != self.live:
@@ -68,6 +70,9 @@ class DirectIngest(Notifier):
     def publisher_stopped(self) -> None:
         if self._stat_url is None:
             self.set_live(False)
+
+    def hold_standby(self, on: bool) -> str | None:
+        return "direct mode (ingest.mode: direct) has no standby picture" if on else None
 
     def add_secrets(self, secrets: list[str]) -> None:
         """Nothing to mask: this source runs no process."""

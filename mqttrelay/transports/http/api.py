@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mqttrelay import __version__
 from mqttrelay.config import ConfigError, is_loopback
 from mqttrelay.control.reload import ReloadResult
-from mqttrelay.control.router import Router, UnknownStreamError
+from mqttrelay.control.router import Router, StandbyError, UnknownStreamError
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.status import Status
 from mqttrelay.lib.ratelimit import RateLimitedLog
@@ -67,6 +67,10 @@ class StreamUpdate(_Body):
     enabled: bool
 
 
+class StandbyUpdate(_Body):
+    held: bool = Field(description='"be right back": the standby picture while OBS sends')
+
+
 class TimerIn(_Body):
     """Switch in so many seconds."""
 
@@ -94,6 +98,8 @@ class IngestOut(BaseModel):
     bitrate_kbps: float
     last_error: str | None
     standby: bool = False  # the standby picture stands in for OBS
+    standby_held: bool = False  # held by hand: "be right back"
+    standby_available: bool = False  # a standby section, cached mode
 
 
 class MqttOut(BaseModel):
@@ -267,6 +273,15 @@ def create_app(ctx: ApiContext) -> FastAPI:
         except UnknownStreamError as exc:
             raise HTTPException(404, str(exc)) from None
         return StreamOut(**asdict(state))
+
+    @app.put("/api/standby", dependencies=auth, responses={409: {}, 415: {}})
+    async def put_standby(body: StandbyUpdate) -> IngestOut:
+        """Hold the standby picture by hand ("be right back"), or release it: OBS's
+        picture then follows at its next keyframe."""
+        try:
+            return IngestOut(**asdict(router.hold_standby(body.held)))
+        except StandbyError as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.post("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
     async def add_timer(stream_id: str, body: TimerIn | TimerAt) -> TimerOut:

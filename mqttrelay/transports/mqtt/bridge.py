@@ -17,7 +17,13 @@ from typing import Any
 import aiomqtt
 
 from mqttrelay.config import MqttConfig
-from mqttrelay.control.router import ChangeEvent, Router, StreamState, UnknownStreamError
+from mqttrelay.control.router import (
+    ChangeEvent,
+    Router,
+    StandbyError,
+    StreamState,
+    UnknownStreamError,
+)
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.transports.mqtt.client import (
@@ -151,6 +157,8 @@ class MqttBridge:
         await client.publish(self.topics.availability, "online", qos=1, retain=True)
         await self._publish_host_info(client)
         await client.subscribe(self.topics.set_wildcard, qos=1)
+        if self._ctx.standby:
+            await client.subscribe(self.topics.brb_set, qos=1)
         await client.subscribe(f"{self.topics.host_prefix}+/info", qos=1)
         await client.subscribe(f"{self.topics.host_prefix}+/status", qos=1)
         await client.subscribe(self._ha_status, qos=1)
@@ -185,6 +193,9 @@ class MqttBridge:
         if message.topic.matches(self._discovery_wildcard):
             await self._remove_stale_discovery(client, topic, payload)
             return
+        if topic == self.topics.brb_set:
+            self._be_right_back(topic, payload, message.retain)
+            return
         if topic.startswith(self.topics.host_prefix):
             self._seen_host(topic, payload)
             return
@@ -212,6 +223,19 @@ class MqttBridge:
         except UnknownStreamError as exc:
             if self.fleet.owner_of(stream_id) is None:  # another host's stream: not ours
                 self._bad.warn(topic, str(exc))
+
+    def _be_right_back(self, topic: str, payload: bytes, retained: bool) -> None:
+        if retained:
+            self._bad.warn(topic, "retained command ignored (publish commands without retain)")
+            return
+        try:
+            command = parse_command(payload)
+            held = self._router.ingest_state().standby_held
+            self._router.hold_standby(
+                not held if command.action == "TOGGLE" else command.action == "ON"
+            )
+        except (CommandError, StandbyError) as exc:
+            self._bad.warn(topic, str(exc))
 
     # -- several hosts ------------------------------------------------------
     def _seen_host(self, topic: str, payload: bytes) -> None:
@@ -354,6 +378,8 @@ class MqttBridge:
         if self._ctx.standby:
             standby = "ON" if ingest.standby else "OFF"
             await self._publish_retained(client, self.topics.standby, standby)
+            held = "ON" if ingest.standby_held else "OFF"
+            await self._publish_retained(client, self.topics.brb, held)
 
 
 def _kbps(state: StreamState) -> str:

@@ -40,6 +40,15 @@ class Topics:
         return f"{self.host_prefix}{self.node_id}/standby"
 
     @property
+    def brb(self) -> str:
+        """ON while the standby is held by hand ("be right back")."""
+        return f"{self.host_prefix}{self.node_id}/brb"
+
+    @property
+    def brb_set(self) -> str:
+        return f"{self.brb}/set"
+
+    @property
     def host_info(self) -> str:
         return f"{self.host_prefix}{self.node_id}/info"
 
@@ -208,6 +217,14 @@ def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
             "icon": "mdi:television-pause",
         }
         out[config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "standby")] = standby
+        brb = _common(ctx, "switch", "brb", "Be right back") | {
+            "command_topic": ctx.topics.brb_set,
+            "state_topic": ctx.topics.brb,
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "icon": "mdi:coffee",
+        }
+        out[config_topic(ctx.prefix, "switch", ctx.node_id, "brb")] = brb
     return out
 
 

@@ -1,0 +1,189 @@
+"""The tap: the one ffmpeg that reads the ingest and writes FLV to its stdout.
+
+It is started again at once after a session (with idle_streams on, a fresh tap
+waits at the ingest and reads OBS's very first keyframe), sooner right after
+OBS was live, and it takes silence as the end of a session when no
+on_publish_done hook says so. The hub (hub.py) gets its tags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+
+from mqttrelay.engine.flv import FlvError, FlvHeader, FlvReader, FlvTag
+from mqttrelay.lib import process
+from mqttrelay.lib.aio import cancel_and_wait
+
+log = logging.getLogger(__name__)
+_CONTEXT_ADDRESS = re.compile(r"@ 0x[0-9a-f]+")
+
+TAP_RETRY_S = 1.0
+# A tap that ran this long had connected: start the next one at once.
+TAP_RESPAWN_AT_ONCE_AFTER_S = 5.0
+# With idle_streams on a player stays connected while OBS is away, so silence
+# is how the hub learns a session ended when no on_publish_done hook says so.
+SILENCE_END_S = 2.0
+SILENCE_CHECK_S = 0.25
+# Right after OBS drops, OBS usually comes back soon and relays are holding:
+# look again more often, so the platforms get pictures again sooner.
+TAP_FAST_RETRY_S = 0.2
+FAST_RETRY_WINDOW_S = 60.0
+READ_SIZE = 65536
+
+
+class Tap:
+    def __init__(
+        self,
+        argv: list[str],
+        owner: str,
+        secrets: list[str],
+        grace_s: float,
+        on_header: Callable[[FlvHeader], None],
+        on_tag: Callable[[FlvTag], None],
+        on_ended: Callable[[], None],
+        live: Callable[[], bool],
+    ) -> None:
+        """on_ended: the session is over (the tap ended, or silence); live: is a
+        session on (for the silence watch)."""
+        self._argv = argv
+        self._owner = owner
+        self._secrets = secrets
+        self._grace_s = grace_s
+        self._on_header = on_header
+        self._on_tag = on_tag
+        self._on_ended = on_ended
+        self._live = live
+        self._task: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._respawn_at_once = False
+        self._last_tag_wall: float | None = None
+        self.last_error: str | None = None
+        self._said: set[str] = set()  # error lines logged since the ingest was live
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self._rate_bytes = 0
+        self._rate_since = time.monotonic()
+        self.bitrate_kbps = 0.0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="hub-tap")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+
+    def add_secrets(self, secrets: list[str]) -> None:
+        self._secrets.extend(s for s in secrets if s not in self._secrets)
+
+    def poke(self) -> None:
+        """The ingest is (probably) publishing now: retry at once."""
+        self._poke.set()
+
+    def went_live(self) -> None:
+        self._said.clear()
+
+    def renew(self) -> None:
+        """Start a fresh tap at once. (A tap that stays connected through a pause
+        longer than its read timeout garbles its next packets, ffmpeg 5.1.)"""
+        self.bitrate_kbps = 0.0
+        if self._proc is not None and self._proc.returncode is None:
+            self._respawn_at_once = True
+            process.signal_group(self._proc, signal.SIGKILL)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                ran_s = await self._run_once()
+                self._poke.clear()
+                recently_live = self._last_tag_wall is not None and (
+                    time.monotonic() - self._last_tag_wall < FAST_RETRY_WINDOW_S
+                )
+                delay = TAP_FAST_RETRY_S if recently_live else TAP_RETRY_S
+                if ran_s >= TAP_RESPAWN_AT_ONCE_AFTER_S or self._respawn_at_once:
+                    delay = 0.0
+                self._respawn_at_once = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), delay)
+        finally:
+            if self._proc is not None and self._proc.returncode is None:
+                await asyncio.shield(process.stop_process(self._proc, self._grace_s))
+            self._on_ended()
+
+    async def _run_once(self) -> float:
+        """Run the tap until it ends; returns how long it ran, in seconds."""
+        started = time.monotonic()
+        try:
+            proc = await process.spawn(self._argv, self._owner, stdin=False)
+        except OSError as exc:
+            self.last_error = f"cannot start ffmpeg: {exc.strerror or exc}"
+            log.error("tap: %s", self.last_error)
+            await asyncio.sleep(5)
+            return 0.0
+        self._proc = proc
+        helpers = [
+            asyncio.create_task(
+                process.read_stderr(proc.stderr, self._secrets, self.stderr_tail, self._log_stderr)
+            ),
+            asyncio.create_task(self._watch_silence()),
+        ]
+        reader = FlvReader()
+        assert proc.stdout is not None
+        try:
+            while chunk := await proc.stdout.read(READ_SIZE):
+                if self._respawn_at_once:
+                    break  # the session was ended: what is left in the pipe is not news
+                self._count(len(chunk))
+                had_header = reader.header is not None
+                tags = reader.feed(chunk)
+                if not had_header and reader.header is not None:
+                    self._on_header(reader.header)
+                for tag in tags:
+                    self._last_tag_wall = time.monotonic()
+                    self._on_tag(tag)
+        except FlvError as exc:
+            self.last_error = f"tap produced bad FLV: {exc}"
+            log.error("tap: %s", self.last_error)
+        finally:
+            await process.stop_process(proc, self._grace_s)
+            await cancel_and_wait(*helpers)
+            self._proc = None
+            self.bitrate_kbps = 0.0
+            self._on_ended()
+        return time.monotonic() - started
+
+    async def _watch_silence(self) -> None:
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_S)
+            last = self._last_tag_wall
+            if self._live() and last is not None and time.monotonic() - last > SILENCE_END_S:
+                log.info("ingest: no data for %.0f s, taking the session as ended", SILENCE_END_S)
+                self._on_ended()
+                self.renew()
+
+    def _log_stderr(self, line: str) -> None:
+        # While OBS is away the tap fails the same few ways every second: say each
+        # once until the ingest is live again (the same line of another ffmpeg
+        # differs only in its context address).
+        kind = _CONTEXT_ADDRESS.sub("@", line)
+        if kind not in self._said:
+            if len(self._said) < 64:
+                self._said.add(kind)
+            log.info("tap: %s", line)
+        self.last_error = line
+
+    def _count(self, n: int) -> None:
+        self._rate_bytes += n
+        now = time.monotonic()
+        if now - self._rate_since >= 2.0:
+            self.bitrate_kbps = round(self._rate_bytes * 8 / 1000 / (now - self._rate_since), 1)
+            self._rate_bytes = 0
+            self._rate_since = now
