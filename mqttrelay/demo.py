@@ -52,6 +52,7 @@ def demo_config(folder: Path, ports: dict[str, int], mqtt: bool) -> Config:
             },
             "mqtt": {"enabled": mqtt, "port": ports["mqtt"], "node_id": "demo"},
             "api": {"port": ports["api"]},
+            "standby": {},  # the built-in card while the demo's publisher is away
             "streams": [
                 {
                     "id": sid,
