@@ -53,14 +53,14 @@ class WebService:
             self.proc.wait(30)
 
 
-@pytest.fixture
-def web_service(
+def launch(
     tmp_path: Path,
     ingest: NginxRtmp,
     platforms: NginxRtmp,
-    publisher: Publisher,
     broker: Mosquitto,
-) -> Iterator[WebService]:
+    **extra: object,
+) -> WebService:
+    """`mqttrelay run` with two streams; `extra`: more config sections."""
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -79,22 +79,33 @@ def web_service(
                     }
                     for sid, name in [("tiktok", "TikTok"), ("youtube", "YouTube")]
                 ],
+                **extra,
             }
         )
     )
-    log = tmp_path / "service.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
         stdin=subprocess.DEVNULL,
-        stdout=log.open("wb"),
+        stdout=(tmp_path / "service.log").open("wb"),
         stderr=subprocess.STDOUT,
         env=dict(os.environ),
     )
     wait_port(port, 30)
-    service = WebService(f"http://127.0.0.1:{port}", proc)
+    return WebService(f"http://127.0.0.1:{port}", proc)
+
+
+@pytest.fixture
+def web_service(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> Iterator[WebService]:
+    service = launch(tmp_path, ingest, platforms, broker)
     yield service
     service.stop()
-    assert CANARY_KEY not in log.read_text()
+    assert CANARY_KEY not in (tmp_path / "service.log").read_text()
 
 
 async def shot(page: Page, name: str) -> None:
@@ -212,3 +223,47 @@ async def test_page_with_a_token_strict_policy_and_sign_out(
     finally:
         assert service.stop() == 0
         service.cleanup()
+
+
+async def test_be_right_back_from_the_page(
+    browser: Browser,
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> None:
+    service = launch(tmp_path, ingest, platforms, broker, standby={})
+    try:
+        page = await browser.new_page(viewport={"width": 1100, "height": 800})
+        await page.goto(service.url)
+        tiktok = page.locator('[data-testid="card"][data-stream="tiktok"]')
+        await expect(page.get_by_test_id("ingest-status")).to_have_text("live", timeout=30_000)
+        await tiktok.get_by_test_id("toggle").click()
+        await expect(tiktok.get_by_test_id("status")).to_have_text("live", timeout=20_000)
+        brb = page.get_by_test_id("brb")
+        await expect(brb).to_have_text("Be right back")
+        for _ in range(30):  # the loop is made from OBS's first seconds
+            await brb.click()
+            if await brb.get_attribute("aria-pressed") == "true":
+                break
+            await expect(page.get_by_test_id("brb-error")).to_contain_text("not made yet")
+            await page.wait_for_timeout(500)
+        await expect(brb).to_have_text("Back to OBS")
+        await expect(tiktok.get_by_test_id("status")).to_have_text("standby", timeout=15_000)
+        await shot(page, "web-be-right-back")
+        await brb.click()
+        await expect(brb).to_have_text("Be right back")
+        await expect(tiktok.get_by_test_id("status")).to_have_text("live", timeout=15_000)
+    finally:
+        service.stop()
+    assert CANARY_KEY not in (tmp_path / "service.log").read_text()
+
+
+async def test_no_be_right_back_button_without_a_standby_section(
+    browser: Browser, web_service: WebService
+) -> None:
+    page = await browser.new_page()
+    await page.goto(web_service.url)
+    await expect(page.get_by_test_id("ingest-status")).to_have_text("live", timeout=30_000)
+    await expect(page.get_by_test_id("brb")).to_be_hidden()

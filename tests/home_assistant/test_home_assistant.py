@@ -4,6 +4,7 @@ that drive relays, and states that survive a Home Assistant restart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -49,7 +50,7 @@ async def wait_ha(col: Collector, check: dict[str, str], deadline_s: float, what
 
 
 def relay_config(folder: Path, ingest_url: str, platform_port: int, mqtt: dict[str, object],
-                 node: str, streams: list[str]) -> Path:  # fmt: skip
+                 node: str, streams: list[str], **extra: object) -> Path:  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
     path.write_text(
@@ -64,6 +65,7 @@ def relay_config(folder: Path, ingest_url: str, platform_port: int, mqtt: dict[s
                      "key": f"{node}-{s}-{CANARY_KEY}"}
                     for s in streams
                 ],
+                **extra,
             }
         )
     )  # fmt: skip
@@ -140,3 +142,61 @@ def turn(on_off: str, entity_id: str) -> str:
 
 async def _has(col: Collector, entities: set[str]) -> bool:
     return entities <= set(ha_states(col))
+
+
+async def test_home_assistant_shows_the_standby_and_holds_it_by_hand(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> None:
+    config = relay_config(
+        tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
+        {"port": broker.port}, "studio", ["tiktok"], standby={},
+    )  # fmt: skip
+    relay = ServiceProcess(config, tmp_path / "relay" / "service.log")
+    ha = HomeAssistant(tmp_path / "ha", "127.0.0.1", broker.port)
+    relay.start()
+    complaints: list[str] = []
+    try:
+        async with collector(broker.port) as col:
+            ha.start()
+            entities = expected_entities("studio", ["tiktok"])
+            entities |= {"binary_sensor.studio_standby", "switch.studio_brb"}
+            await eventually(
+                lambda: _has(col, entities), 240, "every entity in Home Assistant", step_s=1
+            )
+            await col.publish("hatest/call", turn("on", "switch.studio_tiktok"))
+            await wait_ha(col, {"sensor.studio_tiktok_status": "live"}, 60, "tiktok live")
+            await wait_ha(
+                col,
+                {"binary_sensor.studio_standby": "off", "switch.studio_brb": "off"},
+                60, "no standby yet",
+            )  # fmt: skip
+
+            async def held() -> bool:  # the loop is made from OBS's first seconds
+                await col.publish("hatest/call", turn("on", "switch.studio_brb"))
+                await asyncio.sleep(2)
+                return ha_states(col).get("switch.studio_brb") == "on"
+
+            await eventually(held, 60, "Home Assistant's be-right-back switch", step_s=1)
+            await wait_ha(
+                col,
+                {"sensor.studio_tiktok_status": "standby", "binary_sensor.studio_standby": "on",
+                 "binary_sensor.studio_ingest_live": "on"},
+                60, "the standby in Home Assistant",
+            )  # fmt: skip
+            await col.publish("hatest/call", turn("off", "switch.studio_brb"))
+            await wait_ha(
+                col,
+                {"sensor.studio_tiktok_status": "live", "binary_sensor.studio_standby": "off",
+                 "switch.studio_brb": "off"},
+                60, "back to OBS in Home Assistant",
+            )  # fmt: skip
+            complaints += ha.mqtt_complaints()
+    finally:
+        ha.stop()
+        assert relay.stop() == 0
+        relay.cleanup()
+    assert complaints == [], "\n".join(complaints)
