@@ -42,3 +42,9 @@ def test_same_config_changes_nothing() -> None:
     assert (result.added, result.removed, result.changed, result.renamed) == ([], [], [], [])
     assert result.restart_required == []
     assert result.summary() == "added none, removed none, restarted none, renamed none"
+
+
+def test_a_new_standby_section_needs_a_restart() -> None:
+    old = config([YT])
+    new = Config.model_validate(old.model_dump() | {"standby": {"max_s": 60}})
+    assert plan_reload(old, new).result().restart_required == ["standby"]

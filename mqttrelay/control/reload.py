@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mqttrelay.config import Config, StreamConfig
 
 # Sections a reload does not apply: they need a restart.
-RESTART_SECTIONS = ("ingest", "ffmpeg", "mqtt", "api", "state_file", "timezone")
+RESTART_SECTIONS = ("ingest", "ffmpeg", "mqtt", "api", "standby", "state_file", "timezone")
 
 
 @dataclass(frozen=True)
