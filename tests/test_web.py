@@ -245,10 +245,10 @@ async def test_be_right_back_from_the_page(
         await expect(brb).to_have_text("Be right back")
         for _ in range(30):  # the loop is made from OBS's first seconds
             await brb.click()
+            await page.wait_for_timeout(1000)  # the answer renders the button
             if await brb.get_attribute("aria-pressed") == "true":
                 break
-            await expect(page.get_by_test_id("brb-error")).to_contain_text("not made yet")
-            await page.wait_for_timeout(500)
+            assert "not made yet" in (await page.get_by_test_id("brb-error").inner_text())
         await expect(brb).to_have_text("Back to OBS")
         await expect(tiktok.get_by_test_id("status")).to_have_text("standby", timeout=15_000)
         await shot(page, "web-be-right-back")
