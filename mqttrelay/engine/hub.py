@@ -173,9 +173,7 @@ class Hub(Notifier):
     def _on_session_tag(self, tag: FlvTag) -> None:
         now = time.monotonic()
         if self._new_session:
-            # shift the session to follow the last tag sent, plus the wall-clock pause
-            gap = 0 if self._last_tag_wall is None else int((now - self._last_tag_wall) * 1000)
-            self._rewriter.new_session(gap)
+            self._follow_last_tag(now)
             self._new_session = False
         self._last_tag_wall = now
         if tag.is_metadata or tag.is_sequence_header:
@@ -198,11 +196,16 @@ class Hub(Notifier):
     def _on_standby_tag(self, tag: FlvTag) -> None:
         now = time.monotonic()
         if self._standby_fresh:
-            gap = 0 if self._last_tag_wall is None else int((now - self._last_tag_wall) * 1000)
-            self._rewriter.new_session(gap)
+            self._follow_last_tag(now)
             self._standby_fresh = False
         self._last_tag_wall = now
         self._keep_and_forward(self._rewriter.rewrite(tag))
+
+    def _follow_last_tag(self, now: float) -> None:
+        """A new session (OBS's or the standby's) follows the last tag sent, plus
+        the wall-clock pause."""
+        gap = 0 if self._last_tag_wall is None else int((now - self._last_tag_wall) * 1000)
+        self._rewriter.new_session(gap)
 
     def _keep_and_forward(self, tag: FlvTag) -> None:
         if tag.is_metadata:
