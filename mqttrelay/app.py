@@ -13,16 +13,18 @@ import signal
 import socket
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
 from mqttrelay.config import Config, ConfigError, is_loopback, load_config, policy_problems
 from mqttrelay.control.clock import Clock
+from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.persistence import Persistence, StateFile
 from mqttrelay.control.reload import ReloadResult, plan_reload
 from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.engine.factory import RelayFactory
+from mqttrelay.engine.ffmpeg_check import ffmpeg_problem
 from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.source import IngestSource
 from mqttrelay.engine.standby import LoopMaker, ffprobe_beside
@@ -31,7 +33,7 @@ from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.ingest.managed import ManagedNginx, NginxError
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
-from mqttrelay.lib.redact import remember_secrets
+from mqttrelay.lib.redact import known_secrets, remember_secrets
 from mqttrelay.transports.http.api import ApiContext, create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from mqttrelay.transports.mqtt.discovery import configuration_url
@@ -101,13 +103,29 @@ class Service:
         self.config = config
         self.owner = str(config.state_file.resolve())  # marks every process we start
         remember_secrets(config.secrets)  # the log formatter masks these in every line
+        self._relay_overrides = relay_overrides
+        self.hub, self.source, self.relays = self._engine(config)
+        self.clock = Clock(
+            config.timezone,
+            lambda: self.router.stream_ids,
+            lambda stream_id, on, source: self.router.switch(stream_id, on, source),
+            lambda: self.persistence.save(),
+        )
+        self.router = Router(self.relays, self.source, config.ingest.mode, self.clock)
+        self.persistence = Persistence(
+            StateFile(config.state_file), self.router.desired, self.clock.pending
+        )
+        self.router.add_listener(self._changed)
+
+    def _engine(self, config: Config) -> tuple[Hub | None, IngestSource, RelayFactory]:
+        """The ingest reader of config.ingest.mode and the relays' factory on it."""
         standby = config.standby if config.standby and config.standby.enabled else None
-        self.hub = (
+        hub = (
             Hub(
                 config.ffmpeg.path,
                 config.ingest.url,
                 self.owner,
-                list(config.secrets),
+                list(known_secrets()),
                 standby=LoopMaker(
                     config.ffmpeg.path,
                     ffprobe_beside(config.ffmpeg.path),
@@ -121,32 +139,20 @@ class Service:
             if config.ingest.mode == "cached"
             else None
         )
-        self.source: IngestSource = (
-            self.hub
-            if self.hub is not None
-            else DirectIngest(config.ingest.url, config.ingest.stat_url)
+        source: IngestSource = (
+            hub if hub is not None else DirectIngest(config.ingest.url, config.ingest.stat_url)
         )
-        self.relays = RelayFactory(
+        relays = RelayFactory(
             config.ffmpeg,
             config.ingest,
             self.owner,
-            self.source,
-            self.hub,
+            source,
+            hub,
             config.streams,
-            relay_overrides,
+            self._relay_overrides,
         )
-        self.relays.add_secrets(config.secrets)
-        self.clock = Clock(
-            config.timezone,
-            lambda: self.router.stream_ids,
-            lambda stream_id, on, source: self.router.switch(stream_id, on, source),
-            lambda: self.persistence.save(),
-        )
-        self.router = Router(self.relays, self.source, config.ingest.mode, self.clock)
-        self.persistence = Persistence(
-            StateFile(config.state_file), self.router.desired, self.clock.pending
-        )
-        self.router.add_listener(self._changed)
+        relays.add_secrets(known_secrets())
+        return hub, source, relays
 
     def _changed(self, event: ChangeEvent) -> None:
         if event.kind in ("state", "config"):
@@ -184,6 +190,34 @@ class Service:
         result = plan.result()
         log.info("config reloaded: %s", result.summary())
         return result
+
+    async def apply(self, new: Config) -> ReloadResult:
+        """A config changed from the page: its streams and schedules as a reload,
+        and the two settings the page changes, ffmpeg.path and ingest.mode."""
+        if new.ffmpeg.path != self.config.ffmpeg.path:
+            self.relays.set_ffmpeg(new.ffmpeg.path)
+            if self.hub is not None:
+                self.hub.set_ffmpeg(new.ffmpeg.path)
+            ffmpeg = self.config.ffmpeg.model_copy(update={"path": new.ffmpeg.path})
+            self.config = self.config.model_copy(update={"ffmpeg": ffmpeg})
+        if new.ingest.mode != self.config.ingest.mode:
+            await self._switch_mode(new.ingest.mode)
+        return await self.reload(new)
+
+    async def _switch_mode(self, mode: Literal["cached", "direct"]) -> None:
+        """Relays that are on restart on the new reader; those off stay off."""
+        ingest = self.config.ingest.model_copy(update={"mode": mode})
+        self.config = self.config.model_copy(update={"ingest": ingest})
+        old = self.source
+        self.hub, self.source, self.relays = self._engine(self.config)
+        await self.router.replace_engine(self.relays, self.source, mode)
+        await old.stop()
+        self.source.start()
+        log.info("ingest mode is now %s", mode)
+
+    def editor(self, path: Path) -> ConfigEditor:
+        """Destinations and settings changed from the page, kept in this config file."""
+        return ConfigEditor(path, self.apply, lambda ffmpeg: ffmpeg_problem(ffmpeg, self.owner))
 
     async def reload_file(self, path: Path) -> ReloadResult:
         """Raises ConfigError, naming each problem, and then changes nothing."""
@@ -251,6 +285,9 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 hook_secret_required=config.ingest.manage,
                 publish_key=config.ingest.publish_key,
                 state_error=lambda: service.persistence.error,
+                editor=ConfigEditor(path, service.apply, lambda p: ffmpeg_problem(p, service.owner))
+                if path is not None
+                else None,
             )
         )
         server = _Server(uvicorn_config(app))

@@ -64,6 +64,7 @@ async def api_client(
             config.timezone,
             publish_key=config.ingest.publish_key,
             state_error=lambda: service.persistence.error,
+            editor=service.editor(config_path),
         )
     )
     transport = httpx.ASGITransport(app=app)

@@ -17,6 +17,7 @@ STREAM_ID_PATTERN = r"^[a-z0-9_-]+$"
 RESERVED_STREAM_IDS = {"all", "ingest", "status"}  # these name MQTT topics of their own
 DESTINATION_SCHEMES = ("rtmp", "rtmps", "srt")
 _UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Names rendered into nginx.conf and URLs: nothing nginx's parser or a URL gives a meaning
 _HOST_NAME = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)$"
@@ -82,6 +83,21 @@ def check_destination_url(url: str) -> str:
     except ValueError as exc:
         raise ValueError(f"url has a bad port: {exc}") from None
     return url
+
+
+def check_stream_key(value: str) -> str:
+    if not value:
+        raise ValueError("key is empty (leave it out when the url holds everything)")
+    return _check_safe_text(value, "key")
+
+
+def check_stream_name(value: str) -> str:
+    """A name typed on the page: shown in Home Assistant, one line."""
+    if _CONTROL_CHARS.search(value):
+        raise ValueError("name must not contain control characters")
+    if len(value) > 100:
+        raise ValueError("name is longer than 100 characters")
+    return value
 
 
 class IngestConfig(_Model):
@@ -232,11 +248,7 @@ class StreamConfig(_Model):
     @field_validator("key")
     @classmethod
     def _key(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("key is empty (leave it out when the url holds everything)")
-        return _check_safe_text(value, "key")
+        return None if value is None else check_stream_key(value)
 
     @model_validator(mode="after")
     def _default_name(self) -> StreamConfig:

@@ -20,6 +20,8 @@ from mqttrelay.config import StreamConfig
 from mqttrelay.control.reload import ReloadPlan
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.relay import Relay
+from mqttrelay.engine.session_info import SessionInfo
+from mqttrelay.engine.snapshot import SnapshotError
 from mqttrelay.engine.source import IngestSource
 from mqttrelay.lib.redact import display_url, known_secrets, mask
 
@@ -52,6 +54,8 @@ class StreamState:
     next_change_at: str | None = None  # ISO time of the next timer for this stream
     next_change_to: str | None = None  # "on" or "off"
     version: int = 0  # grows with every change: a client keeps the newest it has seen
+    key_set: bool = False  # the key itself is never shown
+    retry_at: str | None = None  # ISO time of the next attempt, while retrying
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,21 @@ class IngestState:
     standby: bool = False  # the standby picture stands in for OBS
     standby_held: bool = False  # held by hand ("be right back")
     standby_available: bool = False  # a standby section, cached mode
+    # as OBS announces them (cached mode, while live)
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    video_kbps: float | None = None
 
 
 class StandbyError(Exception):
     """The standby cannot be held now; the message says why."""
+
+
+class StaleVersionError(Exception):
+    """The destination was edited after the version the client last saw."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +140,9 @@ class Router:
         self._desired: dict[str, bool] = {}
         self._lock = asyncio.Lock()
         self._version = 0
-        source.add_listener(lambda: self._emit(ChangeEvent("ingest")))
+        self._edited: dict[str, int] = {}  # stream id -> the version of its last edit
+        self._on_ingest = lambda: self._emit(ChangeEvent("ingest"))
+        source.add_listener(self._on_ingest)
 
     # -- life cycle ---------------------------------------------------------
     def start(self, streams: list[StreamConfig], desired: Mapping[str, bool]) -> None:
@@ -165,6 +182,33 @@ class Router:
             self._relays = {i: self._relays[i] for i in order}
             self._desired = {i: self._desired[i] for i in order}
         self._emit(ChangeEvent("config"))
+        for stream in [*plan.changed, *plan.renamed, *plan.added]:
+            self._edited[stream.id] = self._version
+        for stream_id in plan.removed:
+            self._edited.pop(stream_id, None)
+
+    def check_version(self, stream_id: str, seen: int) -> None:
+        """Raise StaleVersionError if the stream was edited after version `seen`."""
+        self._relay(stream_id)
+        if self._edited.get(stream_id, 0) > seen:
+            raise StaleVersionError(
+                f"'{stream_id}' was changed by someone else since version {seen}: "
+                "load it again and repeat the change"
+            )
+
+    async def replace_engine(self, make_relay: MakeRelay, source: IngestSource, mode: str) -> None:
+        """Another ingest reader (a mode change): every relay is made again on the new
+        one, each switched as it was; the caller stops the old reader."""
+        async with self._lock:
+            await asyncio.gather(*(relay.dispose() for relay in self._relays.values()))
+            self._source.remove_listener(self._on_ingest)
+            self._make_relay, self._source, self._mode = make_relay, source, mode
+            source.add_listener(self._on_ingest)
+            streams = [relay.stream for relay in self._relays.values()]
+            self._relays = {}
+            for stream in streams:
+                self._add(stream, self._desired[stream.id])
+        self._emit(ChangeEvent("ingest"))
 
     # -- commands -----------------------------------------------------------
     def _relay(self, stream_id: str) -> Relay:
@@ -273,6 +317,8 @@ class Router:
             next_change_at=upcoming.at.isoformat() if upcoming else None,
             next_change_to=on_off(upcoming.enabled) if upcoming else None,
             version=self._version,
+            key_set=relay.stream.key is not None,
+            retry_at=relay.retry_at.isoformat() if relay.retry_at else None,
         )
 
     def snapshot(self) -> list[StreamState]:
@@ -280,6 +326,7 @@ class Router:
 
     def ingest_state(self) -> IngestState:
         source = self._source
+        info = source.session_info() or SessionInfo()
         return IngestState(
             mode=self._mode,
             live=source.live,
@@ -288,7 +335,20 @@ class Router:
             standby=source.standby,
             standby_held=source.standby_held,
             standby_available=source.has_standby,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            video_codec=info.video_codec,
+            audio_codec=info.audio_codec,
+            video_kbps=info.video_kbps,
         )
+
+    async def ingest_snapshot(self) -> bytes:
+        """A JPEG of what OBS sends now; raises SnapshotError, saying why, if none."""
+        jpeg = await self._source.snapshot()
+        if jpeg is None:
+            raise SnapshotError(f"the ingest picture needs ingest.mode: cached (not {self._mode})")
+        return jpeg
 
     def hold_standby(self, on: bool) -> IngestState:
         """ "Be right back" (on) or back (off), for every relay of this host."""

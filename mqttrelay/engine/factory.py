@@ -4,6 +4,7 @@ sections, then asked for a relay per destination, at start or at run time."""
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Iterable
 
 from mqttrelay.config import FfmpegConfig, IngestConfig, StreamConfig
@@ -40,6 +41,13 @@ class RelayFactory:
             ),
             **(overrides or {}),  # type: ignore[arg-type]
         )
+        self._made: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+    def set_ffmpeg(self, ffmpeg: str) -> None:
+        """Every relay's next start uses this ffmpeg; running processes go on."""
+        self._settings = dataclasses.replace(self._settings, ffmpeg=ffmpeg)
+        for relay in self._made:
+            relay.settings = dataclasses.replace(relay.settings, ffmpeg=ffmpeg)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Keys to mask in what relays log; every relay made from now on masks them."""
@@ -48,4 +56,6 @@ class RelayFactory:
         self._settings = dataclasses.replace(self._settings, secrets=known + added)
 
     def __call__(self, stream: StreamConfig, on_change: Callable[[Relay, bool], None]) -> Relay:
-        return Relay(stream, self._settings, self.source, self._hub, on_change)
+        relay = Relay(stream, self._settings, self.source, self._hub, on_change)
+        self._made.add(relay)
+        return relay

@@ -18,8 +18,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from mqttrelay.engine.ffmpeg import build_tap_argv
+from mqttrelay.engine.ffmpeg import build_tap_argv as _tap_argv
 from mqttrelay.engine.flv import FlvHeader, FlvTag, TimestampRewriter, encode_header
+from mqttrelay.engine.session_info import SessionInfo, describe_session
+from mqttrelay.engine.snapshot import Snapshots
 from mqttrelay.engine.standby import LoopMaker, LoopPlayer, SessionSample
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tap import Tap
@@ -58,8 +60,10 @@ class Hub(Notifier):
         self._obs_headers: dict[str, FlvTag] = {}  # the session's own, sent again after standby
         self.standby_held = False  # "be right back": standby by hand while OBS sends
         self._sample: SessionSample | None = None  # the session's first seconds, for the probe
+        self._ingest_url = ingest_url
+        self.snapshots = Snapshots(ffmpeg, owner, self.keyframe_flv, secrets)
         self._tap = Tap(
-            build_tap_argv(ffmpeg, ingest_url),
+            _tap_argv(ffmpeg, ingest_url),
             owner,
             secrets,
             grace_s,
@@ -120,6 +124,33 @@ class Hub(Notifier):
 
     def add_secrets(self, secrets: list[str]) -> None:
         self._tap.add_secrets(secrets)
+
+    def set_ffmpeg(self, ffmpeg: str) -> None:
+        """A new ffmpeg for what starts from now on; running processes go on."""
+        self._tap.argv = _tap_argv(ffmpeg, self._ingest_url)
+        self.snapshots.ffmpeg = ffmpeg
+        if self._loops is not None:
+            self._loops.set_ffmpeg(ffmpeg)
+
+    def session_info(self) -> SessionInfo:
+        """What OBS announced for this session (empty while it is away)."""
+        if not self.live:
+            return SessionInfo()
+        obs = self._obs_headers
+        return describe_session(obs.get("meta"), obs.get("video"), obs.get("audio"))
+
+    async def snapshot(self) -> bytes | None:
+        """A JPEG of OBS's picture; raises SnapshotError when there is none."""
+        return await self.snapshots.jpeg()
+
+    def keyframe_flv(self) -> bytes | None:
+        """OBS's latest keyframe as a small FLV file (video only), or None."""
+        video_seq = self._obs_headers.get("video")
+        if not self.live or self._player is not None or not self._gop or video_seq is None:
+            return None
+        start = self._gop[0].timestamp
+        tags = [video_seq.with_timestamp(start), self._gop[0]]
+        return encode_header(audio=False, video=True) + b"".join(t.encode() for t in tags)
 
     def publisher_started(self) -> None:
         """The ingest is (probably) publishing now: retry the tap at once."""

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import psutil
 
@@ -78,6 +79,7 @@ class Relay:
         self.status = Status.OFF
         self.restarts = 0
         self.last_error: str | None = None
+        self.retry_at: datetime | None = None  # the next attempt, while retrying
         self.bitrate_kbps = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self._proc: asyncio.subprocess.Process | None = None
@@ -207,14 +209,18 @@ class Relay:
                     await self._sleep_until(lambda: not self._desired or self._fresh_start, None)
                     failures.clear()
                     continue
-                self._set(Status.RETRYING)
                 delay = backoff_delay(
                     len(failures),
                     self.settings.backoff_first_s,
                     self.settings.backoff_max_s,
                     self._rng,
                 )
-                await self._sleep_until(lambda: not self._desired, delay)
+                self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+                self._set(Status.RETRYING)
+                try:
+                    await self._sleep_until(lambda: not self._desired, delay)
+                finally:
+                    self.retry_at = None
         finally:
             self._set(Status.OFF)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from mqttrelay.engine.session_info import SessionInfo
+
 
 class IngestSource(Protocol):
     live: bool
@@ -45,6 +47,12 @@ class IngestSource(Protocol):
 
     def publisher_stopped(self) -> None:
         """An on_publish_done hook: the publisher left."""
+
+    def session_info(self) -> SessionInfo | None:
+        """What OBS announced (resolution, codecs); None when this source cannot tell."""
+
+    async def snapshot(self) -> bytes | None:
+        """A JPEG of OBS's picture; None when this source cannot make one."""
 
     def add_secrets(self, secrets: list[str]) -> None:
         """Keys added by a reload, to mask in what this source logs."""

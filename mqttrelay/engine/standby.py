@@ -217,6 +217,9 @@ class LoopMaker:
         self.current: Loop | None = None
         self.last_error: str | None = None
 
+    def set_ffmpeg(self, ffmpeg: str) -> None:
+        self._ffmpeg, self._ffprobe = ffmpeg, ffprobe_beside(ffmpeg)
+
     def session_started(self, sample: bytes) -> None:
         """A session's first seconds, as FLV: make (or pick) the loop that fits it."""
         if self._task is not None and not self._task.done():

@@ -52,7 +52,7 @@ class Tap:
     ) -> None:
         """on_ended: the session is over (the tap ended, or silence); live: is a
         session on (for the silence watch)."""
-        self._argv = argv
+        self.argv = argv
         self._owner = owner
         self._secrets = secrets
         self._grace_s = grace_s
@@ -122,7 +122,7 @@ class Tap:
         """Run the tap until it ends; returns how long it ran, in seconds."""
         started = time.monotonic()
         try:
-            proc = await process.spawn(self._argv, self._owner, stdin=False)
+            proc = await process.spawn(self.argv, self._owner, stdin=False)
         except OSError as exc:
             self.last_error = f"cannot start ffmpeg: {exc.strerror or exc}"
             log.error("tap: %s", self.last_error)

@@ -74,6 +74,12 @@ class DirectIngest(Notifier):
     def hold_standby(self, on: bool) -> str | None:
         return "direct mode (ingest.mode: direct) has no standby picture" if on else None
 
+    def session_info(self) -> None:
+        return None  # only the cached mode reads OBS's stream itself
+
+    async def snapshot(self) -> None:
+        return None
+
     def add_secrets(self, secrets: list[str]) -> None:
         """Nothing to mask: this source runs no process."""
 

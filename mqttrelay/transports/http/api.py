@@ -20,11 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mqttrelay import __version__
 from mqttrelay.config import ConfigError, is_loopback
+from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.reload import ReloadResult
 from mqttrelay.control.router import Router, StandbyError, UnknownStreamError
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.status import Status
 from mqttrelay.lib.ratelimit import RateLimitedLog
+from mqttrelay.transports.http.destinations import destination_routes
 from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets
 from mqttrelay.transports.http.guard import (
     DOCS_PATH,
@@ -61,6 +63,8 @@ class StreamOut(BaseModel):
     next_change_at: str | None
     next_change_to: Literal["on", "off"] | None
     version: int = Field(description="grows with every change; newer answers win")
+    key_set: bool = Field(False, description="a key is set (the key itself is never shown)")
+    retry_at: str | None = Field(None, description="while retrying: when it tries again")
 
 
 class StreamUpdate(_Body):
@@ -100,6 +104,12 @@ class IngestOut(BaseModel):
     standby: bool = False  # the standby picture stands in for OBS
     standby_held: bool = False  # held by hand: "be right back"
     standby_available: bool = False  # a standby section, cached mode
+    width: int | None = None  # as OBS announces them (cached mode, while live)
+    height: int | None = None
+    fps: float | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    video_kbps: float | None = None
 
 
 class MqttOut(BaseModel):
@@ -149,6 +159,7 @@ class ApiContext:
     hook_secret_required: bool = False
     publish_key: str | None = None  # ingest.publish_key, checked by the on_publish hook
     state_error: Callable[[], str | None] = lambda: None  # why the state file went unwritten
+    editor: ConfigEditor | None = None  # destinations and settings kept in config.yaml
 
 
 def _timer_out(timer: Timer) -> TimerOut:
@@ -257,6 +268,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def event_ticket() -> TicketOut:
         """A ticket for one `GET /api/events?ticket=...`, valid for a short while."""
         return TicketOut(ticket=tickets.issue(), expires_in_s=TICKET_TTL_S)
+
+    app.include_router(destination_routes(router, ctx.editor, StreamOut, auth))
 
     @app.get("/api/streams", dependencies=auth)
     async def list_streams() -> list[StreamOut]:

@@ -1,0 +1,144 @@
+"""Destinations and settings changed from the page or the API, kept in
+config.yaml itself: one source of truth that a restart, a reload and a hand
+edit all read. Each change edits the file's text (comments kept), is checked
+exactly as a config file is, is written atomically (0600: it may hold keys),
+and is then applied to the running service as a reload would."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mqttrelay.config import Config, ConfigError, parse_config
+from mqttrelay.config.edit import (
+    EditError,
+    add_stream,
+    remove_stream,
+    schedules_naming,
+    update_section,
+    update_stream,
+)
+from mqttrelay.lib.files import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+class EditRefused(Exception):
+    """A change not made; `status` is the HTTP answer it maps to (404, 409, 422, 503)."""
+
+    def __init__(self, status: int, detail: str | list[str]) -> None:
+        super().__init__(detail if isinstance(detail, str) else "; ".join(detail))
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Settings:
+    ffmpeg_path: str
+    ingest_mode: Literal["cached", "direct"]
+
+
+Apply = Callable[[Config], Awaitable[object]]
+CheckFfmpeg = Callable[[str], Awaitable[str | None]]
+
+
+class ConfigEditor:
+    def __init__(self, path: Path, apply: Apply, check_ffmpeg: CheckFfmpeg) -> None:
+        """`apply`: makes the running service follow a new config (streams,
+        schedules, ffmpeg.path, ingest.mode)."""
+        self.path = path.resolve()  # a link is followed: the file it names is edited
+        self._apply = apply
+        self._check_ffmpeg = check_ffmpeg
+        self._lock = asyncio.Lock()
+
+    def _read(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EditRefused(503, f"cannot read {self.path}: {exc}") from None
+
+    async def _change(self, edit: Callable[[str], str]) -> Config:
+        text = self._read()
+        try:
+            new_text = edit(text)
+        except EditError as exc:
+            raise EditRefused(422, str(exc)) from None
+        try:
+            config = parse_config(new_text, base_dir=self.path.parent)
+        except ConfigError as exc:
+            raise EditRefused(422, exc.problems) from None
+        try:
+            write_atomic(self.path, new_text)
+        except OSError as exc:
+            raise EditRefused(
+                503, f"cannot write {self.path}: {exc.strerror or exc} (nothing was changed)"
+            ) from None
+        await self._apply(config)
+        return config
+
+    def _config(self) -> Config:
+        try:
+            return parse_config(self._read(), base_dir=self.path.parent)
+        except ConfigError as exc:
+            problems = ["config file has problems; fix it first", *exc.problems]
+            raise EditRefused(409, problems) from None
+
+    # -- destinations --------------------------------------------------------
+    async def add(self, fields: Mapping[str, Any]) -> None:
+        async with self._lock:
+            stream_id = str(fields["id"])
+            if self._config().stream(stream_id) is not None:
+                raise EditRefused(409, f"a stream with id '{stream_id}' exists already")
+            await self._change(lambda text: add_stream(text, fields))
+            log.info("%s: destination added", stream_id)
+
+    async def update(self, stream_id: str, changes: Mapping[str, Any]) -> None:
+        async with self._lock:
+            if self._config().stream(stream_id) is None:
+                raise EditRefused(404, f"unknown stream '{stream_id}'")
+            if changes:
+                await self._change(lambda text: update_stream(text, stream_id, changes))
+                log.info("%s: destination changed (%s)", stream_id, ", ".join(sorted(changes)))
+
+    async def remove(self, stream_id: str) -> None:
+        async with self._lock:
+            if self._config().stream(stream_id) is None:
+                raise EditRefused(404, f"unknown stream '{stream_id}'")
+            schedules = schedules_naming(self._read(), stream_id)
+            if schedules:
+                where = ", ".join(f"schedules[{n}]" for n in schedules)
+                raise EditRefused(
+                    409,
+                    f"'{stream_id}' is switched by {where} in {self.path.name}: remove them first",
+                )
+            await self._change(lambda text: remove_stream(text, stream_id))
+            log.info("%s: destination removed", stream_id)
+
+    # -- settings ------------------------------------------------------------
+    def settings(self) -> Settings:
+        config = self._config()
+        return Settings(ffmpeg_path=config.ffmpeg.path, ingest_mode=config.ingest.mode)
+
+    async def update_settings(
+        self, ffmpeg_path: str | None, ingest_mode: Literal["cached", "direct"] | None
+    ) -> Settings:
+        async with self._lock:
+            if ffmpeg_path is not None:
+                problem = await self._check_ffmpeg(ffmpeg_path)
+                if problem is not None:
+                    raise EditRefused(422, f"ffmpeg_path: {problem}")
+
+            def edit(text: str) -> str:
+                if ffmpeg_path is not None:
+                    text = update_section(text, "ffmpeg", {"path": ffmpeg_path})
+                if ingest_mode is not None:
+                    text = update_section(text, "ingest", {"mode": ingest_mode})
+                return text
+
+            config = await self._change(edit)
+            log.info("settings: ffmpeg %s, ingest mode %s", config.ffmpeg.path, config.ingest.mode)
+            return Settings(ffmpeg_path=config.ffmpeg.path, ingest_mode=config.ingest.mode)

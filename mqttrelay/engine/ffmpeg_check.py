@@ -1,0 +1,87 @@
+"""Is this path an ffmpeg mqttrelay can use? It is checked before the settings
+take it: a regular executable nobody else may change, that says it is ffmpeg
+and that has the protocols relays need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from mqttrelay.lib import process
+
+CHECK_TIMEOUT_S = 10.0
+# what relays write with: rtmp:// and srt:// destinations; rtmps:// needs TLS
+NEEDED_PROTOCOLS = {"rtmp": ("rtmp",), "rtmps": ("rtmps", "tls"), "srt": ("srt",)}
+
+
+def output_protocols(text: str) -> set[str]:
+    """`ffmpeg -protocols` -> the names listed under "Output:"."""
+    names: set[str] = set()
+    section = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.endswith(":"):
+            section = stripped[:-1].lower()
+        elif section == "output" and stripped:
+            names.add(stripped)
+    return names
+
+
+def missing_protocols(protocols: set[str]) -> list[str]:
+    return [name for name, any_of in NEEDED_PROTOCOLS.items() if not protocols & set(any_of)]
+
+
+def file_problem(path: str) -> str | None:
+    """Why this path is not a program mqttrelay should run, or None."""
+    if not path or path.startswith("-") or any(c in path for c in "\n\r\x00"):
+        return "give the path of the ffmpeg program (e.g. /usr/bin/ffmpeg)"
+    if not Path(path).name.startswith("ffmpeg"):
+        return f"{path}: not named ffmpeg (mqttrelay runs only a program called ffmpeg…)"
+    found = shutil.which(path) if os.sep not in path else path
+    if found is None:
+        return f"{path}: not found on PATH"
+    target = Path(found)
+    try:
+        info = target.stat()
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode) or not os.access(target, os.X_OK):
+        return f"{path}: not an executable file"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid not in (0, os.geteuid()):
+        return f"{path}: other users can change it; use an ffmpeg owned by root or this user"
+    return None
+
+
+async def _output(argv: list[str], owner: str) -> tuple[int, str]:
+    proc = await process.spawn(argv, owner, stdin=False)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT_S)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                await process.kill_process(proc)
+    return proc.returncode or 0, out.decode("utf-8", "replace")
+
+
+async def ffmpeg_problem(path: str, owner: str) -> str | None:
+    """None if `path` is a usable ffmpeg, else one line saying what is wrong."""
+    problem = file_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        code, version = await _output([path, "-hide_banner", "-version"], owner)
+        if code != 0 or not version.startswith("ffmpeg version"):
+            return f"{path}: this is not ffmpeg (`{path} -version` does not say 'ffmpeg version')"
+        code, listing = await _output([path, "-hide_banner", "-protocols"], owner)
+    except TimeoutError:
+        return f"{path}: did not answer within {CHECK_TIMEOUT_S:.0f} s"
+    except OSError as exc:
+        return f"{path}: cannot run it: {exc.strerror or exc}"
+    missing = missing_protocols(output_protocols(listing))
+    if code != 0 or missing:
+        return f"{path}: this ffmpeg cannot write {', '.join(missing) or 'any protocol'}"
+    return None

@@ -1,0 +1,80 @@
+"""A JPEG of what OBS sends: the hub's cached keyframe, decoded on demand by
+ffmpeg at the lowest CPU priority, kept for a moment so many viewers (the
+page, Home Assistant) cost one decode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from mqttrelay.lib import process
+from mqttrelay.lib.redact import mask
+
+SNAPSHOT_CACHE_S = 2.0
+SNAPSHOT_TIMEOUT_S = 10.0
+SNAPSHOT_MAX_WIDTH = 1280
+
+
+def snapshot_argv(ffmpeg: str) -> list[str]:
+    """One FLV keyframe on stdin -> one JPEG on stdout, at most 1280 wide."""
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+        "-f", "flv", "-i", "pipe:0",
+        "-frames:v", "1", "-an",
+        "-vf", f"scale='min({SNAPSHOT_MAX_WIDTH},iw)':-2",
+        "-q:v", "4", "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1",
+    ]  # fmt: skip
+
+
+class SnapshotError(Exception):
+    """No picture now; the message says why."""
+
+
+class Snapshots:
+    def __init__(
+        self, ffmpeg: str, owner: str, keyframe: Callable[[], bytes | None], secrets: list[str]
+    ) -> None:
+        """`keyframe`: the FLV of the latest keyframe with its headers, or None."""
+        self.ffmpeg = ffmpeg
+        self._owner = owner
+        self._keyframe = keyframe
+        self._secrets = secrets
+        self._jpeg: bytes | None = None
+        self._taken = 0.0
+        self._lock = asyncio.Lock()
+
+    async def jpeg(self) -> bytes:
+        async with self._lock:  # callers at once share one decode
+            if self._jpeg is not None and time.monotonic() - self._taken < SNAPSHOT_CACHE_S:
+                return self._jpeg
+            flv = self._keyframe()
+            if flv is None:
+                raise SnapshotError("no picture from OBS now (not live, or the standby is on)")
+            self._jpeg = await self._decode(flv)
+            self._taken = time.monotonic()
+            return self._jpeg
+
+    def forget(self) -> None:
+        self._jpeg = None
+
+    async def _decode(self, flv: bytes) -> bytes:
+        argv = ["nice", "-n", "19", *snapshot_argv(self.ffmpeg)]
+        try:
+            proc = await process.spawn(argv, self._owner, stdin=True)
+        except OSError as exc:
+            raise SnapshotError(f"cannot run ffmpeg: {exc.strerror or exc}") from None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(flv), SNAPSHOT_TIMEOUT_S)
+        except TimeoutError:
+            raise SnapshotError("decoding the picture took too long") from None
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    await process.kill_process(proc)
+        if proc.returncode != 0 or not out.startswith(b"\xff\xd8"):
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            why = mask(lines[-1], self._secrets) if lines else f"exit code {proc.returncode}"
+            raise SnapshotError(f"ffmpeg could not decode the picture: {why}")
+        return out

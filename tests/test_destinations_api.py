@@ -1,0 +1,183 @@
+"""Destinations and settings managed through the API, kept in config.yaml
+(real service parts in this event loop, real files, real ffmpeg for the check)."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mqttrelay.app import Service
+from mqttrelay.config import Config, load_config
+
+from .conftest import CANARY_KEY
+from .test_api import api_client, assert_no_canary, write_offline_config
+
+NEW_KEY = f"new-{CANARY_KEY}"
+
+
+def commented_config(tmp_path: Path) -> Path:
+    """An offline config with comments and a ${VAR} key, as a user writes one."""
+    path = write_offline_config(tmp_path, ["facebook"])
+    raw = yaml.safe_load(path.read_text())
+    raw["streams"].append({"id": "twitch", "url": "rtmp://127.0.0.1:1/app", "key": "${TWITCH_KEY}"})
+    text = "# my studio\n" + yaml.safe_dump(raw, sort_keys=False).replace(
+        "streams:", "# the platforms\nstreams:"
+    )
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def twitch_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWITCH_KEY", f"twitch-{CANARY_KEY}")
+
+
+async def test_add_change_delete_a_destination_in_the_file(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    async with api_client(path, managers) as (client, router):
+        body = {"id": "youtube", "name": "YouTube", "url": "rtmp://127.0.0.1:1/live2",
+                "key": f"yt-{CANARY_KEY}"}  # fmt: skip
+        r = await client.post("/api/streams", json=body)
+        assert r.status_code == 201, r.text
+        assert_no_canary(r)
+        assert r.json()["key_set"] is True and r.json()["id"] == "youtube"
+        assert "youtube" in router.stream_ids
+        text = path.read_text()
+        assert "# my studio" in text and "# the platforms" in text  # comments kept
+        assert "${TWITCH_KEY}" in text  # references stay references
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds keys
+        assert load_config(path).stream("youtube") is not None
+
+        r = await client.post("/api/streams", json=body)
+        assert r.status_code == 409
+
+        before = router._relays["twitch"]  # noqa: SLF001 - the relay object stays
+        r = await client.patch("/api/streams/twitch", json={"name": "Twitch main"})
+        assert r.status_code == 200 and r.json()["name"] == "Twitch main"
+        assert router._relays["twitch"] is before  # noqa: SLF001
+        assert "${TWITCH_KEY}" in path.read_text()
+
+        r = await client.patch("/api/streams/twitch", json={"key": NEW_KEY})
+        assert r.status_code == 200
+        assert_no_canary(r)
+        assert router._relays["twitch"] is not before  # noqa: SLF001 - a new target
+        assert load_config(path).stream("twitch").key == NEW_KEY  # type: ignore[union-attr]
+
+        r = await client.delete("/api/streams/youtube")
+        assert r.status_code == 204
+        assert "youtube" not in router.stream_ids
+        assert load_config(path).stream("youtube") is None
+        assert (await client.delete("/api/streams/youtube")).status_code == 404
+        assert (await client.patch("/api/streams/nope", json={"name": "x"})).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"id": "Bad Id", "url": "rtmp://127.0.0.1/x"}, "id"),
+        ({"id": "all", "url": "rtmp://127.0.0.1/x"}, "id"),
+        ({"id": "ok", "url": "file:///etc/passwd"}, "url"),
+        ({"id": "ok", "url": "-y rtmp://127.0.0.1/x"}, "url"),
+        ({"id": "ok", "url": "rtmp://127.0.0.1/x", "key": "-f"}, "key"),
+        ({"id": "ok", "url": "rtmp://127.0.0.1/x", "key": "a b"}, "key"),
+        ({"id": "ok", "url": "rtmp://127.0.0.1/x", "key": "${HOME}"}, "key"),
+        ({"id": "ok", "url": "rtmp://127.0.0.1/x", "name": "a\nb"}, "name"),
+        ({"id": "ok", "url": "rtmp://127.0.0.1/x", "extra": 1}, "extra"),
+    ],
+)
+async def test_bad_destinations_are_422_naming_the_field_and_change_nothing(
+    tmp_path: Path, managers: Callable[[Config], Service], body: dict[str, object], field: str
+) -> None:
+    path = commented_config(tmp_path)
+    before = path.read_text()
+    async with api_client(path, managers) as (client, router):
+        r = await client.post("/api/streams", json=body)
+        assert r.status_code == 422, r.text
+        assert any(d["loc"][-1] == field for d in r.json()["detail"]), r.text
+        assert path.read_text() == before
+        assert router.stream_ids == ["facebook", "twitch"]
+
+
+async def test_stale_version_is_409_and_a_fresh_one_applies(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    async with api_client(path, managers) as (client, _):
+        seen = (await client.get("/api/streams/facebook")).json()["version"]
+        first = await client.patch("/api/streams/facebook", json={"name": "A", "version": seen})
+        assert first.status_code == 200
+        second = await client.patch("/api/streams/facebook", json={"name": "B", "version": seen})
+        assert second.status_code == 409
+        assert "changed by someone else" in second.json()["detail"]
+        fresh = first.json()["version"]
+        third = await client.patch("/api/streams/facebook", json={"name": "C", "version": fresh})
+        assert third.status_code == 200 and third.json()["name"] == "C"
+
+
+async def test_delete_drops_timers_and_refuses_while_a_schedule_names_it(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["schedules"] = [{"stream": "twitch", "action": "on", "cron": "0 20 * * *"}]
+    path.write_text(yaml.safe_dump(raw))
+    async with api_client(path, managers) as (client, router):
+        timer = await client.post("/api/streams/facebook/timer", json={"action": "on", "in_s": 600})
+        assert timer.status_code == 200
+        r = await client.delete("/api/streams/twitch")
+        assert r.status_code == 409 and "schedules[0]" in r.json()["detail"]
+        assert "twitch" in router.stream_ids
+        assert (await client.delete("/api/streams/facebook")).status_code == 204
+        assert router._clock.pending("facebook") == []  # noqa: SLF001
+
+
+async def test_settings_refuse_what_is_not_ffmpeg_and_keep_the_old_path(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    fake = tmp_path / "bin" / "ffmpeg"  # named ffmpeg, but it is /bin/true
+    fake.parent.mkdir()
+    shutil.copy("/bin/true", fake)
+    real = shutil.which("ffmpeg")
+    assert real is not None
+    async with api_client(path, managers) as (client, _):
+        r = await client.get("/api/settings")
+        assert r.json() == {"ffmpeg_path": "ffmpeg", "ingest_mode": "cached"}
+        for bad, reason in [
+            ("/bin/true", "not named ffmpeg"),
+            (str(fake), "this is not ffmpeg"),
+            ("/nowhere/ffmpeg", "No such file"),
+            ("-version", "give the path"),
+        ]:
+            r = await client.patch("/api/settings", json={"ffmpeg_path": bad})
+            assert r.status_code == 422, r.text
+            assert reason in r.json()["detail"], r.text
+        assert load_config(path).ffmpeg.path == "ffmpeg"
+        r = await client.patch("/api/settings", json={"ffmpeg_path": real})
+        assert r.status_code == 200 and r.json()["ffmpeg_path"] == real
+        assert load_config(path).ffmpeg.path == real
+        bad_mode = await client.patch("/api/settings", json={"ingest_mode": "push"})
+        assert bad_mode.status_code == 422
+
+
+async def test_presets_are_valid_destinations(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    async with api_client(path, managers) as (client, _):
+        presets = (await client.get("/api/presets")).json()
+        names = {p["name"] for p in presets}
+        for wanted in ["YouTube", "Facebook", "Twitch", "TikTok", "Kick", "Instagram", "X"]:
+            assert wanted in names
+        for preset in presets:
+            if preset["url"]:  # "custom" has none
+                body = {"id": f"p-{preset['id']}", "url": preset["url"], "key": "k"}
+                r = await client.post("/api/streams", json=body)
+                assert r.status_code == 201, (preset, r.text)
