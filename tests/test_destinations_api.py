@@ -58,16 +58,16 @@ async def test_add_change_delete_a_destination_in_the_file(
         r = await client.post("/api/streams", json=body)
         assert r.status_code == 409
 
-        before = router._relays["twitch"]  # noqa: SLF001 - the relay object stays
+        before = router._relays["twitch"]
         r = await client.patch("/api/streams/twitch", json={"name": "Twitch main"})
         assert r.status_code == 200 and r.json()["name"] == "Twitch main"
-        assert router._relays["twitch"] is before  # noqa: SLF001
+        assert router._relays["twitch"] is before
         assert "${TWITCH_KEY}" in path.read_text()
 
         r = await client.patch("/api/streams/twitch", json={"key": NEW_KEY})
         assert r.status_code == 200
         assert_no_canary(r)
-        assert router._relays["twitch"] is not before  # noqa: SLF001 - a new target
+        assert router._relays["twitch"] is not before
         assert load_config(path).stream("twitch").key == NEW_KEY  # type: ignore[union-attr]
 
         r = await client.delete("/api/streams/youtube")
@@ -135,7 +135,7 @@ async def test_delete_drops_timers_and_refuses_while_a_schedule_names_it(
         assert r.status_code == 409 and "schedules[0]" in r.json()["detail"]
         assert "twitch" in router.stream_ids
         assert (await client.delete("/api/streams/facebook")).status_code == 204
-        assert router._clock.pending("facebook") == []  # noqa: SLF001
+        assert router._clock.pending("facebook") == []
 
 
 async def test_settings_refuse_what_is_not_ffmpeg_and_keep_the_old_path(
