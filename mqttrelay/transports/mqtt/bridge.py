@@ -40,6 +40,7 @@ from mqttrelay.transports.mqtt.discovery import (
     config_wildcard,
 )
 from mqttrelay.transports.mqtt.fleet import Fleet, encode_info, node_of
+from mqttrelay.transports.mqtt.picture import ingest_info, publish_pictures
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,11 @@ class MqttBridge:
         mqtt: MqttConfig,
         configuration_url: str | None,
         standby: bool = False,
+        picture: bool = False,
     ) -> None:
         """`configuration_url`: the page, for Home Assistant's device card; `standby`:
-        the config has a standby section (its entity and topic)."""
+        the config has a standby section (its entity and topic); `picture`: the
+        ingest's picture can be had (cached mode), as an image entity."""
         self._router = router
         self._cfg = mqtt
         self.topics = Topics(self._cfg.base_topic, self._cfg.node_id)
@@ -83,7 +86,7 @@ class MqttBridge:
         self._reported: set[str] = set()
         self._shared_status = SharedStatus(self._cfg, self.topics.shared_availability)
         self._ctx = DiscoveryContext(
-            self.topics, self._cfg.discovery_prefix, configuration_url, standby
+            self.topics, self._cfg.discovery_prefix, configuration_url, standby, picture
         )
         self._ha_status = f"{self._cfg.discovery_prefix}/status"
         self._discovery_wildcard = config_wildcard(self._cfg.discovery_prefix, self._cfg.node_id)
@@ -171,6 +174,9 @@ class MqttBridge:
             asyncio.create_task(self._publisher(client)),
             asyncio.create_task(self._periodic(client)),
         ]
+        if self._ctx.picture:
+            picture = publish_pictures(client, self._router, self.topics.ingest_picture)
+            helpers.append(asyncio.create_task(picture))
         try:
             async for message in client.messages:
                 try:
@@ -375,6 +381,7 @@ class MqttBridge:
         state = "live" if ingest.live else "idle"
         await self._publish_retained(client, self.topics.ingest_status, state)
         await self._publish_retained(client, self.topics.shared_ingest_status, state)
+        await self._publish_retained(client, self.topics.ingest_info, ingest_info(ingest))
         if self._ctx.standby:
             standby = "ON" if ingest.standby else "OFF"
             await self._publish_retained(client, self.topics.standby, standby)

@@ -35,6 +35,16 @@ class Topics:
         return f"{self.host_prefix}{self.node_id}/ingest/status"
 
     @property
+    def ingest_info(self) -> str:
+        """JSON: what OBS announces (resolution, fps, codecs), retained."""
+        return f"{self.host_prefix}{self.node_id}/ingest/info"
+
+    @property
+    def ingest_picture(self) -> str:
+        """A JPEG of OBS's picture every few seconds while live (not retained)."""
+        return f"{self.host_prefix}{self.node_id}/ingest/picture"
+
+    @property
     def standby(self) -> str:
         """ON while this host feeds the standby picture (with a `standby` section)."""
         return f"{self.host_prefix}{self.node_id}/standby"
@@ -99,6 +109,7 @@ class DiscoveryContext:
     prefix: str
     configuration_url: str | None
     standby: bool = False  # the config has a standby section: one more entity
+    picture: bool = False  # cached mode: the ingest picture as an image entity
 
     @property
     def node_id(self) -> str:
@@ -208,7 +219,22 @@ def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
         "payload_off": "idle",
         "device_class": "running",
     }
-    out = {config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "ingest_live"): ingest}
+    resolution = _common(ctx, "sensor", "ingest_resolution", "Ingest resolution") | {
+        "state_topic": ctx.topics.ingest_info,
+        "value_template": "{{ value_json.resolution or 'None' }}",
+        "json_attributes_topic": ctx.topics.ingest_info,
+        "icon": "mdi:monitor-screenshot",
+    }
+    out = {
+        config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "ingest_live"): ingest,
+        config_topic(ctx.prefix, "sensor", ctx.node_id, "ingest_resolution"): resolution,
+    }
+    if ctx.picture:
+        picture = _common(ctx, "image", "ingest_picture", "Ingest picture") | {
+            "image_topic": ctx.topics.ingest_picture,
+            "content_type": "image/jpeg",
+        }
+        out[config_topic(ctx.prefix, "image", ctx.node_id, "ingest_picture")] = picture
     if ctx.standby:
         standby = _common(ctx, "binary_sensor", "standby", "Standby picture") | {
             "state_topic": ctx.topics.standby,

@@ -1,0 +1,55 @@
+"""The ingest's picture and what OBS announces, for Home Assistant: a JPEG on
+its topic every few seconds while live (an image entity), and the resolution,
+frame rate and codecs as a retained JSON (a sensor with attributes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+import aiomqtt
+
+from mqttrelay.control.router import IngestState, Router
+from mqttrelay.engine.snapshot import SnapshotError
+from mqttrelay.lib.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+PICTURE_PERIOD_S = 10.0  # Home Assistant's card refreshes about this often anyway
+
+
+def ingest_info(ingest: IngestState) -> str:
+    """The retained info payload (pure): every field null while OBS is away."""
+    live = ingest.live
+    resolution = f"{ingest.width}x{ingest.height}" if live and ingest.width else None
+    return json.dumps(
+        {
+            "resolution": resolution,
+            "fps": ingest.fps if live else None,
+            "video_codec": ingest.video_codec if live else None,
+            "audio_codec": ingest.audio_codec if live else None,
+            "announced_video_kbps": ingest.video_kbps if live else None,
+        }
+    )
+
+
+async def publish_pictures(client: aiomqtt.Client, router: Router, topic: str) -> None:
+    """Until cancelled or disconnected: a JPEG to `topic` every PICTURE_PERIOD_S while live."""
+    warnings = RateLimitedLog(log, 300.0)
+    last = -PICTURE_PERIOD_S
+    with contextlib.suppress(aiomqtt.MqttError):
+        while True:
+            await asyncio.sleep(1.0)  # the first picture soon after OBS starts
+            now = time.monotonic()
+            if now - last < PICTURE_PERIOD_S or not router.ingest_state().live:
+                continue
+            last = now
+            try:
+                jpeg = await router.ingest_snapshot()
+            except SnapshotError as exc:
+                warnings.warning("no ingest picture for Home Assistant: %s", exc)
+            else:
+                await client.publish(topic, jpeg, qos=0, retain=False)
