@@ -131,7 +131,14 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 def test_discovery_payloads() -> None:
     ctx = DiscoveryContext(Topics("streamrelay", "studio"), "homeassistant", "http://h:8088/")
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
-    assert len(configs) == 1 + 2 * 5
+    assert len(configs) == 2 + 2 * 5  # the ingest's two, each stream's five
+    resolution = configs["homeassistant/sensor/studio/ingest_resolution/config"]
+    assert resolution["state_topic"] == "streamrelay/host/studio/ingest/info"
+    assert "homeassistant/image/studio/ingest_picture/config" not in configs
+    with_picture = DiscoveryContext(ctx.topics, ctx.prefix, None, picture=True)
+    image = all_discovery(with_picture, [])["homeassistant/image/studio/ingest_picture/config"]
+    assert image["image_topic"] == "streamrelay/host/studio/ingest/picture"
+    assert image["content_type"] == "image/jpeg"
     next_change = configs["homeassistant/sensor/studio/tiktok_next_change/config"]
     assert next_change["device_class"] == "timestamp"
     assert next_change["state_topic"] == "streamrelay/tiktok/attributes"
