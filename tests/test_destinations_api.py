@@ -181,3 +181,20 @@ async def test_presets_are_valid_destinations(
                 body = {"id": f"p-{preset['id']}", "url": preset["url"], "key": "k"}
                 r = await client.post("/api/streams", json=body)
                 assert r.status_code == 201, (preset, r.text)
+
+
+async def test_editing_keeps_pending_timers_and_schedules(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["schedules"] = [{"stream": "twitch", "action": "on", "cron": "0 20 * * *"}]
+    path.write_text(yaml.safe_dump(raw))
+    async with api_client(path, managers) as (client, router):
+        timer = await client.post("/api/streams/twitch/timer", json={"action": "on", "in_s": 900})
+        assert timer.status_code == 200
+        r = await client.patch("/api/streams/twitch", json={"key": NEW_KEY, "name": "Twitch 2"})
+        assert r.status_code == 200
+        assert r.json()["next_change_at"] is not None  # the timer (or the schedule) is still due
+        assert [t.id for t in router.timers("twitch")] == [timer.json()["id"]]
+        assert load_config(path).schedules[0].stream == "twitch"

@@ -13,7 +13,7 @@ import yaml
 from playwright.async_api import Browser, expect
 
 from .conftest import CANARY_KEY
-from .support import NginxRtmp
+from .support import NginxRtmp, free_port
 from .test_relay_e2e import wait_gone, wait_publishing
 from .test_web import WebService, browser, shot, web_service  # noqa: F401
 
@@ -105,3 +105,28 @@ async def test_settings_from_the_page_refuse_what_is_not_ffmpeg(
         await client.put("/api/streams/tiktok", json={"enabled": True})
     card = page.locator('[data-testid="card"][data-stream="tiktok"]')
     await expect(card.get_by_test_id("status")).to_have_text("live", timeout=30_000)
+
+
+async def test_a_retrying_destination_says_why_and_when_it_tries_again(
+    browser: Browser, web_service: WebService
+) -> None:
+    page = await browser.new_page(**PHONE)  # type: ignore[arg-type]
+    await page.goto(web_service.url)
+    await expect(page.get_by_test_id("ingest-status")).to_have_text("live", timeout=30_000)
+    closed = f"rtmp://127.0.0.1:{free_port()}/app"  # nothing listens there
+    async with httpx.AsyncClient(base_url=web_service.url) as client:
+        body = {"id": "gone", "url": closed, "key": f"g-{CANARY_KEY}", "enabled": True}
+        assert (await client.post("/api/streams", json=body)).status_code == 201
+        card = page.locator('[data-testid="card"][data-stream="gone"]')
+        await expect(card.get_by_test_id("retry")).to_contain_text("Tries again at", timeout=30_000)
+        await expect(card.get_by_test_id("error")).to_contain_text("Last error:")
+        await shot(page, "web-phone-retrying")
+        retry_at = None
+        for _ in range(100):  # between two attempts
+            state = (await client.get("/api/streams/gone")).json()
+            if state["status"] == "retrying":
+                retry_at = state["retry_at"]
+                break
+            await page.wait_for_timeout(100)
+        assert retry_at is not None
+    assert CANARY_KEY not in await page.content()
