@@ -32,6 +32,14 @@ def commented_config(tmp_path: Path) -> Path:
     return path
 
 
+def with_schedule(path: Path) -> Path:
+    """Twitch switched on every evening by a schedule in the file."""
+    raw = yaml.safe_load(path.read_text())
+    raw["schedules"] = [{"stream": "twitch", "action": "on", "cron": "0 20 * * *"}]
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def twitch_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWITCH_KEY", f"twitch-{CANARY_KEY}")
@@ -124,10 +132,7 @@ async def test_stale_version_is_409_and_a_fresh_one_applies(
 async def test_delete_drops_timers_and_refuses_while_a_schedule_names_it(
     tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
-    path = commented_config(tmp_path)
-    raw = yaml.safe_load(path.read_text())
-    raw["schedules"] = [{"stream": "twitch", "action": "on", "cron": "0 20 * * *"}]
-    path.write_text(yaml.safe_dump(raw))
+    path = with_schedule(commented_config(tmp_path))
     async with api_client(path, managers) as (client, router):
         timer = await client.post("/api/streams/facebook/timer", json={"action": "on", "in_s": 600})
         assert timer.status_code == 200
@@ -186,10 +191,7 @@ async def test_presets_are_valid_destinations(
 async def test_editing_keeps_pending_timers_and_schedules(
     tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:
-    path = commented_config(tmp_path)
-    raw = yaml.safe_load(path.read_text())
-    raw["schedules"] = [{"stream": "twitch", "action": "on", "cron": "0 20 * * *"}]
-    path.write_text(yaml.safe_dump(raw))
+    path = with_schedule(commented_config(tmp_path))
     async with api_client(path, managers) as (client, router):
         timer = await client.post("/api/streams/twitch/timer", json={"action": "on", "in_s": 900})
         assert timer.status_code == 200

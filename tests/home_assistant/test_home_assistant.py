@@ -200,3 +200,66 @@ async def test_home_assistant_shows_the_standby_and_holds_it_by_hand(
         assert relay.stop() == 0
         relay.cleanup()
     assert complaints == [], "\n".join(complaints)
+
+
+async def test_home_assistant_follows_added_and_deleted_destinations_and_shows_the_picture(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> None:
+    config = relay_config(
+        tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
+        {"port": broker.port}, "studio", ["tiktok"],
+    )  # fmt: skip
+    relay = ServiceProcess(config, tmp_path / "relay" / "service.log")
+    ha = HomeAssistant(tmp_path / "ha", "127.0.0.1", broker.port)
+    relay.start()
+    complaints: list[str] = []
+    try:
+        async with (
+            collector(broker.port) as col,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{relay.port}") as api,
+        ):
+            ha.start()
+            entities = expected_entities("studio", ["tiktok"])
+            entities |= {"image.studio_ingest_picture", "sensor.studio_ingest_resolution"}
+            await eventually(
+                lambda: _has(col, entities), 240, "every entity in Home Assistant", step_s=1
+            )
+            await wait_ha(
+                col, {"sensor.studio_ingest_resolution": "320x240"}, 60, "the ingest's resolution"
+            )
+
+            async def picture_shown() -> bool:  # an image entity's state: when it last changed
+                return ha_states(col).get("image.studio_ingest_picture", "unknown") not in (
+                    "unknown",
+                    "unavailable",
+                )
+
+            await eventually(picture_shown, 60, "the ingest picture in Home Assistant", step_s=1)
+
+            body = {"id": "kick", "name": "Kick", "key": f"kick-{CANARY_KEY}",
+                    "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest"}  # fmt: skip
+            assert (await api.post("/api/streams", json=body)).status_code == 201
+            added = expected_entities("studio", ["kick"]) - {"binary_sensor.studio_ingest_live"}
+            await eventually(
+                lambda: _has(col, added), 60, "the added destination in Home Assistant", step_s=1
+            )
+            await col.publish("hatest/call", turn("on", "switch.studio_kick"))
+            await wait_ha(col, {"sensor.studio_kick_status": "live"}, 60, "kick live")
+
+            assert (await api.delete("/api/streams/kick")).status_code == 204
+
+            async def removed() -> bool:
+                return not (added & set(ha_states(col)))
+
+            await eventually(removed, 60, "the deleted destination gone from Home Assistant")
+            complaints += ha.mqtt_complaints()
+    finally:
+        ha.stop()
+        assert relay.stop() == 0
+        relay.cleanup()
+    assert complaints == [], "\n".join(complaints)
+    assert CANARY_KEY not in ha.log.read_text()

@@ -13,9 +13,9 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqttrelay.config import (
-    RESERVED_STREAM_IDS,
     STREAM_ID_PATTERN,
     check_destination_url,
+    check_stream_id,
     check_stream_key,
     check_stream_name,
 )
@@ -63,9 +63,7 @@ class StreamIn(_StreamFields):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if value in RESERVED_STREAM_IDS:
-            raise ValueError(f"'{value}' is reserved; choose another id")
-        return value
+        return check_stream_id(value)
 
 
 class StreamPatch(_StreamFields):
