@@ -16,8 +16,10 @@ import socket
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from mqttrelay import app
-from mqttrelay.config import Config
+from mqttrelay.config import Config, load_config
 from mqttrelay.engine.ffmpeg import build_test_source_argv
 from mqttrelay.ingest.managed import ManagedNginx, NginxError, find_executable
 from mqttrelay.ingest.nginx import NginxSettings
@@ -40,30 +42,34 @@ def free_port(preferred: int | None = None) -> int:
     raise OSError("no free port on 127.0.0.1")
 
 
-def demo_config(folder: Path, ports: dict[str, int], mqtt: bool) -> Config:
-    return Config.model_validate(
-        {
-            "state_file": str(folder / "state.json"),
-            "ingest": {
-                "url": f"rtmp://127.0.0.1:{ports['ingest']}/live/stream",
-                "stat_url": f"http://127.0.0.1:{ports['ingest_stat']}/stat",
-                "manage": True,
-                "hold_s": 10,
-            },
-            "mqtt": {"enabled": mqtt, "port": ports["mqtt"], "node_id": "demo"},
-            "api": {"port": ports["api"]},
-            "standby": {},  # the built-in card while the demo's publisher is away
-            "streams": [
-                {
-                    "id": sid,
-                    "name": name,
-                    "url": f"rtmp://127.0.0.1:{ports['platforms']}/platform",
-                    "key": f"{sid}-demo-key",
-                }
-                for sid, name in PLATFORMS
-            ],
-        }
+def demo_config(folder: Path, ports: dict[str, int], mqtt: bool) -> Path:
+    """The demo's config.yaml, in its folder: the page adds and edits destinations in it."""
+    path = folder / "config.yaml"
+    raw = {
+        "state_file": str(folder / "state.json"),
+        "ingest": {
+            "url": f"rtmp://127.0.0.1:{ports['ingest']}/live/stream",
+            "stat_url": f"http://127.0.0.1:{ports['ingest_stat']}/stat",
+            "manage": True,
+            "hold_s": 10,
+        },
+        "mqtt": {"enabled": mqtt, "port": ports["mqtt"], "node_id": "demo"},
+        "api": {"port": ports["api"]},
+        "standby": {},  # the built-in card while the demo's publisher is away
+        "streams": [
+            {
+                "id": sid,
+                "name": name,
+                "url": f"rtmp://127.0.0.1:{ports['platforms']}/platform",
+                "key": f"{sid}-demo-key",
+            }
+            for sid, name in PLATFORMS
+        ],
+    }
+    path.write_text(
+        "# mqttrelay demo (a temporary folder)\n" + yaml.safe_dump(raw, sort_keys=False)
     )
+    return path
 
 
 async def _start_mosquitto(folder: Path, port: int, owner: str) -> asyncio.subprocess.Process:
@@ -136,7 +142,8 @@ async def run_demo(api_port: int = 8088) -> None:
         "mqtt": free_port(),
         "api": free_port(api_port),
     }
-    config = demo_config(folder, ports, mqtt)
+    config_path = demo_config(folder, ports, mqtt)
+    config = load_config(config_path)
     owner = str(config.state_file.resolve())
     platforms = ManagedNginx(
         NginxSettings(
@@ -164,7 +171,7 @@ async def run_demo(api_port: int = 8088) -> None:
             _keep_publishing(config.ingest.url, owner, config.ffmpeg.path)
         )
         print(banner(config, ports, mqtt), flush=True)
-        await app.run(config)
+        await app.run(config, config_path)
     finally:
         if publisher is not None:
             await cancel_and_wait(publisher)

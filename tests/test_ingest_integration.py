@@ -246,6 +246,11 @@ async def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
                 return bool(state["status"] == "live" and state["bitrate_kbps"] > 0)
 
             await eventually(live, 60, "the demo's tiktok to be live")
+            # the demo's page manages destinations too: its config is a file
+            added = await client.post(
+                "/api/streams", json={"id": "kick", "url": "rtmp://127.0.0.1:9/app", "key": "k"}
+            )
+            assert added.status_code == 201, added.text
         children = psutil.Process(proc.pid).children(recursive=True)
         names = {c.name() for c in children}
         assert {"ffmpeg", "nginx", "mosquitto"} <= names, names
