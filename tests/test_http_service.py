@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -89,8 +90,11 @@ def test_openapi_fuzzing_no_server_errors_and_schema_holds(
         def check(case: schemathesis.Case[Any]) -> None:
             # Schema-valid bodies may still break a rule the schema cannot say
             # ("at" in the past): those get a 422, which is right.
-            response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
-            assert response.status_code < 500
+            # the ingest picture is 503 while OBS is away (it is, here): that is its answer
+            picture = case.operation.path == "/api/ingest/snapshot"
+            excluded = [positive_data_acceptance, *([not_a_server_error] if picture else [])]
+            response = case.call_and_validate(excluded_checks=excluded)
+            assert response.status_code < 500 or (picture and response.status_code == 503)
             assert CANARY_KEY not in response.text
 
         check()
