@@ -51,7 +51,7 @@ AUTOMATIONS = """\
         topic: hatest/states
         payload: >-
           {%- set ns = namespace(d={}) -%}
-          {%- for s in states if s.domain in ['switch', 'sensor', 'binary_sensor'] -%}
+          {%- for s in states if s.domain in ['switch', 'sensor', 'binary_sensor', 'image'] -%}
           {%- set ns.d = dict(ns.d, **{s.entity_id: s.state}) -%}
           {%- endfor -%}
           {{ ns.d | tojson }}
