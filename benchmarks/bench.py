@@ -42,6 +42,7 @@ import aiomqtt
 import psutil
 import uvicorn
 
+from benchmarks.profiles import bench_profiles
 from benchmarks.standby import bench_standby
 from mqttrelay.app import Service, _Server, bind_api_socket
 from mqttrelay.config import Config
@@ -60,7 +61,7 @@ from tests.support import (
     stat_streams,
 )
 
-PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby")
+PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles")
 MEDIA_BYTES = 4000  # headers alone are under 1 KB; the first keyframe is several KB
 POLL_S = 0.005
 
@@ -450,6 +451,8 @@ async def main_async(tries: int, parts: list[str]) -> dict[str, Any]:
                 results["scale"] = await bench_scale(lab, [1, 10, 25, 50], 5)
             if "standby" in parts:
                 results["standby"] = await bench_standby(Path(tmp) / "standby")
+            if "profiles" in parts:
+                results["profiles"] = await bench_profiles(Path(tmp) / "profiles", min(tries, 10))
         finally:
             lab.close()
     for t in [*results.get("toggle", []), *results.get("rtmps", [])]:

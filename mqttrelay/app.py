@@ -23,8 +23,9 @@ from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.persistence import Persistence, StateFile
 from mqttrelay.control.reload import ReloadResult, plan_reload
 from mqttrelay.control.router import ChangeEvent, Router
+from mqttrelay.engine.encoder import ProfileEncoder
 from mqttrelay.engine.factory import RelayFactory
-from mqttrelay.engine.ffmpeg_check import ffmpeg_problem
+from mqttrelay.engine.ffmpeg_check import encoder_problems, ffmpeg_problem
 from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.source import IngestSource
 from mqttrelay.engine.standby import LoopMaker, ffprobe_beside
@@ -104,6 +105,7 @@ class Service:
         self.owner = str(config.state_file.resolve())  # marks every process we start
         remember_secrets(config.secrets)  # the log formatter masks these in every line
         self._relay_overrides = relay_overrides
+        self.encoders: dict[str, ProfileEncoder] = {}
         self.hub, self.source, self.relays = self._engine(config)
         self.clock = Clock(
             config.timezone,
@@ -111,7 +113,13 @@ class Service:
             lambda stream_id, on, source: self.router.switch(stream_id, on, source),
             lambda: self.persistence.save(),
         )
-        self.router = Router(self.relays, self.source, config.ingest.mode, self.clock)
+        self.router = Router(
+            self.relays,
+            self.source,
+            config.ingest.mode,
+            self.clock,
+            lambda: [encoder.state() for encoder in self.encoders.values()],
+        )
         self.persistence = Persistence(
             StateFile(config.state_file), self.router.desired, self.clock.pending
         )
@@ -142,6 +150,16 @@ class Service:
         source: IngestSource = (
             hub if hub is not None else DirectIngest(config.ingest.url, config.ingest.stat_url)
         )
+        self.encoders = (
+            {
+                name: ProfileEncoder(
+                    name, profile, config.ffmpeg.path, self.owner, hub, known_secrets
+                )
+                for name, profile in config.profiles.items()
+            }
+            if hub is not None
+            else {}
+        )
         relays = RelayFactory(
             config.ffmpeg,
             config.ingest,
@@ -150,6 +168,7 @@ class Service:
             hub,
             config.streams,
             self._relay_overrides,
+            self.encoders,
         )
         relays.add_secrets(known_secrets())
         return hub, source, relays
@@ -173,6 +192,8 @@ class Service:
         self.clock.stop()
         self.persistence.save()  # pending timers and the time we stopped, for the next start
         await self.router.stop()
+        for encoder in self.encoders.values():
+            await encoder.close()
         await self.source.stop()
 
     async def reload(self, new: Config) -> ReloadResult:
@@ -208,9 +229,11 @@ class Service:
         """Relays that are on restart on the new reader; those off stay off."""
         ingest = self.config.ingest.model_copy(update={"mode": mode})
         self.config = self.config.model_copy(update={"ingest": ingest})
-        old = self.source
+        old, old_encoders = self.source, self.encoders
         self.hub, self.source, self.relays = self._engine(self.config)
         await self.router.replace_engine(self.relays, self.source, mode)
+        for encoder in old_encoders.values():
+            await encoder.close()
         await old.stop()
         self.source.start()
         log.info("ingest mode is now %s", mode)
@@ -235,6 +258,8 @@ async def run(config: Config, config_path: Path | None = None) -> None:
         log.warning("%s", problem)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    for problem in await encoder_problems(config.ffmpeg.path, config.profiles):
+        raise StartupError(problem)
     async with contextlib.AsyncExitStack() as stack:
         sock = bind_api_socket(config.api.host, config.api.port)
         stack.callback(sock.close)

@@ -30,9 +30,11 @@ from mqttrelay.config.model import (
     is_loopback,
     policy_problems,
 )
+from mqttrelay.config.profiles import ENCODERS, ProfileConfig
 
 __all__ = [
     "DESTINATION_SCHEMES",
+    "ENCODERS",
     "MIN_TOKEN_LENGTH",
     "RESERVED_STREAM_IDS",
     "STREAM_ID_PATTERN",
@@ -42,6 +44,7 @@ __all__ = [
     "FfmpegConfig",
     "IngestConfig",
     "MqttConfig",
+    "ProfileConfig",
     "ScheduleConfig",
     "StandbyConfig",
     "StreamConfig",

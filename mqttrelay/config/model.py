@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mqttrelay.config.profiles import PROFILE_NAME_PATTERN, ProfileConfig
+
 STREAM_ID_PATTERN = r"^[a-z0-9_-]+$"
 RESERVED_STREAM_IDS = {"all", "ingest", "status"}  # these name MQTT topics of their own
 DESTINATION_SCHEMES = ("rtmp", "rtmps", "srt")
@@ -239,6 +241,7 @@ class StreamConfig(_Model):
     url: str
     key: str | None = None
     enabled: bool = False
+    profile: str | None = None  # a name in `profiles`; none: OBS's stream as it is (copy)
 
     @field_validator("id")
     @classmethod
@@ -296,6 +299,9 @@ class ScheduleConfig(_Model):
         return self
 
 
+ProfileName = Annotated[str, Field(pattern=PROFILE_NAME_PATTERN, max_length=32)]
+
+
 class Config(_Model):
     timezone: str = "UTC"
     state_file: Path = Path("state.json")
@@ -304,6 +310,9 @@ class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     api: ApiConfig = ApiConfig()
     standby: StandbyConfig | None = None  # absent: relays hold for ingest.hold_s, as before
+    profiles: dict[
+        Annotated[str, Field(pattern=PROFILE_NAME_PATTERN, max_length=32)], ProfileConfig
+    ] = {}
     streams: list[StreamConfig] = []
     schedules: list[ScheduleConfig] = []
 
@@ -325,6 +334,16 @@ class Config(_Model):
             if stream.id in seen:
                 raise ValueError(f"stream id '{stream.id}' is used twice")
             seen.add(stream.id)
+            if stream.profile is not None and stream.profile not in self.profiles:
+                known = ", ".join(sorted(self.profiles)) or "none defined"
+                raise ValueError(
+                    f"stream '{stream.id}': unknown profile '{stream.profile}' (profiles: {known})"
+                )
+            if stream.profile is not None and self.ingest.mode != "cached":
+                raise ValueError(
+                    f"stream '{stream.id}': profiles need ingest.mode: cached (they are fed "
+                    "from its keyframe cache)"
+                )
         for n, schedule in enumerate(self.schedules):
             if schedule.stream != "all" and schedule.stream not in seen:
                 raise ValueError(f"schedules[{n}].stream: unknown stream '{schedule.stream}'")

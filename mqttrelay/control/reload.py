@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from mqttrelay.config import Config, StreamConfig
 
 # Sections a reload does not apply: they need a restart.
-RESTART_SECTIONS = ("ingest", "ffmpeg", "mqtt", "api", "standby", "state_file", "timezone")
+RESTART_SECTIONS = (
+    "ingest", "ffmpeg", "mqtt", "api", "standby", "profiles", "state_file", "timezone",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ReloadResult:
     added: list[str]
     removed: list[str]
-    changed: list[str]  # relay restarted (url or key changed)
+    changed: list[str]  # relay restarted (url, key or profile changed)
     renamed: list[str]  # only the name changed: relay untouched
     restart_required: list[str]  # config sections that only a restart applies
 
@@ -31,7 +33,7 @@ class ReloadResult:
 class ReloadPlan:
     added: list[StreamConfig]
     removed: list[str]
-    changed: list[StreamConfig]  # url or key changed: a new relay
+    changed: list[StreamConfig]  # url, key or profile changed: a new relay
     renamed: list[StreamConfig]  # anything else changed: the running relay keeps going
     restart_required: list[str]
 
@@ -53,7 +55,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         before = running.get(stream.id)
         if before is None:
             added.append(stream)
-        elif (before.url, before.key) != (stream.url, stream.key):
+        elif (before.url, before.key, before.profile) != (stream.url, stream.key, stream.profile):
             changed.append(stream)
         elif before != stream:
             renamed.append(stream)

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 from mqttrelay.config import StreamConfig
 from mqttrelay.control.reload import ReloadPlan
 from mqttrelay.control.timers import Timer
+from mqttrelay.engine.encoder import EncoderState
 from mqttrelay.engine.relay import Relay
 from mqttrelay.engine.session_info import SessionInfo
 from mqttrelay.engine.snapshot import SnapshotError
@@ -55,6 +56,7 @@ class StreamState:
     next_change_to: str | None = None  # "on" or "off"
     version: int = 0  # grows with every change: a client keeps the newest it has seen
     key_set: bool = False  # the key itself is never shown
+    profile: str | None = None  # the output profile; none: OBS's stream as it is
     retry_at: str | None = None  # ISO time of the next attempt, while retrying
 
 
@@ -129,9 +131,16 @@ def on_off(enabled: bool) -> str:
 
 class Router:
     def __init__(
-        self, make_relay: MakeRelay, source: IngestSource, mode: str, clock: Timekeeper
+        self,
+        make_relay: MakeRelay,
+        source: IngestSource,
+        mode: str,
+        clock: Timekeeper,
+        profiles: Callable[[], list[EncoderState]] = list,
     ) -> None:
+        """`profiles`: the output profiles' encoders, as they are now."""
         self._make_relay = make_relay
+        self._profiles = profiles
         self._source = source
         self._mode = mode
         self._clock = clock
@@ -318,8 +327,12 @@ class Router:
             next_change_to=on_off(upcoming.enabled) if upcoming else None,
             version=self._version,
             key_set=relay.stream.key is not None,
+            profile=relay.stream.profile,
             retry_at=relay.retry_at.isoformat() if relay.retry_at else None,
         )
+
+    def profiles(self) -> list[EncoderState]:
+        return self._profiles()
 
     def snapshot(self) -> list[StreamState]:
         return [self.stream_state(stream_id) for stream_id in self._relays]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from mqttrelay.config import FfmpegConfig, IngestConfig, StreamConfig
+from mqttrelay.engine.encoder import ProfileEncoder
 from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.relay import Relay, RelaySettings
 from mqttrelay.engine.source import IngestSource
@@ -24,11 +25,13 @@ class RelayFactory:
         hub: Hub | None,
         streams: Iterable[StreamConfig] = (),
         overrides: dict[str, float] | None = None,
+        encoders: Mapping[str, ProfileEncoder] | None = None,
     ) -> None:
         """`streams` only tells whether a missing stunnel is worth a warning;
         `overrides` change RelaySettings' timings (tests and benchmarks)."""
         self.source = source
         self._hub = hub
+        self._encoders = encoders or {}
         self._settings = dataclasses.replace(
             RelaySettings(
                 ffmpeg=ffmpeg.path,
@@ -48,6 +51,8 @@ class RelayFactory:
         self._settings = dataclasses.replace(self._settings, ffmpeg=ffmpeg)
         for relay in self._made:
             relay.settings = dataclasses.replace(relay.settings, ffmpeg=ffmpeg)
+        for encoder in self._encoders.values():
+            encoder.ffmpeg = ffmpeg
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Keys to mask in what relays log; every relay made from now on masks them."""
@@ -56,6 +61,7 @@ class RelayFactory:
         self._settings = dataclasses.replace(self._settings, secrets=known + added)
 
     def __call__(self, stream: StreamConfig, on_change: Callable[[Relay, bool], None]) -> Relay:
-        relay = Relay(stream, self._settings, self.source, self._hub, on_change)
+        feed = self._encoders[stream.profile] if stream.profile else None
+        relay = Relay(stream, self._settings, self.source, self._hub, on_change, feed)
         self._made.add(relay)
         return relay

@@ -9,8 +9,11 @@ import contextlib
 import os
 import shutil
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
+from mqttrelay.config.profiles import ProfileConfig
+from mqttrelay.engine.profile_argv import encoders_listed
 from mqttrelay.lib import process
 
 CHECK_TIMEOUT_S = 10.0
@@ -85,3 +88,20 @@ async def ffmpeg_problem(path: str, owner: str) -> str | None:
     if code != 0 or missing:
         return f"{path}: this ffmpeg cannot write {', '.join(missing) or 'any protocol'}"
     return None
+
+
+async def encoder_problems(ffmpeg: str, profiles: Mapping[str, ProfileConfig]) -> list[str]:
+    """One line per profile whose encoder this ffmpeg lacks (`ffmpeg -encoders`)."""
+    if not profiles:
+        return []
+    try:
+        _, listing = await _output([ffmpeg, "-hide_banner", "-encoders"], "mqttrelay-check")
+    except (OSError, TimeoutError) as exc:
+        return [f"ffmpeg.path: cannot run {ffmpeg} -encoders: {exc}"]
+    have = encoders_listed(listing)
+    return [
+        f"profiles.{name}.encoder: {p.encoder} is not in this ffmpeg ({ffmpeg} -encoders); "
+        f"it has {', '.join(sorted(e for e in have if e.startswith(('libx264', 'h264'))))}"
+        for name, p in profiles.items()
+        if p.encoder not in have
+    ]

@@ -13,11 +13,11 @@ keyframe takes over again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
+from mqttrelay.engine.fanout import FanOut
 from mqttrelay.engine.ffmpeg import build_tap_argv as _tap_argv
 from mqttrelay.engine.flv import FlvHeader, FlvTag, TimestampRewriter, encode_header
 from mqttrelay.engine.session_info import SessionInfo, describe_session
@@ -28,13 +28,6 @@ from mqttrelay.engine.tap import Tap
 from mqttrelay.lib.aio import Notifier
 
 log = logging.getLogger(__name__)
-
-GOP_CACHE_MAX_MS = 12_000  # without a keyframe for this long, the cache is dropped
-GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
-# Live tags are gathered into one batch, shared by every relay and written to
-# each pipe this often: per-tag, per-relay work was most of mqttrelay's own CPU
-# at 50 relays (benchmarks/RESULTS.md, scale).
-FEED_INTERVAL_S = 0.04
 
 
 class Hub(Notifier):
@@ -72,20 +65,11 @@ class Hub(Notifier):
             self._end_session,
             lambda: self.live,
         )
-        self._subs: list[Subscription] = []
+        self._fanout = FanOut()
         self._rewriter = TimestampRewriter()
-        self._header = encode_header(audio=True, video=True)
-        self._metadata: FlvTag | None = None
-        self._video_seq: FlvTag | None = None
-        self._audio_seq: FlvTag | None = None
-        self._gop: list[FlvTag] = []
-        self._gop_bytes = 0
         self._last_tag_wall: float | None = None
         self._synced = False  # has this session had its first keyframe?
         self._new_session = True  # the next tag starts a session (timestamps shift)
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._batch: list[bytes] = []  # live tags not yet written to the relays
-        self._batch_timestamp = 0
         self.live = False
         self.sessions = 0
 
@@ -118,9 +102,7 @@ class Hub(Notifier):
         if self._loops is not None:
             await self._loops.stop()
         await self._tap.stop()
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        self._fanout.close()
 
     def add_secrets(self, secrets: list[str]) -> None:
         self._tap.add_secrets(secrets)
@@ -146,10 +128,11 @@ class Hub(Notifier):
     def keyframe_flv(self) -> bytes | None:
         """OBS's latest keyframe as a small FLV file (video only), or None."""
         video_seq = self._obs_headers.get("video")
-        if not self.live or self._player is not None or not self._gop or video_seq is None:
+        gop = self._fanout.gop
+        if not self.live or self._player is not None or not gop or video_seq is None:
             return None
-        start = self._gop[0].timestamp
-        tags = [video_seq.with_timestamp(start), self._gop[0]]
+        start = gop[0].timestamp
+        tags = [video_seq.with_timestamp(start), gop[0]]
         return encode_header(audio=False, video=True) + b"".join(t.encode() for t in tags)
 
     def publisher_started(self) -> None:
@@ -165,24 +148,15 @@ class Hub(Notifier):
 
     def subscribe(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> Subscription:
         """Feed a relay's stdin: the cached keyframe group at once, then live tags."""
-        sub = Subscription(pipe, on_wake)
-        self._flush()  # the batch's tags are in the cached group too: none twice
-        if self._gop:
-            self._send_start(sub, self._gop[0].timestamp)
-            for tag in self._gop:
-                sub.put(tag.timestamp, tag.encode())
-            sub.flush()
-        self._subs.append(sub)
-        return sub
+        return self._fanout.subscribe(pipe, on_wake)
 
     def unsubscribe(self, sub: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subs.remove(sub)
+        self._fanout.unsubscribe(sub)
 
     # -- tags ---------------------------------------------------------------
     def _on_header(self, flags: FlvHeader) -> None:
         # new relays are told which streams to expect, as this session says
-        self._header = encode_header(audio=flags.audio, video=flags.video)
+        self._fanout.header = encode_header(audio=flags.audio, video=flags.video)
 
     def _on_tag(self, tag: FlvTag) -> None:
         """A tag from the tap. During standby OBS's tags wait for its first keyframe
@@ -239,31 +213,14 @@ class Hub(Notifier):
         self._rewriter.new_session(gap)
 
     def _keep_and_forward(self, tag: FlvTag) -> None:
-        if tag.is_metadata:
-            # Only new relays get it: an attached relay takes a second one for a new stream.
-            self._metadata = tag
-            return
-        if tag.is_sequence_header:
-            if tag.is_video:
-                self._video_seq = tag
-            else:
-                self._audio_seq = tag
-        elif tag.is_keyframe:
-            self._gop = [tag]
-            self._gop_bytes = len(tag.data)
-        elif self._gop:
-            self._gop.append(tag)
-            self._gop_bytes += len(tag.data)
-            too_long = tag.timestamp - self._gop[0].timestamp > GOP_CACHE_MAX_MS
-            if too_long or self._gop_bytes > GOP_CACHE_MAX_BYTES:
-                self._gop, self._gop_bytes = [], 0
-        self._forward(tag)
+        self._fanout.put(tag)
 
     # -- standby ----------------------------------------------------------------
     def _begin_sample(self, keyframe: FlvTag) -> None:
         if self._loops is not None:
-            headers = [h for h in (self._metadata, self._video_seq, self._audio_seq) if h]
-            self._sample = SessionSample(self._header, headers, keyframe)
+            fan = self._fanout
+            headers = [h for h in (fan.metadata, fan.video_seq, fan.audio_seq) if h]
+            self._sample = SessionSample(fan.header, headers, keyframe)
 
     def _add_to_sample(self, tag: FlvTag) -> None:
         if self._sample is not None and self._loops is not None:
@@ -306,9 +263,9 @@ class Hub(Notifier):
         if self._player is not None:
             self._player.stop()
             self._player = None
-        self._flush()  # the standby's last tags go out before OBS's headers
+        self._fanout.flush()  # the standby's last tags go out before OBS's headers
         self._synced, self._new_session = False, True
-        self._gop, self._gop_bytes = [], 0
+        self._fanout.drop_cache()
 
     def _expired(self) -> bool:
         """standby.max_s are over: True to play on until OBS's next keyframe (OBS is
@@ -323,48 +280,12 @@ class Hub(Notifier):
         self.notify()
         return False
 
-    def _send_start(self, sub: Subscription, timestamp: int) -> None:
-        """FLV header and codec headers, stamped at the group's start."""
-        sub.put(timestamp, self._header)
-        for header in (self._metadata, self._video_seq, self._audio_seq):
-            if header is not None:
-                sub.put(timestamp, header.with_timestamp(timestamp).encode())
-        sub.started = True
-
-    def _forward(self, tag: FlvTag) -> None:
-        if not self._subs:
-            return
-        if tag.is_keyframe and not all(sub.started for sub in self._subs):
-            # relays waiting for a keyframe start here: the batch so far is not theirs
-            self._flush()
-            for sub in self._subs:
-                if not sub.started:
-                    self._send_start(sub, tag.timestamp)
-        if not self._batch:
-            self._batch_timestamp = tag.timestamp
-        self._batch.append(tag.encode())
-        if self._flush_timer is None:
-            loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(FEED_INTERVAL_S, self._flush)
-
-    def _flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        if not self._batch:
-            return
-        batch = b"".join(self._batch)
-        self._batch.clear()
-        for sub in self._subs:
-            if sub.started:
-                sub.send(self._batch_timestamp, batch)
-
     def _end_session(self) -> None:
         self._sample = None
         if self._player is None:  # else the standby's own session goes on
             self._synced = False
             self._new_session = True
-            self._gop, self._gop_bytes = [], 0
+            self._fanout.drop_cache()
         if self.live:
             self.live = False
             self._obs_headers = {}

@@ -17,7 +17,7 @@ import psutil
 from mqttrelay.config import StreamConfig
 from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from mqttrelay.engine.hub import Hub
-from mqttrelay.engine.source import IngestSource
+from mqttrelay.engine.source import Feed, IngestSource
 from mqttrelay.engine.status import Status
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
@@ -66,11 +66,15 @@ class Relay:
         source: IngestSource,
         hub: Hub | None,
         on_change: Callable[[Relay, bool], None],
+        feed: Feed | None = None,
     ) -> None:
+        """`feed`: where its stdin is fed from in cached mode, the hub (OBS's stream as
+        it is) or a profile's encoder; by default the hub."""
         self.stream = stream
         self.settings = settings
         self._source = source
         self._hub = hub
+        self._feed: Feed | None = feed if feed is not None else hub
         self._on_change = on_change
         self._wake = asyncio.Event()
         self._desired = False
@@ -254,9 +258,9 @@ class Relay:
             self._ps.cpu_percent(None)
         self._set(Status.STARTING)
         sub = None
-        if self._hub is not None:
+        if self._feed is not None:
             assert proc.stdin is not None
-            sub = self._hub.subscribe(proc.stdin, self.wake)
+            sub = self._feed.subscribe(proc.stdin, self.wake)
         tasks = [
             asyncio.create_task(self._read_progress(proc)),
             asyncio.create_task(
@@ -269,8 +273,8 @@ class Relay:
         try:
             return await self._watch(proc, sub)
         finally:
-            if sub is not None and self._hub is not None:
-                self._hub.unsubscribe(sub)
+            if sub is not None and self._feed is not None:
+                self._feed.unsubscribe(sub)
             if self._live_since is not None:
                 self._live_since_last_run = time.monotonic() - self._live_since
             if proc.returncode is None:

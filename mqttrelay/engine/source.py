@@ -4,10 +4,22 @@ structurally, so the engine never imports the ingest package."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
 from mqttrelay.engine.session_info import SessionInfo
+from mqttrelay.engine.subscription import Subscription
+
+
+class Feed(Protocol):
+    """What feeds a cached-mode relay's stdin: the hub, or a profile's encoder."""
+
+    def subscribe(
+        self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]
+    ) -> Subscription: ...
+
+    def unsubscribe(self, sub: Subscription) -> None: ...
 
 
 class IngestSource(Protocol):

@@ -40,6 +40,13 @@ class Subscription:
             self._bytes = 0
             self._on_wake()
 
+    def fail(self, reason: str) -> None:
+        """Its feed broke: the relay restarts, saying why."""
+        self.overflow = reason
+        self._chunks.clear()
+        self._bytes = 0
+        self._on_wake()
+
     def send(self, timestamp: int, batch: bytes) -> None:
         """A batch of live tags: straight into the pipe unless something waits before it."""
         if not self._chunks and self._pipe_ready():

@@ -64,6 +64,7 @@ class StreamOut(BaseModel):
     next_change_to: Literal["on", "off"] | None
     version: int = Field(description="grows with every change; newer answers win")
     key_set: bool = Field(False, description="a key is set (the key itself is never shown)")
+    profile: str | None = Field(None, description="its output profile; null: copy")
     retry_at: str | None = Field(None, description="while retrying: when it tries again")
 
 

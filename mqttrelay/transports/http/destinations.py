@@ -59,6 +59,7 @@ class StreamIn(_StreamFields):
     url: str
     key: str | None = None
     enabled: bool = False
+    profile: str | None = Field(None, description="an output profile of config.yaml")
 
     @field_validator("id")
     @classmethod
@@ -73,6 +74,7 @@ class StreamPatch(_StreamFields):
     name: str | None = None
     url: str | None = None
     key: str | None = None
+    profile: str | None = Field(None, description="null: OBS's stream as it is")
     version: int | None = None
 
 
@@ -84,6 +86,18 @@ class SettingsPatch(_Body):
 class SettingsOut(BaseModel):
     ffmpeg_path: str
     ingest_mode: Literal["cached", "direct"]
+
+
+class ProfileOut(BaseModel):
+    profile: str
+    running: bool
+    destinations: int = Field(description="relays attached to its encoder now")
+    pid: int | None
+    cpu_percent: float
+    speed: float | None = Field(description="media time per wall time; below 1: behind")
+    dropped_frames: int
+    restarts: int
+    last_error: str | None
 
 
 class PresetOut(BaseModel):
@@ -172,6 +186,11 @@ def destination_routes(
         except EditRefused as exc:
             raise _refused(exc) from None
         return SettingsOut(**asdict(settings))
+
+    @routes.get("/api/profiles")
+    async def list_profiles() -> list[ProfileOut]:
+        """Each output profile's encoder: running, speed, CPU, dropped frames."""
+        return [ProfileOut(**asdict(state)) for state in router.profiles()]
 
     @routes.get("/api/presets")
     async def list_presets() -> list[PresetOut]:

@@ -53,9 +53,32 @@ class RouterCollector(Collector):
         )
         on_standby.add_metric([], float(now.standby))
         yield from (ingest, on_standby)
+        yield from _profile_metrics(self._router)
         mqtt = GaugeMetricFamily("mqttrelay_mqtt_connected", "Connected to the MQTT broker")
         mqtt.add_metric([], float(self._mqtt_connected))
         yield mqtt
+
+
+def _profile_metrics(router: Router) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    labels = ["profile"]
+    running = GaugeMetricFamily("mqttrelay_profile_running", "Its encoder runs", labels=labels)
+    speed = GaugeMetricFamily(
+        "mqttrelay_profile_speed", "Media time per wall time (below 1: behind)", labels=labels
+    )
+    cpu = GaugeMetricFamily("mqttrelay_profile_cpu_percent", "Its encoder's CPU", labels=labels)
+    dropped = CounterMetricFamily(
+        "mqttrelay_profile_dropped_frames", "Frames its encoder dropped", labels=labels
+    )
+    restarts = CounterMetricFamily(
+        "mqttrelay_profile_restarts", "Encoder restarts after errors", labels=labels
+    )
+    for state in router.profiles():
+        running.add_metric([state.profile], float(state.running))
+        speed.add_metric([state.profile], state.speed or 0.0)
+        cpu.add_metric([state.profile], state.cpu_percent)
+        dropped.add_metric([state.profile], state.dropped_frames)
+        restarts.add_metric([state.profile], state.restarts)
+    yield from (running, speed, cpu, dropped, restarts)
 
 
 def render_metrics(router: Router, mqtt_connected: bool) -> tuple[bytes, str]:
