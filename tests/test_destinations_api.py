@@ -200,3 +200,32 @@ async def test_editing_keeps_pending_timers_and_schedules(
         assert r.json()["next_change_at"] is not None  # the timer (or the schedule) is still due
         assert [t.id for t in router.timers("twitch")] == [timer.json()["id"]]
         assert load_config(path).schedules[0].stream == "twitch"
+
+
+async def test_destinations_take_an_output_profile(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["profiles"] = {"small": {"width": 160, "height": 90, "video_bitrate_kbps": 150}}
+    path.write_text(yaml.safe_dump(raw))
+    async with api_client(path, managers) as (client, router):
+        body = {"id": "tiktok", "url": "rtmp://127.0.0.1:1/live", "profile": "small"}
+        r = await client.post("/api/streams", json=body)
+        assert r.status_code == 201 and r.json()["profile"] == "small"
+        bad = await client.post("/api/streams", json=body | {"id": "ig", "profile": "nope"})
+        assert bad.status_code == 422 and "unknown profile 'nope'" in bad.text
+        assert "ig" not in router.stream_ids
+        profiles = (await client.get("/api/profiles")).json()
+        assert profiles == [
+            {"profile": "small", "running": False, "destinations": 0, "pid": None,
+             "cpu_percent": 0.0, "speed": None, "dropped_frames": 0, "restarts": 0,
+             "last_error": None}
+        ]  # fmt: skip
+        before = router._relays["tiktok"]
+        r = await client.patch("/api/streams/tiktok", json={"profile": None})
+        assert r.status_code == 200 and r.json()["profile"] is None
+        assert router._relays["tiktok"] is not before  # another feed: another relay
+        assert load_config(path).stream("tiktok").profile is None  # type: ignore[union-attr]
+        metrics = (await client.get("/metrics")).text
+        assert 'mqttrelay_profile_running{profile="small"} 0.0' in metrics

@@ -11,6 +11,7 @@ import pytest
 from mqttrelay.config import ConfigError, parse_config
 from mqttrelay.config.profiles import ProfileConfig
 from mqttrelay.control.reload import plan_reload
+from mqttrelay.engine.ffmpeg_check import encoder_problems
 from mqttrelay.engine.profile_argv import (
     build_profile_argv,
     encoders_listed,
@@ -111,3 +112,37 @@ def test_a_profile_change_restarts_that_relay_only() -> None:
     assert [s.id for s in plan.changed] == ["tiktok"]
     resized = parse_config(BASE.replace("width: 720", "width: 1080"))
     assert plan_reload(old, resized).restart_required == ["profiles"]
+
+
+def lean_ffmpeg(folder: Path) -> Path:
+    """An ffmpeg built without NVENC (as many static builds are): what -encoders says."""
+    path = folder / "ffmpeg"
+    path.write_text("#!/bin/sh\necho ' V....D libx264   libx264 H.264'\n")
+    path.chmod(0o755)
+    return path
+
+
+NVENC = {"gpu": ProfileConfig(width=640, height=360, video_bitrate_kbps=800, encoder="h264_nvenc")}
+X264 = {"cpu": ProfileConfig(width=640, height=360, video_bitrate_kbps=800)}
+
+
+async def test_encoders_are_checked_with_ffmpeg(tmp_path: Path) -> None:
+    assert await encoder_problems("ffmpeg", {**X264, **NVENC}) == []  # Debian's has both
+    problems = await encoder_problems(str(lean_ffmpeg(tmp_path)), {**X264, **NVENC})
+    assert len(problems) == 1
+    assert problems[0].startswith("profiles.gpu.encoder: h264_nvenc is not in this ffmpeg")
+
+
+def test_a_missing_encoder_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        BASE.replace("fit: crop", "fit: crop, encoder: h264_nvenc")
+        + f"ffmpeg: {{path: {lean_ffmpeg(tmp_path)}}}\nmqtt: {{enabled: false}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "profiles.vertical.encoder: h264_nvenc is not in this ffmpeg" in done.stderr
+    assert "Traceback" not in done.stderr
