@@ -22,6 +22,7 @@ from tests.support import NginxRtmp, Publisher, start_nginx, stat_streams
 
 POLL_S = 0.02
 CPU_WINDOW_S = 10.0
+SIZES = ("640x360", "1280x720")
 
 
 def _config(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str) -> Config:
@@ -111,7 +112,7 @@ async def bench_profiles(folder: Path, tries: int) -> dict[str, Any]:
     rng = random.Random(2026)
     results: dict[str, Any] = {"source": "1280x720 30 fps, keyframe every 2 s"}
     try:
-        for size in ("640x360", "1280x720"):
+        for size in SIZES:
             config = _config(folder, ingest, platform, size)
             service = Service(config)
             await service.start()

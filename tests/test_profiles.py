@@ -27,7 +27,14 @@ from .support import (
     stat_streams,
 )
 from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
-from .test_standby import _async, publisher_client
+from .test_standby import (
+    _async,
+    is_red,
+    publisher_client,
+    red_png,
+    standby_config,
+    wait_loop_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +179,47 @@ async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
 
     await eventually(small_idle, 20, "the unused encoder to stop")
     assert len(encoder_processes(config.state_file)) == 1
+
+
+async def test_profile_destinations_hold_through_an_obs_outage_on_the_standby_picture(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    wide_publisher: Publisher,
+    managers: Callable[[Config], Service],
+) -> None:
+    base = profile_config(tmp_path, ingest, platforms)
+    config = standby_config(base, red_png(tmp_path))
+    service = managers(config)
+    router = service.router
+    await service.start()
+    await wait_ingest_live(router)
+    await router.set_enabled("v", True)
+    key = f"v-{CANARY_KEY}"
+    await wait_publishing(platforms, key, 45)
+    await wait_status(router, "v", "live", 45)
+    await wait_loop_ready(service)
+    connection = await publisher_client(platforms, key)
+    viewer = Viewer(platforms.url(key))
+    await viewer.start()
+    try:
+        await eventually(lambda: _async(len(viewer.video()) > 10), 30, "the vertical viewer")
+        stopped = time.monotonic()
+        wide_publisher.stop()
+        await wait_status(router, "v", "standby", 15)
+        await eventually(
+            lambda: _async(any(is_red(f) for f in viewer.video(stopped))), 15,
+            "the standby card, re-encoded for the vertical profile",
+        )  # fmt: skip
+        assert {f.size for f in viewer.video(stopped)} == {"90x160"}
+        wide_publisher.start()
+        await wait_status(router, "v", "live", 30)
+        back = time.monotonic()
+        await eventually(
+            lambda: _async(any(not is_red(f) for f in viewer.video(back))), 30,
+            "OBS's picture again",
+        )  # fmt: skip
+    finally:
+        await viewer.stop()
+    assert await publisher_client(platforms, key) == connection  # one broadcast throughout
+    assert router.stream_state("v").restarts == 0

@@ -13,9 +13,9 @@ import yaml
 from playwright.async_api import Browser, expect
 
 from .conftest import CANARY_KEY
-from .support import NginxRtmp, free_port
+from .support import Mosquitto, NginxRtmp, Publisher, free_port
 from .test_relay_e2e import wait_gone, wait_publishing
-from .test_web import WebService, browser, shot, web_service  # noqa: F401
+from .test_web import WebService, browser, launch, shot, web_service  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +130,36 @@ async def test_a_retrying_destination_says_why_and_when_it_tries_again(
             await page.wait_for_timeout(100)
         assert retry_at is not None
     assert CANARY_KEY not in await page.content()
+
+
+async def test_the_page_shows_profiles_and_their_encoders(
+    browser: Browser,
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> None:
+    small = {"width": 160, "height": 120, "video_bitrate_kbps": 150}
+    service = launch(tmp_path, ingest, platforms, broker, profiles={"small": small})
+    try:
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            body = {"id": "ig", "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                    "key": f"ig-{CANARY_KEY}", "profile": "small"}  # fmt: skip
+            assert (await client.post("/api/streams", json=body)).status_code == 201
+        page = await browser.new_page(**PHONE)  # type: ignore[arg-type]
+        await page.goto(service.url)
+        card = page.locator('[data-testid="card"][data-stream="ig"]')
+        await expect(card.get_by_test_id("profile")).to_have_text("profile small")
+        await expect(page.get_by_test_id("profiles")).to_contain_text(
+            "profile small: idle", timeout=15_000
+        )
+        await card.get_by_test_id("toggle").tap()
+        await expect(card.get_by_test_id("status")).to_have_text("live", timeout=30_000)
+        await expect(page.get_by_test_id("profiles")).to_contain_text(
+            "profile small: 1 on", timeout=15_000
+        )
+        await shot(page, "web-phone-profile")
+    finally:
+        service.stop()
+    assert CANARY_KEY not in (tmp_path / "service.log").read_text()

@@ -38,6 +38,7 @@ LINGER_S = 3.0  # after the last destination leaves (a re-keyed relay comes back
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 30.0
 STABLE_S = 30.0  # a run this long forgets earlier failures
 SLOW_SPEED = 0.95  # below this it falls behind real time
+SETTLE_S = 15.0  # its first seconds are its start-up, not its pace
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class ProfileEncoder:
             self._ps = psutil.Process(proc.pid)
             self._ps.cpu_percent(None)
         log.info("profile %s: encoder started (pid %d)", self.name, proc.pid)
+        spawned = time.monotonic()
         self._fanout.reset()  # the last run's headers and pictures are not this one's
         feed = self._hub.subscribe(proc.stdin, self._wake.set)
         tasks = [
@@ -168,7 +170,7 @@ class ProfileEncoder:
                     return f"fell behind the ingest ({feed.overflow})"
                 if not self._wanted():
                     return "not needed"
-                self._check_speed()
+                self._check_speed(spawned)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
         finally:
@@ -209,9 +211,9 @@ class ProfileEncoder:
                 self._tail.append(line)
                 log.warning("profile %s: ffmpeg: %s", self.name, line)
 
-    def _check_speed(self) -> None:
-        speed = self._progress.speed
-        if speed is not None and speed < SLOW_SPEED:
+    def _check_speed(self, since: float) -> None:
+        speed = self._progress.speed  # ffmpeg's average since the start: give it time
+        if speed is not None and speed < SLOW_SPEED and time.monotonic() - since > SETTLE_S:
             self._slow.warning(
                 "profile %s: the encoder runs at %.2fx real time: its destinations fall "
                 "behind (a lighter preset, a smaller size, or a hardware encoder)",
