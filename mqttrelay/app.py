@@ -150,16 +150,8 @@ class Service:
         source: IngestSource = (
             hub if hub is not None else DirectIngest(config.ingest.url, config.ingest.stat_url)
         )
-        self.encoders = (
-            {
-                name: ProfileEncoder(
-                    name, profile, config.ffmpeg.path, self.owner, hub, known_secrets
-                )
-                for name, profile in config.profiles.items()
-            }
-            if hub is not None
-            else {}
-        )
+        self.encoders = {}
+        self._add_encoders(hub, config)
         relays = RelayFactory(
             config.ffmpeg,
             config.ingest,
@@ -172,6 +164,16 @@ class Service:
         )
         relays.add_secrets(known_secrets())
         return hub, source, relays
+
+    def _add_encoders(self, hub: Hub | None, config: Config) -> None:
+        """An encoder for each profile that has none yet (idle until a relay needs it)."""
+        if hub is None:
+            return
+        for name, profile in config.profiles.items():
+            if name not in self.encoders:
+                self.encoders[name] = ProfileEncoder(
+                    name, profile, config.ffmpeg.path, self.owner, hub, known_secrets
+                )
 
     def _changed(self, event: ChangeEvent) -> None:
         if event.kind in ("state", "config"):
@@ -203,8 +205,10 @@ class Service:
         remember_secrets(new.secrets)
         self.source.add_secrets(new.secrets)
         self.relays.add_secrets(new.secrets)
+        self._add_encoders(self.hub, new)  # a profile added by the reload
+        profiles = new.profiles | self.config.profiles  # a changed one runs as it was
         self.config = self.config.model_copy(
-            update={"streams": new.streams, "schedules": new.schedules}
+            update={"streams": new.streams, "schedules": new.schedules, "profiles": profiles}
         )
         await self.router.reconcile(plan, [s.id for s in new.streams])
         self.clock.schedules.install(new.schedules)

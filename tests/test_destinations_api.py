@@ -229,3 +229,21 @@ async def test_destinations_take_an_output_profile(
         assert load_config(path).stream("tiktok").profile is None  # type: ignore[union-attr]
         metrics = (await client.get("/metrics")).text
         assert 'mqttrelay_profile_running{profile="small"} 0.0' in metrics
+
+
+async def test_a_reload_that_adds_a_profile_and_a_stream_on_it(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    path = commented_config(tmp_path)
+    async with api_client(path, managers) as (client, router):
+        raw = yaml.safe_load(path.read_text())
+        raw["profiles"] = {"small": {"width": 160, "height": 90, "video_bitrate_kbps": 150}}
+        raw["streams"].append({"id": "ig", "url": "rtmp://127.0.0.1:1/x", "profile": "small"})
+        path.write_text(yaml.safe_dump(raw))
+        r = await client.post("/api/reload")
+        assert r.status_code == 200, r.text
+        assert r.json()["added"] == ["ig"] and r.json()["restart_required"] == []
+        assert [p.profile for p in router.profiles()] == ["small"]
+        assert router.stream_state("ig").profile == "small"
+        on = await client.put("/api/streams/ig", json={"enabled": True})
+        assert on.status_code == 200  # waits for the ingest like any relay

@@ -146,3 +146,11 @@ def test_a_missing_encoder_stops_the_start_with_one_line(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "profiles.vertical.encoder: h264_nvenc is not in this ffmpeg" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_new_profile_is_no_restart_but_a_changed_one_is() -> None:
+    old = parse_config(BASE)
+    added = BASE.replace(
+        "profiles:\n", "profiles:\n  small: {width: 160, height: 90, video_bitrate_kbps: 150}\n"
+    )
+    assert plan_reload(old, parse_config(added)).restart_required == []

@@ -64,7 +64,11 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         removed=[s for s in running if new.stream(s) is None],
         changed=changed,
         renamed=renamed,
-        restart_required=[
-            name for name in RESTART_SECTIONS if getattr(old, name) != getattr(new, name)
-        ],
+        restart_required=[name for name in RESTART_SECTIONS if _needs_restart(old, new, name)],
     )
+
+
+def _needs_restart(old: Config, new: Config, section: str) -> bool:
+    if section == "profiles":  # a new profile is added at once; a changed one needs a restart
+        return any(new.profiles.get(name) != profile for name, profile in old.profiles.items())
+    return bool(getattr(old, section) != getattr(new, section))

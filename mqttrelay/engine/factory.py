@@ -4,6 +4,7 @@ sections, then asked for a relay per destination, at start or at run time."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 
@@ -13,6 +14,8 @@ from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.relay import Relay, RelaySettings
 from mqttrelay.engine.source import IngestSource
 from mqttrelay.engine.tls_tunnel import find_stunnel
+
+log = logging.getLogger(__name__)
 
 
 class RelayFactory:
@@ -31,7 +34,7 @@ class RelayFactory:
         `overrides` change RelaySettings' timings (tests and benchmarks)."""
         self.source = source
         self._hub = hub
-        self._encoders = encoders or {}
+        self._encoders = encoders if encoders is not None else {}  # shared: reloads add to it
         self._settings = dataclasses.replace(
             RelaySettings(
                 ffmpeg=ffmpeg.path,
@@ -61,7 +64,11 @@ class RelayFactory:
         self._settings = dataclasses.replace(self._settings, secrets=known + added)
 
     def __call__(self, stream: StreamConfig, on_change: Callable[[Relay, bool], None]) -> Relay:
-        feed = self._encoders[stream.profile] if stream.profile else None
+        feed = self._encoders.get(stream.profile) if stream.profile else None
+        if stream.profile and feed is None:  # direct mode until a restart applies the config
+            log.warning(
+                "%s: profile %s needs a restart to run; sent as it is", stream.id, stream.profile
+            )
         relay = Relay(stream, self._settings, self.source, self._hub, on_change, feed)
         self._made.add(relay)
         return relay
