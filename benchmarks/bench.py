@@ -42,6 +42,7 @@ import aiomqtt
 import psutil
 import uvicorn
 
+from benchmarks.common import MEDIA_BYTES, arrived
 from benchmarks.profiles import bench_profiles
 from benchmarks.standby import bench_standby
 from mqttrelay.app import Service, _Server, bind_api_socket
@@ -62,18 +63,7 @@ from tests.support import (
 )
 
 PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles")
-MEDIA_BYTES = 4000  # headers alone are under 1 KB; the first keyframe is several KB
 POLL_S = 0.005
-
-
-def arrived(stream: StatStream | None) -> bool:
-    return bool(
-        stream
-        and stream.publishing
-        and stream.video_codec
-        and stream.audio_codec
-        and stream.bytes_in >= MEDIA_BYTES
-    )
 
 
 def summary(values: list[float]) -> dict[str, float]:

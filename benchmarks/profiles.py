@@ -1,6 +1,7 @@
 """Output profiles, measured: switch-on of a profile destination with its
 encoder cold (nobody on the profile yet) and warm (another destination on it
-is live), against a plain copy relay started at the same instant; and the
+is live), and of a copy destination in the same tries, each against a plain
+`ffmpeg -i <ingest> -c copy` relay started at the same instant; and the
 encoder's CPU at 640x360 and 1280x720 (libx264 veryfast) from a 1280x720
 30 fps source. Part `profiles` of benchmarks/bench.py."""
 
@@ -16,11 +17,12 @@ from typing import Any
 
 import psutil
 
+from benchmarks.common import arrived
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 from tests.support import NginxRtmp, Publisher, start_nginx, stat_streams
 
-POLL_S = 0.02
+POLL_S = 0.005  # as the toggle part
 CPU_WINDOW_S = 10.0
 SIZES = ("640x360", "1280x720")
 
@@ -44,11 +46,10 @@ def _config(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str) -> 
 
 
 async def _arrival(platform: NginxRtmp, key: str, limit_s: float = 30) -> float:
-    """Seconds until the platform has audio and video for key."""
+    """Seconds until key has arrived at the platform (as in the toggle part)."""
     start = time.perf_counter()
     while time.perf_counter() - start < limit_s:
-        stream = (await stat_streams(platform)).get(key)
-        if stream and stream.publishing and stream.video_codec and stream.audio_codec:
+        if arrived((await stat_streams(platform)).get(key)):
             return time.perf_counter() - start
         await asyncio.sleep(POLL_S)
     raise TimeoutError(f"{key} never arrived")
@@ -63,28 +64,37 @@ async def _gone(platform: NginxRtmp, key: str) -> None:
     raise TimeoutError(f"{key} never left")
 
 
-async def _switch_on(service: Service, ingest: NginxRtmp, platform: NginxRtmp, size: str,
-                     n: int) -> tuple[float, float, float]:  # fmt: skip
-    """(profile destination, copy destination, plain `ffmpeg -i ingest -c copy`),
-    all three started at the same instant."""
+async def _switch_on(service: Service, ingest: NginxRtmp, platform: NginxRtmp, stream_id: str,
+                     key: str, plain_key: str) -> tuple[float, float]:  # fmt: skip
+    """(the destination, a plain `ffmpeg -i ingest -c copy`), started at the same instant."""
     router = service.router
-    key, copy_key, plain_key = f"probe-{size}", f"copy-{size}", f"plain-{size}-{n}"
-    await router.set_enabled("probe", True)
-    await router.set_enabled("copy", True)
+    await router.set_enabled(stream_id, True)
     plain = subprocess.Popen(  # noqa: ASYNC220 - started at once, waited for by polling
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i",
          ingest.url("stream"), "-c", "copy", "-f", "flv", platform.url(plain_key)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    times = await asyncio.gather(
-        _arrival(platform, key), _arrival(platform, copy_key), _arrival(platform, plain_key)
-    )
-    await router.set_enabled("probe", False)
-    await router.set_enabled("copy", False)
+    times = await asyncio.gather(_arrival(platform, key), _arrival(platform, plain_key))
+    await router.set_enabled(stream_id, False)
     plain.terminate()
     plain.wait()
-    await asyncio.gather(*(_gone(platform, k) for k in (key, copy_key, plain_key)))
-    return times[0], times[1], times[2]
+    await asyncio.gather(_gone(platform, key), _gone(platform, plain_key))
+    return times[0], times[1]
+
+
+async def _try(service: Service, ingest: NginxRtmp, platform: NginxRtmp, size: str, n: int,
+               runs: dict[str, list[float]], phase: str) -> None:  # fmt: skip
+    """The profile destination, then the copy destination, each beside a plain relay."""
+    on, plain = await _switch_on(
+        service, ingest, platform, "probe", f"probe-{size}", f"plain-{size}-{phase}-{n}"
+    )
+    runs[phase].append(on)
+    runs[f"plain_{phase}"].append(plain)
+    on, plain = await _switch_on(
+        service, ingest, platform, "copy", f"copy-{size}", f"plain-{size}-{phase}-copy-{n}"
+    )
+    runs[f"copy_{phase}"].append(on)
+    runs[f"plain_copy_{phase}"].append(plain)
 
 
 async def _encoder_cpu(service: Service) -> dict[str, float]:
@@ -120,23 +130,20 @@ async def bench_profiles(folder: Path, tries: int) -> dict[str, Any]:
                 while not service.router.ingest_state().live:  # noqa: ASYNC110 - polled
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(3)
-                kinds = ("cold", "copy_cold", "plain_cold", "warm", "copy_warm", "plain_warm")
-                runs: dict[str, list[float]] = {k: [] for k in kinds}
+                runs: dict[str, list[float]] = {
+                    f"{what}{phase}": []
+                    for phase in ("cold", "warm")
+                    for what in ("", "plain_", "copy_", "plain_copy_")
+                }
                 for n in range(tries):
                     await asyncio.sleep(3.5 + rng.uniform(0, 2))  # the encoder stopped (3 s)
-                    p, c, b = await _switch_on(service, ingest, platform, size, n)
-                    runs["cold"].append(p)
-                    runs["copy_cold"].append(c)
-                    runs["plain_cold"].append(b)
+                    await _try(service, ingest, platform, size, n, runs, "cold")
                 await service.router.set_enabled("warm", True)
                 await _arrival(platform, f"warm-{size}")
                 cpu = await _encoder_cpu(service)
                 for n in range(tries):
                     await asyncio.sleep(0.5 + rng.uniform(0, 2))  # a random point of the GOP
-                    p, c, b = await _switch_on(service, ingest, platform, size, tries + n)
-                    runs["warm"].append(p)
-                    runs["copy_warm"].append(c)
-                    runs["plain_warm"].append(b)
+                    await _try(service, ingest, platform, size, n, runs, "warm")
                 await service.router.set_enabled("warm", False)
             finally:
                 await service.stop()
