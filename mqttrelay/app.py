@@ -126,7 +126,8 @@ class Service:
         self.router.add_listener(self._changed)
 
     def _engine(self, config: Config) -> tuple[Hub | None, IngestSource, RelayFactory]:
-        """The ingest reader of config.ingest.mode and the relays' factory on it."""
+        """The ingest reader of config.ingest.mode and the relays' factory on it;
+        self.encoders becomes the profiles' encoders on that reader."""
         standby = config.standby if config.standby and config.standby.enabled else None
         hub = (
             Hub(
