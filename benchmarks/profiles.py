@@ -2,8 +2,9 @@
 encoder cold (nobody on the profile yet) and warm (another destination on it
 is live), and of a copy destination in the same tries, each against a plain
 `ffmpeg -i <ingest> -c copy` relay started at the same instant; and the
-encoder's CPU at 640x360 and 1280x720 (libx264 veryfast) from a 1280x720
-30 fps source. Part `profiles` of benchmarks/bench.py."""
+encoder's CPU (libx264 veryfast). With the toggle part's 320x240 source and a
+small profile, then at 640x360 and 1280x720 from a 1280x720 30 fps source.
+Part `profiles` of benchmarks/bench.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from tests.support import NginxRtmp, Publisher, start_nginx, stat_streams
 
 POLL_S = 0.005  # as the toggle part
 CPU_WINDOW_S = 10.0
-SIZES = ("640x360", "1280x720")
 
 
 def _config(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str) -> Config:
@@ -113,49 +113,63 @@ def _summary(values: list[float]) -> dict[str, float]:
             "max": round(max(values), 3), "n": len(values)}  # fmt: skip
 
 
+async def _case(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str, tries: int,
+                rng: random.Random) -> dict[str, Any]:  # fmt: skip
+    config = _config(folder, ingest, platform, size)
+    service = Service(config)
+    await service.start()
+    try:
+        while not service.router.ingest_state().live:  # noqa: ASYNC110 - polled
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3)
+        runs: dict[str, list[float]] = {
+            f"{what}{phase}": []
+            for phase in ("cold", "warm")
+            for what in ("", "plain_", "copy_", "plain_copy_")
+        }
+        for n in range(tries):
+            await asyncio.sleep(3.5 + rng.uniform(0, 2))  # the encoder stopped (3 s)
+            await _try(service, ingest, platform, size, n, runs, "cold")
+        await service.router.set_enabled("warm", True)
+        await _arrival(platform, f"warm-{size}")
+        cpu = await _encoder_cpu(service)
+        for n in range(tries):
+            await asyncio.sleep(0.5 + rng.uniform(0, 2))  # a random point of the GOP
+            await _try(service, ingest, platform, size, n, runs, "warm")
+        await service.router.set_enabled("warm", False)
+    finally:
+        await service.stop()
+    return {
+        **{f"{k}_on": _summary(v) for k, v in runs.items()}, "encoder": cpu,
+        "raw_cold": [round(v, 3) for v in runs["cold"]],
+        "raw_warm": [round(v, 3) for v in runs["warm"]],
+    }  # fmt: skip
+
+
+# (source size, frame rate, the profile's size): the toggle part's source with a
+# small profile, then a 720p source with the two sizes the encoder's CPU is told for
+CASES = (("320x240", 25, "160x120"), ("1280x720", 30, "640x360"), ("1280x720", 30, "1280x720"))
+
+
 async def bench_profiles(folder: Path, tries: int) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs
     ingest = start_nginx(folder / "ingest", "live")
     platform = start_nginx(folder / "platform", "dest", fast_start=False)
-    publisher = Publisher(ingest.url("stream"), gop_frames=60, size="1280x720", rate=30)
-    publisher.start()
     rng = random.Random(2026)
-    results: dict[str, Any] = {"source": "1280x720 30 fps, keyframe every 2 s"}
+    results: dict[str, Any] = {}
     try:
-        for size in SIZES:
-            config = _config(folder, ingest, platform, size)
-            service = Service(config)
-            await service.start()
+        for source, rate, size in CASES:
+            publisher = Publisher(ingest.url("stream"), gop_frames=2 * rate, size=source, rate=rate)
+            publisher.start()
             try:
-                while not service.router.ingest_state().live:  # noqa: ASYNC110 - polled
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(3)
-                runs: dict[str, list[float]] = {
-                    f"{what}{phase}": []
-                    for phase in ("cold", "warm")
-                    for what in ("", "plain_", "copy_", "plain_copy_")
-                }
-                for n in range(tries):
-                    await asyncio.sleep(3.5 + rng.uniform(0, 2))  # the encoder stopped (3 s)
-                    await _try(service, ingest, platform, size, n, runs, "cold")
-                await service.router.set_enabled("warm", True)
-                await _arrival(platform, f"warm-{size}")
-                cpu = await _encoder_cpu(service)
-                for n in range(tries):
-                    await asyncio.sleep(0.5 + rng.uniform(0, 2))  # a random point of the GOP
-                    await _try(service, ingest, platform, size, n, runs, "warm")
-                await service.router.set_enabled("warm", False)
+                row = await _case(folder, ingest, platform, size, tries, rng)
             finally:
-                await service.stop()
-            results[size] = {
-                **{f"{k}_on": _summary(v) for k, v in runs.items()}, "encoder": cpu,
-                "raw_cold": [round(v, 3) for v in runs["cold"]],
-                "raw_warm": [round(v, 3) for v in runs["warm"]],
-            }  # fmt: skip
-            print(f"profiles {size}:", {k: v for k, v in results[size].items() if "raw" not in k},
-                  flush=True)  # fmt: skip
+                publisher.stop()
+            row["source"] = f"{source} {rate} fps, keyframe every 2 s"
+            results[f"{source}->{size}"] = row
+            print(f"profiles {source}->{size}:",
+                  {k: v for k, v in row.items() if "raw" not in k}, flush=True)  # fmt: skip
     finally:
-        publisher.stop()
         ingest.stop()
         platform.stop()
     return results
