@@ -4,8 +4,6 @@ and that has the protocols relays need."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
 import stat
@@ -60,14 +58,8 @@ def file_problem(path: str) -> str | None:
 
 
 async def _output(argv: list[str], owner: str) -> tuple[int, str]:
-    proc = await process.spawn(argv, owner, stdin=False)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT_S)
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                await process.kill_process(proc)
-    return proc.returncode or 0, out.decode("utf-8", "replace")
+    code, out, _ = await process.run_to_end(argv, owner, None, CHECK_TIMEOUT_S)
+    return code, out.decode("utf-8", "replace")
 
 
 async def ffmpeg_problem(path: str, owner: str) -> str | None:

@@ -5,7 +5,6 @@ page, Home Assistant) cost one decode."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -62,19 +61,13 @@ class Snapshots:
     async def _decode(self, flv: bytes) -> bytes:
         argv = ["nice", "-n", "19", *snapshot_argv(self.ffmpeg)]
         try:
-            proc = await process.spawn(argv, self._owner, stdin=True)
+            code, out, err = await process.run_to_end(argv, self._owner, flv, SNAPSHOT_TIMEOUT_S)
         except OSError as exc:
             raise SnapshotError(f"cannot run ffmpeg: {exc.strerror or exc}") from None
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(flv), SNAPSHOT_TIMEOUT_S)
         except TimeoutError:
             raise SnapshotError("decoding the picture took too long") from None
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    await process.kill_process(proc)
-        if proc.returncode != 0 or not out.startswith(b"\xff\xd8"):
+        if code != 0 or not out.startswith(b"\xff\xd8"):
             lines = err.decode("utf-8", "replace").strip().splitlines()
-            why = mask(lines[-1], self._secrets) if lines else f"exit code {proc.returncode}"
+            why = mask(lines[-1], self._secrets) if lines else f"exit code {code}"
             raise SnapshotError(f"ffmpeg could not decode the picture: {why}")
         return out

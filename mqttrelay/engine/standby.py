@@ -11,7 +11,6 @@ platforms see one continuous broadcast: no live encode during standby.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -261,23 +260,18 @@ class LoopMaker:
     async def _run(self, argv: list[str], stdin: bytes | None, what: str) -> bytes | None:
         """Run at the lowest CPU priority (nice 19); its stdout, or None."""
         try:
-            proc = await process.spawn(["nice", "-n", "19", *argv], self._owner, stdin=True)
+            code, out, err = await process.run_to_end(
+                ["nice", "-n", "19", *argv], self._owner, stdin or b"", ENCODE_TIMEOUT_S
+            )
         except OSError as exc:
             self._fail(f"{what}: {exc.strerror or exc}")
             return None
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin or b""), ENCODE_TIMEOUT_S)
         except TimeoutError:
-            await process.kill_process(proc)
             self._fail(f"{what}: took over {ENCODE_TIMEOUT_S:.0f} s")
             return None
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    await process.kill_process(proc)
-        if proc.returncode != 0:
+        if code != 0:
             lines = err.decode("utf-8", "replace").strip().splitlines()
-            self._fail(f"{what}: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+            self._fail(f"{what}: {lines[-1] if lines else f'exit code {code}'}")
             return None
         return out
 

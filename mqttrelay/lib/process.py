@@ -85,6 +85,22 @@ async def stop_process(proc: asyncio.subprocess.Process, grace_s: float) -> str:
     return "SIGKILL"
 
 
+async def run_to_end(
+    argv: list[str], owner: str, stdin: bytes | None, timeout_s: float
+) -> tuple[int, bytes, bytes]:
+    """Run argv with `stdin` as its input (None: no input) to its end: (exit code,
+    stdout, stderr). Raises OSError if it cannot start, TimeoutError after
+    timeout_s; it is killed then, or if the caller is cancelled."""
+    proc = await spawn(argv, owner, stdin=stdin is not None)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout_s)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                await kill_process(proc)
+    return proc.returncode or 0, out, err
+
+
 async def kill_process(proc: asyncio.subprocess.Process) -> None:
     """Immediate end (also works on a SIGSTOPped process)."""
     signal_group(proc, signal.SIGKILL)
