@@ -312,6 +312,7 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 api_host=config.api.host,
                 allowed_hosts=tuple(config.api.allowed_hosts),
                 frame_ancestors=tuple(config.api.frame_ancestors),
+                ingress_proxy=config.api.ingress_proxy,
                 hook_secret=hook_secret,
                 hook_secret_required=config.ingest.manage,
                 publish_key=config.ingest.publish_key,

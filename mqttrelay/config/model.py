@@ -211,11 +211,26 @@ class ApiConfig(_Model):
     allowed_hosts: list[str] = []
     # Origins that may show the page in a frame (e.g. Home Assistant's); none by default
     frame_ancestors: list[str] = []
+    # Home Assistant's ingress proxy (172.30.32.2 in an add-on): its requests carry
+    # X-Ingress-Path and come signed in by Home Assistant, so they need no token
+    ingress_proxy: str | None = None
 
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
         return check_host_name(value, "api.host")
+
+    @field_validator("ingress_proxy")
+    @classmethod
+    def _ingress_proxy(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(
+                f"ingress_proxy must be an IP address (e.g. 172.30.32.2), not '{value[:40]}'"
+            ) from None
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -30,9 +30,9 @@ from mqttrelay.transports.http.destinations import destination_routes
 from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets
 from mqttrelay.transports.http.guard import (
     DOCS_PATH,
+    INGRESS_SCOPE_KEY,
     HostPolicy,
     RequestGuard,
-    page_csp,
     plain_error,
 )
 from mqttrelay.transports.http.metrics import render_metrics
@@ -161,6 +161,7 @@ class ApiContext:
     publish_key: str | None = None  # ingest.publish_key, checked by the on_publish hook
     state_error: Callable[[], str | None] = lambda: None  # why the state file went unwritten
     editor: ConfigEditor | None = None  # destinations and settings kept in config.yaml
+    ingress_proxy: str | None = None  # api.ingress_proxy
 
 
 def _timer_out(timer: Timer) -> TimerOut:
@@ -218,8 +219,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_middleware(
         RequestGuard,  # outermost: before any route, and its headers on every answer
         hosts=HostPolicy.build(ctx.api_host, ctx.allowed_hosts),
-        page_policy=page_csp(page_html, ctx.frame_ancestors),
+        page_html=page_html,
         frame_ancestors=ctx.frame_ancestors,
+        ingress_proxy=ctx.ingress_proxy,
     )
     tickets = EventTickets()
     hook_warnings = RateLimitedLog(log, 60.0)
@@ -232,8 +234,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"detail": detail}, status_code=422)
 
     def check_token(request: Request) -> None:
-        if ctx.token is None:
-            return
+        if ctx.token is None or request.scope.get(INGRESS_SCOPE_KEY) is not None:
+            return  # Home Assistant signed the user in before its ingress proxy called
         header = request.headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else ""
         # EventSource cannot send headers: the page gets a short-lived ticket

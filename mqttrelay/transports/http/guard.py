@@ -96,6 +96,25 @@ def cross_site_reason(
     return None
 
 
+INGRESS_SCOPE_KEY = "mqttrelay.ingress_path"
+_INGRESS_PATH = re.compile(r"/[A-Za-z0-9_./-]{0,300}")
+
+
+def ingress_path(client: str | None, headers: Mapping[str, str], proxy: str | None) -> str | None:
+    """The X-Ingress-Path of a request from Home Assistant's ingress proxy, or None.
+
+    The header counts only from the proxy's own address: anyone can send it."""
+    if proxy is None or client is None:
+        return None
+    try:
+        if ipaddress.ip_address(client) != ipaddress.ip_address(proxy):
+            return None
+    except ValueError:
+        return None
+    path = headers.get("x-ingress-path", "")
+    return path if _INGRESS_PATH.fullmatch(path) else None
+
+
 def _inline_hashes(html: str, tag: str) -> list[str]:
     found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
     return [
@@ -152,23 +171,30 @@ class RequestGuard:
         self,
         app: ASGIApp,
         hosts: HostPolicy,
-        page_policy: str,
+        page_html: str,
         frame_ancestors: tuple[str, ...] = (),
+        ingress_proxy: str | None = None,
     ) -> None:
         self.app = app
         self.hosts = hosts
-        self.page_policy = page_policy
+        self.page_policy = page_csp(page_html, frame_ancestors)
+        # Home Assistant shows an ingress page in a frame of its own origin
+        self.ingress_page_policy = page_csp(page_html, ("'self'", *frame_ancestors))
         self.frame_ancestors = frame_ancestors
+        self.ingress_proxy = ingress_proxy
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client")
+        ingress = ingress_path(client[0] if client else None, headers, self.ingress_proxy)
+        scope[INGRESS_SCOPE_KEY] = ingress
+        policy = self.page_policy if ingress is None else self.ingress_page_policy
+        framable = bool(self.frame_ancestors) or ingress is not None
         extra = [
-            (k.encode(), v.encode())
-            for k, v in response_headers(
-                scope["path"], self.page_policy, bool(self.frame_ancestors)
-            )
+            (k.encode(), v.encode()) for k, v in response_headers(scope["path"], policy, framable)
         ]
 
         async def send_with_headers(message: dict[str, Any]) -> None:
@@ -176,8 +202,8 @@ class RequestGuard:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if not self.hosts.allows(headers.get("host")):
+        # behind ingress the Host is Home Assistant's, and the proxy is no rebinding page
+        if ingress is None and not self.hosts.allows(headers.get("host")):
             await plain_error(
                 send_with_headers,
                 400,
