@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,16 +73,39 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    return _run(args.config, args.log_level)
+
+
+def _run(path: Path, log_level: str) -> int:
+    config = _load(path)
     if config is None:
         return 2
-    setup_logging(args.log_level, config.secrets)
+    setup_logging(log_level, config.secrets)
     try:
-        asyncio.run(app.run(config, args.config))
+        asyncio.run(app.run(config, path))
     except app.StartupError as exc:
         print(f"mqttrelay: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_container(_: argparse.Namespace) -> int:
+    from .container.options import OptionsError
+    from .container.start import prepare
+
+    def say(line: str) -> None:
+        print(f"mqttrelay container: {line}", file=sys.stderr, flush=True)
+
+    try:
+        prepared = prepare(os.environ, say)
+    except OptionsError as exc:
+        for problem in exc.problems:
+            say(problem)
+        return 2
+    except OSError as exc:
+        say(f"cannot write the config: {exc.strerror or exc} ({exc.filename or ''})")
+        return 2
+    return _run(prepared.config_path, prepared.log_level)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -140,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8088, help="web page port (if free)")
     demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(func=cmd_demo)
+    container = sub.add_parser(
+        "container",
+        help="the image's start: config.yaml from the add-on's options (or the "
+        "environment) and the Supervisor's MQTT service, then run",
+    )
+    container.set_defaults(func=cmd_container)
     conf = sub.add_parser("nginx-conf", help="print the nginx-rtmp config of the ingest")
     conf.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     conf.add_argument("--prefix", default="/var/lib/mqttrelay/nginx", help="pid, logs, temp")

@@ -137,3 +137,18 @@ def schedules_naming(text: str, stream_id: str) -> list[int]:
         for n, entry in enumerate(schedules)
         if isinstance(entry, Mapping) and entry.get("stream") == stream_id
     ]
+
+
+def set_top_level(text: str, name: str, value: Any) -> str:
+    """Set a top-level scalar setting (e.g. timezone), keeping the rest."""
+    doc = _load(text)
+    doc[name] = value
+    return _dump(doc)
+
+
+def stream_ids_in(text: str) -> list[str]:
+    return [
+        str(entry["id"])
+        for entry in _streams(_load(text))
+        if isinstance(entry, Mapping) and "id" in entry
+    ]

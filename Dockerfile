@@ -1,0 +1,30 @@
+# One image for Docker, Home Assistant Container and the Home Assistant add-on:
+# ffmpeg, nginx with the RTMP module, and mqttrelay, run by `mqttrelay container`
+# with its own ingest on port 1935 and the page on 8088; config and state in /data.
+# The add-on builds it on Home Assistant's Debian base (addon/build.yaml).
+ARG BUILD_FROM=debian:bookworm-slim
+FROM ${BUILD_FROM}
+
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PYTHONUNBUFFERED=1
+RUN apt-get update \
+    && apt-get install -y -q --no-install-recommends \
+        ca-certificates ffmpeg nginx libnginx-mod-rtmp python3 python3-venv \
+        stunnel4 tini tzdata \
+    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default
+
+# PIP_CERT: a CA file for pip behind a TLS-inspecting proxy (scripts/test-image)
+ARG PIP_CERT
+COPY pyproject.toml README.md /usr/src/mqttrelay/
+COPY mqttrelay /usr/src/mqttrelay/mqttrelay
+RUN python3 -m venv /opt/mqttrelay \
+    && /opt/mqttrelay/bin/pip install --no-cache-dir --no-compile -q /usr/src/mqttrelay \
+    && ln -s /opt/mqttrelay/bin/mqttrelay /usr/local/bin/mqttrelay \
+    && rm -rf /usr/src/mqttrelay
+
+# config and state: mount a volume or a folder at /data (docker-compose.yml does)
+EXPOSE 1935/tcp 8088/tcp
+# the page answers without a token; mqttrelay serves it once everything has started
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+    CMD ["/opt/mqttrelay/bin/python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8088/', timeout=4)"]
+# tini as PID 1: passes SIGTERM on to mqttrelay, which stops its relays and nginx
+ENTRYPOINT ["/usr/bin/tini", "--", "mqttrelay", "container"]

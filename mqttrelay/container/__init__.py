@@ -1,0 +1,1 @@
+"""The container image's start: options and the Supervisor's MQTT service into config.yaml."""

@@ -1,0 +1,214 @@
+"""The container image as the add-on runs it (scripts/test-image builds it first):
+its own entrypoint under `buildah run --isolation chroot` on the host's loopback,
+with /data/options.json and a stand-in Supervisor MQTT service. OBS is an ffmpeg
+publishing to port 1935; the platform and the broker are real, on the host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from .conftest import CANARY_KEY
+from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams, wait_port
+from .test_mqtt import collector
+
+pytestmark = pytest.mark.image
+IMAGE = os.environ.get("MQTTRELAY_IMAGE", "localhost/mqttrelay:test")
+SUPERVISOR_TOKEN = "standin-supervisor-token"
+B = "streamrelay"
+
+
+def _buildah(*args: str) -> str:
+    return subprocess.run(
+        ["buildah", *args], check=True, capture_output=True, text=True, timeout=120
+    ).stdout.strip()
+
+
+def _port_free(port: int) -> bool:
+    return not any(
+        c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        for c in psutil.net_connections("tcp")
+    )
+
+
+@dataclass
+class AddOn:
+    container: str
+    proc: subprocess.Popen[bytes]
+    data: Path
+    log: Path
+    health: dict[str, Any]  # the image's HEALTHCHECK
+    root: str = ""  # the run's root folder, as its processes see it
+
+    def pid1(self) -> psutil.Process:
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            if child.cmdline()[:1] == ["/usr/bin/tini"]:
+                self.root = os.readlink(f"/proc/{child.pid}/root")
+                return child
+        raise AssertionError(f"no tini inside; log:\n{self.log.read_text()[-2000:]}")
+
+    def inside(self) -> list[psutil.Process]:
+        """Processes whose root is the run's: everything the add-on runs, and
+        anything it left behind, wherever it was re-parented."""
+        assert self.root, "pid1() first"
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if os.readlink(f"/proc/{proc.pid}/root") == self.root:
+                    found.append(proc)
+            except OSError:
+                continue
+        return found
+
+
+@pytest.fixture
+def addon(tmp_path: Path, platforms: NginxRtmp, broker: Mosquitto) -> Iterator[AddOn]:
+    for port in (1935, 8088):
+        assert _port_free(port), f"port {port} is taken: the image test needs it on loopback"
+    standin_port = free_port()
+    standin = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("supervisor_standin.py")),
+            str(standin_port),
+            SUPERVISOR_TOKEN,
+            str(broker.port),
+        ],
+        stdout=(tmp_path / "supervisor.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_port(standin_port)
+    data = tmp_path / "data"
+    data.mkdir()
+    options = {
+        "destinations": [
+            {
+                "id": "youtube",
+                "name": "YouTube",
+                "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                "key": f"yt-{CANARY_KEY}",
+            }
+        ],
+        "obs_key": "",
+        "page_token": "",
+        "mqtt_host": "",
+        "mqtt_port": 0,
+        "mqtt_username": "",
+        "mqtt_password": "",
+        "log_level": "info",
+    }
+    (data / "options.json").write_text(json.dumps(options))
+    image = json.loads(_buildah("inspect", "--type", "image", IMAGE))
+    entrypoint = image["OCIv1"]["config"]["Entrypoint"]
+    assert entrypoint[0] == "/usr/bin/tini", entrypoint
+    container = _buildah("from", "--name", f"mqttrelay-test-{os.getpid()}", IMAGE)
+    log = tmp_path / "addon.log"
+    env = {
+        "SUPERVISOR_TOKEN": SUPERVISOR_TOKEN,
+        "SUPERVISOR_API": f"http://127.0.0.1:{standin_port}",
+        "TZ": "Europe/Oslo",
+        "TINI_SUBREAPER": "1",  # chroot isolation has no PID namespace: tini reaps as a subreaper
+    }
+    proc = subprocess.Popen(
+        ["buildah", "run", "--isolation", "chroot", "--network", "host", "-v", f"{data}:/data"]
+        + [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
+        + [container, "--", *entrypoint],
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    addon = AddOn(container, proc, data, log, health=image["Docker"]["config"]["Healthcheck"])
+    try:
+        wait_port(8088, 60)
+        wait_port(1935, 30)
+        addon.pid1()  # learns the run's root, to find what is left behind
+        yield addon
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for leftover in addon.inside() if addon.root else []:
+            leftover.kill()
+        standin.terminate()
+        standin.wait(10)
+        subprocess.run(["buildah", "rm", container], capture_output=True, timeout=120)
+
+
+async def _switch_on_over_mqtt(broker: Mosquitto, platforms: NginxRtmp) -> None:
+    async with collector(broker.port) as col:
+
+        async def discovered() -> bool:
+            return any(
+                s.topic.startswith("homeassistant/") and b"streamrelay/youtube/set" in s.payload
+                for s in col.seen
+            )
+
+        await eventually(discovered, 30, "Home Assistant discovery of youtube")
+        await col.wait(f"{B}/youtube/state", b"OFF", 30)
+        await col.publish(f"{B}/youtube/set", b"ON")
+        await col.wait(f"{B}/youtube/status", b"live", 60)
+
+        async def at_platform() -> bool:
+            return f"yt-{CANARY_KEY}" in await stat_streams(platforms)
+
+        await eventually(at_platform, 30, "the stream at the test platform")
+
+
+def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
+    addon: AddOn, platforms: NginxRtmp, broker: Mosquitto
+) -> None:
+    config = yaml.safe_load((addon.data / "config.yaml").read_text())
+    assert config["mqtt"]["host"] == "127.0.0.1" and config["mqtt"]["port"] == broker.port
+    assert config["api"]["ingress_proxy"] == "172.30.32.2"
+    publish_key = config["ingest"]["publish_key"]
+    obs = Publisher(f"rtmp://127.0.0.1:1935/live/stream?key={publish_key}")
+    obs.start()
+    try:
+        asyncio.run(_switch_on_over_mqtt(broker, platforms))
+        # the image's health check, run inside as Docker would
+        test = addon.health["Test"]
+        assert test[0] == "CMD", test
+        run = ["buildah", "run", "--isolation", "chroot", "--network", "host", addon.container]
+        check = subprocess.run(
+            [*run, "--", *test[1:]],
+            capture_output=True,
+            timeout=60,
+        )
+        assert check.returncode == 0, check.stderr
+        # the page's port still needs the token: X-Ingress-Path counts from 172.30.32.2 only
+        forged = httpx.get(
+            "http://127.0.0.1:8088/api/streams",
+            headers={"X-Ingress-Path": "/api/hassio_ingress/x"},
+            timeout=10,
+        )
+        assert forged.status_code == 401
+    finally:
+        obs.stop()
+
+    pid1 = addon.pid1()
+    names = {p.name() for p in addon.inside()}
+    assert {"tini", "mqttrelay", "nginx", "ffmpeg"} <= names, names
+    pid1.send_signal(signal.SIGTERM)
+    assert addon.proc.wait(60) == 0
+    deadline = time.monotonic() + 20
+    while addon.inside() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert addon.inside() == [], "processes left inside after SIGTERM"
+    log = addon.log.read_text()
+    assert "mqttrelay container: MQTT: 127.0.0.1" in log and "stopped" in log
+    assert CANARY_KEY not in log and "standin-mqtt-password" not in log and publish_key not in log
+    assert "Traceback" not in log
