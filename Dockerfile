@@ -1,7 +1,9 @@
 # One image for Docker, Home Assistant Container and the Home Assistant add-on:
 # ffmpeg, nginx with the RTMP module, and mqttrelay, run by `mqttrelay container`
 # with its own ingest on port 1935 and the page on 8088; config and state in /data.
-# The add-on builds it on Home Assistant's Debian base (addon/build.yaml).
+# The add-on builds this same file (addon/Dockerfile is a copy, kept equal by the
+# tests) on Home Assistant's Debian base (addon/build.yaml); its folder holds no
+# source, so it installs the release's source archive instead.
 ARG BUILD_FROM=debian:bookworm-slim
 FROM ${BUILD_FROM}
 
@@ -12,12 +14,17 @@ RUN apt-get update \
         stunnel4 tini tzdata \
     && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default
 
+# after the packages, so that these do not rebuild that layer
+ARG BUILD_VERSION
+ARG MQTTRELAY_ARCHIVE=https://github.com/mqttrelay/mqttrelay/archive/refs/tags/v${BUILD_VERSION}.tar.gz
 # PIP_CERT: a CA file for pip behind a TLS-inspecting proxy (scripts/test-image)
 ARG PIP_CERT
-COPY pyproject.toml README.md /usr/src/mqttrelay/
-COPY mqttrelay /usr/src/mqttrelay/mqttrelay
-RUN python3 -m venv /opt/mqttrelay \
-    && /opt/mqttrelay/bin/pip install --no-cache-dir --no-compile -q /usr/src/mqttrelay \
+# the repository's root (.dockerignore: the package only), or the add-on's folder
+COPY . /usr/src/mqttrelay/
+RUN if [ -f /usr/src/mqttrelay/pyproject.toml ]; then source=/usr/src/mqttrelay; \
+    else source="$MQTTRELAY_ARCHIVE"; fi \
+    && python3 -m venv /opt/mqttrelay \
+    && /opt/mqttrelay/bin/pip install --no-cache-dir --no-compile -q "$source" \
     && ln -s /opt/mqttrelay/bin/mqttrelay /usr/local/bin/mqttrelay \
     && rm -rf /usr/src/mqttrelay
 

@@ -27,7 +27,10 @@ from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, sta
 from .test_mqtt import collector
 
 pytestmark = pytest.mark.image
-IMAGE = os.environ.get("MQTTRELAY_IMAGE", "localhost/mqttrelay:test")
+# the image built from the repository's root, and the one built from addon/
+IMAGES = os.environ.get(
+    "MQTTRELAY_IMAGES", "localhost/mqttrelay:test localhost/mqttrelay-addon:test"
+).split()
 SUPERVISOR_TOKEN = "standin-supervisor-token"
 B = "streamrelay"
 
@@ -75,8 +78,11 @@ class AddOn:
         return found
 
 
-@pytest.fixture
-def addon(tmp_path: Path, platforms: NginxRtmp, broker: Mosquitto) -> Iterator[AddOn]:
+@pytest.fixture(params=IMAGES)
+def addon(
+    request: pytest.FixtureRequest, tmp_path: Path, platforms: NginxRtmp, broker: Mosquitto
+) -> Iterator[AddOn]:
+    image_name: str = request.param
     for port in (1935, 8088):
         assert _port_free(port), f"port {port} is taken: the image test needs it on loopback"
     standin_port = free_port()
@@ -112,10 +118,10 @@ def addon(tmp_path: Path, platforms: NginxRtmp, broker: Mosquitto) -> Iterator[A
         "log_level": "info",
     }
     (data / "options.json").write_text(json.dumps(options))
-    image = json.loads(_buildah("inspect", "--type", "image", IMAGE))
+    image = json.loads(_buildah("inspect", "--type", "image", image_name))
     entrypoint = image["OCIv1"]["config"]["Entrypoint"]
     assert entrypoint[0] == "/usr/bin/tini", entrypoint
-    container = _buildah("from", "--name", f"mqttrelay-test-{os.getpid()}", IMAGE)
+    container = _buildah("from", "--name", f"mqttrelay-test-{os.getpid()}", image_name)
     log = tmp_path / "addon.log"
     env = {
         "SUPERVISOR_TOKEN": SUPERVISOR_TOKEN,
