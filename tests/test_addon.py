@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from mqttrelay import __version__
-from mqttrelay.container.options import PAGE_PORT, ContainerOptions, parse_options
+from mqttrelay.container.options import ENV_OPTIONS, PAGE_PORT, ContainerOptions, parse_options
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon"
@@ -181,3 +181,13 @@ def test_build_file_repository_and_images() -> None:
         assert struct.unpack(">II", head[16:24]) == size, name
     for name in ("DOCS.md", "README.md"):
         assert (ADDON / name).read_text().startswith("# ")
+
+
+def test_the_compose_example_sets_what_the_container_reads() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    service = compose["services"]["mqttrelay"]
+    assert service["build"] == "."
+    assert "1935:1935" in service["ports"] and f"{PAGE_PORT}:{PAGE_PORT}" in service["ports"]
+    assert any(volume.endswith(":/data") for volume in service["volumes"])
+    names = {name.lower() for name in service["environment"]} - {"tz"}
+    assert names <= set(ENV_OPTIONS), names - set(ENV_OPTIONS)
