@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from playwright.async_api import Browser, Dialog, expect
 
 from mqttrelay.config import ConfigError, parse_config
@@ -23,7 +21,7 @@ from mqttrelay.transports.http.guard import ingress_path
 
 from .conftest import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, free_port, require_tool, wait_port
-from .test_web import browser, shot
+from .test_web import WebService, browser, launch, shot
 
 __all__ = ["browser"]  # the fixture, used by name
 
@@ -104,13 +102,6 @@ http {{
     return IngressFront(port, proc)
 
 
-@dataclass
-class Service:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-
 @pytest.fixture
 def behind_ingress(
     tmp_path: Path,
@@ -118,41 +109,15 @@ def behind_ingress(
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
-) -> Iterator[tuple[Service, IngressFront]]:
-    port = free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state_file": "state.json",
-                "ingest": {"url": ingest.url("stream")},
-                "mqtt": {"port": broker.port},
-                "api": {"port": port, "token": TOKEN, "ingress_proxy": PROXY_ADDRESS},
-                "streams": [
-                    {
-                        "id": "tiktok",
-                        "name": "TikTok",
-                        "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
-                        "key": f"tiktok-{CANARY_KEY}",
-                    }
-                ],
-            }
-        )
-    )
-    log = tmp_path / "service.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    wait_port(port, 30)
-    front = start_ingress_front(tmp_path / "front", port)
-    yield Service(port, proc, log), front
+) -> Iterator[tuple[WebService, IngressFront]]:
+    api = {"token": TOKEN, "ingress_proxy": PROXY_ADDRESS}
+    service = launch(tmp_path, ingest, platforms, broker, api=api)
+    front = start_ingress_front(tmp_path / "front", int(service.url.rsplit(":", 1)[1]))
+    yield service, front
     front.stop()
-    proc.terminate()
-    assert proc.wait(30) == 0
-    text = log.read_text()
+    service.stop()
+    assert service.proc.returncode == 0
+    text = (tmp_path / "service.log").read_text()
     assert CANARY_KEY not in text and "Traceback" not in text
 
 
@@ -160,10 +125,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_through_ingress_no_token_directly_the_token(
-    behind_ingress: tuple[Service, IngressFront],
+    behind_ingress: tuple[WebService, IngressFront],
 ) -> None:
     service, front = behind_ingress
-    direct = f"http://127.0.0.1:{service.port}"
+    direct = service.url
     forged = {"X-Ingress-Path": PREFIX}
     assert httpx.get(f"{direct}/api/streams", timeout=10).status_code == 401
     assert httpx.get(f"{direct}/api/streams", headers=forged, timeout=10).status_code == 401
@@ -204,7 +169,7 @@ def test_through_ingress_no_token_directly_the_token(
 
 
 async def test_the_page_in_a_browser_behind_ingress_switches_a_destination(
-    browser: Browser, behind_ingress: tuple[Service, IngressFront], platforms: NginxRtmp
+    browser: Browser, behind_ingress: tuple[WebService, IngressFront], platforms: NginxRtmp
 ) -> None:
     _, front = behind_ingress
     page = await browser.new_page(viewport={"width": 390, "height": 844})

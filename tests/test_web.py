@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +58,11 @@ def launch(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     broker: Mosquitto,
+    api: Mapping[str, object] | None = None,
     **extra: object,
 ) -> WebService:
-    """`mqttrelay run` with two streams; `extra`: more config sections."""
+    """`mqttrelay run` with two streams; `api`: more of that section, `extra`:
+    more config sections."""
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -69,7 +71,7 @@ def launch(
                 "state_file": "state.json",
                 "ingest": {"url": ingest.url("stream")},
                 "mqtt": {"port": broker.port},
-                "api": {"port": port},
+                "api": {"port": port, **(api or {})},
                 "streams": [
                     {
                         "id": sid,
