@@ -42,7 +42,7 @@ import aiomqtt
 import psutil
 import uvicorn
 
-from benchmarks.common import MEDIA_BYTES, arrived
+from benchmarks.common import MEDIA_BYTES, POLL_S, arrived, wait_for_keys
 from benchmarks.profiles import bench_profiles
 from benchmarks.standby import bench_standby
 from mqttrelay.app import Service, _Server, bind_api_socket
@@ -63,7 +63,6 @@ from tests.support import (
 )
 
 PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles")
-POLL_S = 0.005
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -174,23 +173,7 @@ async def service(
 
 async def wait_for(lab: Lab, keys: list[str], gone: bool = False) -> dict[str, float]:
     """Seconds until each key has arrived (or is gone), measured from now."""
-    start = time.perf_counter()
-    done: dict[str, float] = {}
-    while len(done) < len(keys):
-        streams = await stat_streams(lab.platform)
-        now = time.perf_counter() - start
-        for key in keys:
-            if key in done:
-                continue
-            present = streams.get(key)
-            if (gone and (present is None or not present.publishing)) or (
-                not gone and arrived(present)
-            ):
-                done[key] = now
-        if now > 30:
-            raise TimeoutError(f"{keys} never {'left' if gone else 'arrived'}")
-        await asyncio.sleep(POLL_S)
-    return done
+    return await wait_for_keys(lab.platform, keys, gone)
 
 
 def plain_relay(lab: Lab, key: str, scheme: str = "rtmp") -> subprocess.Popen[bytes]:

@@ -1,8 +1,14 @@
-"""What the benchmark parts share: when a stream has arrived at the platform."""
+"""What the benchmark parts share: when a stream has arrived at the platform,
+watched by one poller for every key of a try (as the toggle part always did)."""
 
 from __future__ import annotations
 
-from tests.support import StatStream
+import asyncio
+import time
+
+from tests.support import NginxRtmp, StatStream, stat_streams
+
+POLL_S = 0.005
 
 MEDIA_BYTES = 4000  # headers alone are under 1 KB; the first keyframe is several KB
 
@@ -16,3 +22,28 @@ def arrived(stream: StatStream | None) -> bool:
         and stream.audio_codec
         and stream.bytes_in >= MEDIA_BYTES
     )
+
+
+async def wait_for_keys(
+    platform: NginxRtmp, keys: list[str], gone: bool = False, limit_s: float = 30
+) -> dict[str, float]:
+    """Seconds until each key has arrived (or is gone), measured from now; one
+    poll of the platform's stat page serves every key, so two keys of a try are
+    timed alike and the polling costs the machine what it costs with one."""
+    start = time.perf_counter()
+    done: dict[str, float] = {}
+    while len(done) < len(keys):
+        streams = await stat_streams(platform)
+        now = time.perf_counter() - start
+        for key in keys:
+            if key in done:
+                continue
+            present = streams.get(key)
+            if (gone and (present is None or not present.publishing)) or (
+                not gone and arrived(present)
+            ):
+                done[key] = now
+        if now > limit_s:
+            raise TimeoutError(f"{keys} never {'left' if gone else 'arrived'}")
+        await asyncio.sleep(POLL_S)
+    return done

@@ -12,18 +12,16 @@ import asyncio
 import random
 import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from benchmarks.common import arrived
+from benchmarks.common import wait_for_keys
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from tests.support import NginxRtmp, Publisher, start_nginx, stat_streams
+from tests.support import NginxRtmp, Publisher, start_nginx
 
-POLL_S = 0.005  # as the toggle part
 CPU_WINDOW_S = 10.0
 
 
@@ -45,25 +43,6 @@ def _config(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str) -> 
     )
 
 
-async def _arrival(platform: NginxRtmp, key: str, limit_s: float = 30) -> float:
-    """Seconds until key has arrived at the platform (as in the toggle part)."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < limit_s:
-        if arrived((await stat_streams(platform)).get(key)):
-            return time.perf_counter() - start
-        await asyncio.sleep(POLL_S)
-    raise TimeoutError(f"{key} never arrived")
-
-
-async def _gone(platform: NginxRtmp, key: str) -> None:
-    for _ in range(1500):
-        stream = (await stat_streams(platform)).get(key)
-        if stream is None or not stream.publishing:
-            return
-        await asyncio.sleep(POLL_S)
-    raise TimeoutError(f"{key} never left")
-
-
 async def _switch_on(service: Service, ingest: NginxRtmp, platform: NginxRtmp, stream_id: str,
                      key: str, plain_key: str) -> tuple[float, float]:  # fmt: skip
     """(the destination, a plain `ffmpeg -i ingest -c copy`), started at the same instant."""
@@ -74,12 +53,12 @@ async def _switch_on(service: Service, ingest: NginxRtmp, platform: NginxRtmp, s
          ingest.url("stream"), "-c", "copy", "-f", "flv", platform.url(plain_key)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    times = await asyncio.gather(_arrival(platform, key), _arrival(platform, plain_key))
+    times = await wait_for_keys(platform, [key, plain_key])
     await router.set_enabled(stream_id, False)
     plain.terminate()
     plain.wait()
-    await asyncio.gather(_gone(platform, key), _gone(platform, plain_key))
-    return times[0], times[1]
+    await wait_for_keys(platform, [key, plain_key], gone=True)
+    return times[key], times[plain_key]
 
 
 async def _try(service: Service, ingest: NginxRtmp, platform: NginxRtmp, size: str, n: int,
@@ -131,7 +110,7 @@ async def _case(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str,
             await asyncio.sleep(3.5 + rng.uniform(0, 2))  # the encoder stopped (3 s)
             await _try(service, ingest, platform, size, n, runs, "cold")
         await service.router.set_enabled("warm", True)
-        await _arrival(platform, f"warm-{size}")
+        await wait_for_keys(platform, [f"warm-{size}"])
         cpu = await _encoder_cpu(service)
         for n in range(tries):
             await asyncio.sleep(0.5 + rng.uniform(0, 2))  # a random point of the GOP
