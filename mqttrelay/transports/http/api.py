@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,7 @@ from mqttrelay.control.router import Router, StandbyError, UnknownStreamError
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.status import Status
 from mqttrelay.lib.ratelimit import RateLimitedLog
+from mqttrelay.transports.http.body import JsonBodyMiddleware
 from mqttrelay.transports.http.destinations import destination_routes
 from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets
 from mqttrelay.transports.http.guard import (
@@ -33,13 +34,11 @@ from mqttrelay.transports.http.guard import (
     INGRESS_SCOPE_KEY,
     HostPolicy,
     RequestGuard,
-    plain_error,
 )
 from mqttrelay.transports.http.metrics import render_metrics
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024
 MAX_TIMER_S = 7 * 24 * 3600
 
 
@@ -168,41 +167,6 @@ def _timer_out(timer: Timer) -> TimerOut:
     return TimerOut(
         id=timer.id, stream=timer.stream_id, action="on" if timer.enabled else "off", at=timer.due
     )
-
-
-class JsonBodyMiddleware:
-    """JSON bodies only (415 otherwise), and none over MAX_BODY_BYTES (413)."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await plain_error(send, 413, f"request body over {MAX_BODY_BYTES} bytes")
-            return
-        path: str = scope["path"]
-        form_ok = path.startswith("/api/hooks/")  # nginx-rtmp posts form-encoded callbacks
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        has_body = length not in (None, "0") or "transfer-encoding" in headers
-        if has_body and content_type != "application/json" and not form_ok:
-            await plain_error(send, 415, "send the body as application/json")
-            return
-        received = 0
-
-        async def limited_receive() -> Any:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES:
-                raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
