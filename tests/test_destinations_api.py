@@ -247,3 +247,14 @@ async def test_a_reload_that_adds_a_profile_and_a_stream_on_it(
         assert router.stream_state("ig").profile == "small"
         on = await client.put("/api/streams/ig", json={"enabled": True})
         assert on.status_code == 200  # waits for the ingest like any relay
+
+
+async def test_the_openapi_document_names_what_add_and_change_answer(
+    tmp_path: Path, managers: Callable[[Config], Service]
+) -> None:
+    async with api_client(commented_config(tmp_path), managers) as (client, _):
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    added = paths["/api/streams"]["post"]["responses"]["201"]["content"]["application/json"]
+    changed = paths["/api/streams/{stream_id}"]["patch"]["responses"]["200"]["content"]
+    assert added["schema"]["$ref"].endswith("/StreamOut")
+    assert changed["application/json"]["schema"]["$ref"].endswith("/StreamOut")

@@ -133,7 +133,12 @@ def destination_routes(
     def out(state: StreamState) -> Any:
         return stream_out(**asdict(state))
 
-    @routes.post("/api/streams", status_code=201, responses={409: {}, 422: {}, 503: {}})
+    @routes.post(
+        "/api/streams",
+        status_code=201,
+        response_model=stream_out,
+        responses={409: {}, 422: {}, 503: {}},
+    )
     async def add_stream(body: StreamIn) -> Any:
         """Add a destination; it is written to config.yaml and its entities appear."""
         try:
@@ -142,7 +147,11 @@ def destination_routes(
             raise _refused(exc) from None
         return out(router.stream_state(body.id))
 
-    @routes.patch("/api/streams/{stream_id}", responses={404: {}, 409: {}, 422: {}})
+    @routes.patch(
+        "/api/streams/{stream_id}",
+        response_model=stream_out,
+        responses={404: {}, 409: {}, 422: {}},
+    )
     async def change_stream(stream_id: str, body: StreamPatch) -> Any:
         """A live relay whose URL or key changed restarts on the new target."""
         changes = {f: getattr(body, f) for f in body.model_fields_set if f != "version"}
