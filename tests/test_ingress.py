@@ -147,6 +147,10 @@ def test_through_ingress_no_token_directly_the_token(
     # Home Assistant's Host, as its proxy passes it on: not refused behind ingress
     named = httpx.get(f"{through}/api/health", headers={"Host": "homeassistant.local:8123"})
     assert named.status_code == 200
+    # the API's docs find their document under the ingress path too
+    docs = httpx.get(f"{through}/api/docs", timeout=10)
+    assert docs.status_code == 200 and "'../openapi.json'" in docs.text
+    assert httpx.get(f"{through}/openapi.json", timeout=10).json()["info"]["title"] == "mqttrelay"
     page = httpx.get(f"{through}/", timeout=10)
     assert page.status_code == 200
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]

@@ -229,7 +229,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get(DOCS_PATH, dependencies=auth, include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="mqttrelay API")
+        return get_swagger_ui_html(
+            openapi_url="../openapi.json",
+            title="mqttrelay API",  # relative: works under ingress
+        )
 
     @app.post("/api/events/ticket", dependencies=auth)
     async def event_ticket() -> TicketOut:
