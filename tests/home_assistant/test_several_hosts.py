@@ -33,7 +33,7 @@ from ..support import (
 )
 from ..test_mqtt import collector
 from .harness import HomeAssistant
-from .test_home_assistant import expected_entities, ha_states, turn, wait_ha
+from .test_home_assistant import all_available, expected_entities, ha_states, turn, wait_ha
 
 pytestmark = pytest.mark.home_assistant
 B = "streamrelay"
@@ -185,7 +185,7 @@ async def test_two_hosts_share_a_broker_without_interfering(
             entities = expected_entities("alpha", a.streams) | expected_entities("beta", b.streams)
 
             async def both_devices() -> bool:
-                return entities <= set(ha_states(col))
+                return await all_available(col, entities)
 
             await eventually(both_devices, 240, "both hosts' entities in Home Assistant", 1)
             live = {"binary_sensor.alpha_ingest_live": "on", "binary_sensor.beta_ingest_live": "on"}
