@@ -147,10 +147,20 @@ def test_bad_options_are_one_clear_line_each(raw: dict[str, object], expected: s
     assert caught.value.problems[0].startswith("add-on options: ")
 
 
-def test_a_bad_destination_url_fails_the_config_check_not_the_start() -> None:
-    settled = settle(FIRST, {"destinations": [{"id": "x", "url": "http://not-rtmp/"}]})
-    with pytest.raises(Exception, match="url"):
-        parse_config(settled.text)
+def test_a_bad_destination_is_named_as_an_option() -> None:
+    for entry, field in (
+        ({"id": "x", "url": "http://not-rtmp/"}, "destinations[0].url"),
+        ({"id": "x", "url": "rtmp://a.example/live", "key": "two words"}, "destinations[0].key"),
+    ):
+        with pytest.raises(OptionsError) as caught:
+            parse_options({"destinations": [entry]}, "add-on options")
+        assert caught.value.problems[0].startswith(f"add-on options: {field}: ")
+
+
+def test_first_start_values_are_quoted_whatever_they_hold() -> None:
+    odd = first_config(state_file="/data/state.json", obs_key="123", token="-x: #y" + "z" * 20)
+    config = parse_config(odd)
+    assert config.ingest.publish_key == "123" and config.api.token == "-x: #y" + "z" * 20
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,19 @@ user or the page left it (destinations added on the page included)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mqttrelay.config import STREAM_ID_PATTERN
+from mqttrelay.config import (
+    STREAM_ID_PATTERN,
+    check_destination_url,
+    check_stream_id,
+    check_stream_key,
+)
 from mqttrelay.config.edit import (
     EditError,
     add_stream,
@@ -43,6 +49,22 @@ class Destination(BaseModel):
     name: str = ""
     url: str
     key: str = ""  # a `password` field in the add-on: empty means none
+
+    # config.yaml's checks of a stream, so that a bad entry is named as an option
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_stream_id(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_destination_url(value)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return check_stream_key(value) if value else value
 
 
 class ContainerOptions(BaseModel):
@@ -122,15 +144,15 @@ def first_config(*, state_file: str, obs_key: str, token: str) -> str:
     return f"""\
 # Made by the mqttrelay container at its first start. Edit it freely: the page
 # edits it too, and what the add-on's options name is set again at each start.
-state_file: {state_file}
+state_file: {json.dumps(state_file)}
 ingest:
   manage: true
   url: rtmp://0.0.0.0:{RTMP_PORT}/live/stream
-  publish_key: {obs_key}
+  publish_key: {json.dumps(obs_key)}
 api:
   host: 0.0.0.0
   port: {PAGE_PORT}
-  token: {token}
+  token: {json.dumps(token)}
 mqtt:
   enabled: false
 streams: []
