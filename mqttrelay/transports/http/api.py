@@ -229,10 +229,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get(DOCS_PATH, dependencies=auth, include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="../openapi.json",
-            title="mqttrelay API",  # relative: works under ingress
-        )
+        # a relative URL: the docs work under Home Assistant's ingress path too
+        return get_swagger_ui_html(openapi_url="../openapi.json", title="mqttrelay API")
 
     @app.post("/api/events/ticket", dependencies=auth)
     async def event_ticket() -> TicketOut:
