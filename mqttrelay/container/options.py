@@ -14,12 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mqttrelay.config import (
-    STREAM_ID_PATTERN,
-    check_destination_url,
-    check_stream_id,
-    check_stream_key,
-)
+from mqttrelay.config import StreamConfig
 from mqttrelay.config.edit import (
     EditError,
     add_stream,
@@ -43,28 +38,15 @@ class OptionsError(Exception):
         self.problems = list(problems)
 
 
-class Destination(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=STREAM_ID_PATTERN, max_length=64)
-    name: str = ""
-    url: str
-    key: str = ""  # a `password` field in the add-on: empty means none
+class Destination(StreamConfig):
+    """A destination in the add-on's options: checked as config.yaml's streams
+    are, so that a bad entry is named as an option; an empty key means none (the
+    add-on's `password` fields are strings)."""
 
-    # config.yaml's checks of a stream, so that a bad entry is named as an option
-    @field_validator("id")
+    @field_validator("key", mode="before")
     @classmethod
-    def _id(cls, value: str) -> str:
-        return check_stream_id(value)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_destination_url(value)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        return check_stream_key(value) if value else value
+    def _empty_key(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class ContainerOptions(BaseModel):
@@ -242,7 +224,7 @@ def _settle_destinations(
     present = set(stream_ids_in(text))
     now_owned: list[str] = []
     for dest in listed:
-        fields = {"name": dest.name or None, "url": dest.url, "key": dest.key or None}
+        fields = {"name": dest.name, "url": dest.url, "key": dest.key}
         if dest.id in present:
             text = update_stream(text, dest.id, fields)
         else:
