@@ -18,6 +18,7 @@ import httpx
 
 from mqttrelay.config import ConfigError, parse_config
 from mqttrelay.container.options import (
+    RTMP_PORT,
     ContainerOptions,
     MqttService,
     OptionsError,
@@ -106,10 +107,11 @@ def prepare(env: Mapping[str, str], say: Callable[[str], None]) -> Prepared:
     options = read_options(where, env)
     existing = read_private(where.config)
     if existing is None:
+        # random secrets; settle_config then sets the ones the options give
         existing = first_config(
             state_file=str(where.data / "state.json"),
-            obs_key=options.obs_key or secrets.token_urlsafe(18),
-            token=options.page_token or secrets.token_urlsafe(24),
+            obs_key=secrets.token_urlsafe(18),
+            token=secrets.token_urlsafe(24),
         )
         say(f"first start: made {where.config}")
     service = fetch_mqtt_service(env, say) if where.addon else None
@@ -134,7 +136,8 @@ def prepare(env: Mapping[str, str], say: Callable[[str], None]) -> Prepared:
         say(f"  {line}")
     if not options.obs_key:
         say(
-            f"OBS: server rtmp://<this host>:1935/live, stream key stream?key=<publish_key>, "
-            f"with ingest.publish_key from {where.config} (or set obs_key in the options)"
+            f"OBS: server rtmp://<this host>:{RTMP_PORT}/live, stream key "
+            f"stream?key=<publish_key>, with ingest.publish_key from {where.config} "
+            "(or set obs_key in the options)"
         )
     return Prepared(where.config, options.log_level)
