@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.support import NginxRtmp, StatStream, stat_streams
+from tests.support import NginxRtmp, StatStream, stat_client, stat_streams
 
 POLL_S = 0.005
 
@@ -30,20 +30,21 @@ async def wait_for_keys(
     """Seconds until each key has arrived (or is gone), measured from now; one
     poll of the platform's stat page serves every key, so two keys of a try are
     timed alike and the polling costs the machine what it costs with one."""
-    start = time.perf_counter()
     done: dict[str, float] = {}
-    while len(done) < len(keys):
-        streams = await stat_streams(platform)
-        now = time.perf_counter() - start
-        for key in keys:
-            if key in done:
-                continue
-            present = streams.get(key)
-            if (gone and (present is None or not present.publishing)) or (
-                not gone and arrived(present)
-            ):
-                done[key] = now
-        if now > limit_s:
-            raise TimeoutError(f"{keys} never {'left' if gone else 'arrived'}")
-        await asyncio.sleep(POLL_S)
+    async with stat_client() as client:
+        start = time.perf_counter()
+        while len(done) < len(keys):
+            streams = await stat_streams(platform, client)
+            now = time.perf_counter() - start
+            for key in keys:
+                if key in done:
+                    continue
+                present = streams.get(key)
+                if (gone and (present is None or not present.publishing)) or (
+                    not gone and arrived(present)
+                ):
+                    done[key] = now
+            if now > limit_s:
+                raise TimeoutError(f"{keys} never {'left' if gone else 'arrived'}")
+            await asyncio.sleep(POLL_S)
     return done
