@@ -287,8 +287,6 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 service.router,
                 config.mqtt,
                 configuration_url(config.api.host, config.api.port),
-                standby=service.hub is not None and service.hub.has_standby,
-                picture=service.hub is not None,
             )
             if config.mqtt.enabled
             else None

@@ -61,7 +61,7 @@ async def lab_service(
     config = load_config(path)
     service = managers(config)
     await service.start()
-    bridge = MqttBridge(service.router, config.mqtt, None, picture=True)
+    bridge = MqttBridge(service.router, config.mqtt, None)
     bridge.start()
     app = create_app(
         ApiContext(service.router, None, None, config.timezone, editor=service.editor(path))
@@ -154,6 +154,8 @@ async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
         await wait_status(router, "facebook", "live", 45)
         assert router.stream_state("tiktok").status == "off"
         assert (await client.get("/api/ingest/snapshot")).status_code == 503
+        # direct mode has no picture: its Home Assistant entity goes
+        await seen.wait("homeassistant/image/studio/ingest_picture/config", b"")
 
         for item in seen.seen:
             assert CANARY_KEY.encode() not in item.payload, item.topic

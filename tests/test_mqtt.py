@@ -104,15 +104,10 @@ def offline_config(tmp_path: Path, broker: Mosquitto, names: list[str]) -> Confi
 
 
 @contextlib.asynccontextmanager
-async def running_bridge(
-    service: Service, config: Config, standby: bool = False
-) -> AsyncIterator[MqttBridge]:
+async def running_bridge(service: Service, config: Config) -> AsyncIterator[MqttBridge]:
     await service.start()
     bridge = MqttBridge(
-        service.router,
-        config.mqtt,
-        configuration_url(config.api.host, config.api.port),
-        standby=standby,
+        service.router, config.mqtt, configuration_url(config.api.host, config.api.port)
     )
     bridge.start()
     try:

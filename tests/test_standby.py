@@ -321,7 +321,7 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
     router = service.router
     async with (
         collector(broker.port) as col,
-        running_bridge(service, config, standby=True) as _bridge,
+        running_bridge(service, config) as _bridge,
     ):
         discovery = json.loads(
             await _retained(col, "homeassistant/binary_sensor/studio/standby/config")
@@ -364,12 +364,38 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
         await col.wait("streamrelay/host/studio/brb", b"OFF")
         await col.wait("streamrelay/youtube/status", b"live", deadline_s=30)
 
+        # the page switches to direct mode: no standby there, so its entities go
+        # (and a "be right back" command is only warned about), then come back
+        standby_topics = [
+            "homeassistant/binary_sensor/studio/standby/config",
+            "homeassistant/switch/studio/brb/config",
+            "homeassistant/image/studio/ingest_picture/config",
+        ]
+        direct = config.ingest.model_copy(update={"mode": "direct"})
+        await service.apply(config.model_copy(update={"ingest": direct}))
+        for topic in standby_topics:
+            await col.wait(topic, b"")
+        await service.apply(config)
+        for topic in standby_topics:
+            await _retained_again(col, topic)
+        await wait_status(router, "youtube", "live", 45)
+        await wait_loop_ready(service)
+        await col.publish("streamrelay/host/studio/brb/set", "ON")
+        await col.wait("streamrelay/host/studio/brb", b"ON")
+
 
 async def _retained(col: Collector, topic: str) -> bytes:
     async def seen() -> bytes | None:
         return col.last(topic)
 
     return await eventually(seen, 20, topic)
+
+
+async def _retained_again(col: Collector, topic: str) -> None:
+    async def back() -> bool:
+        return bool(col.last(topic))
+
+    await eventually(back, 20, f"{topic} again")
 
 
 def test_the_built_in_card_is_made_here_with_its_text() -> None:

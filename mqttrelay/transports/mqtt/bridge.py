@@ -73,21 +73,16 @@ class MqttBridge:
         router: Router,
         mqtt: MqttConfig,
         configuration_url: str | None,
-        standby: bool = False,
-        picture: bool = False,
     ) -> None:
-        """`configuration_url`: the page, for Home Assistant's device card; `standby`:
-        the config has a standby section (its entity and topic); `picture`: the
-        ingest's picture can be had (cached mode), as an image entity."""
+        """`configuration_url`: the page, for Home Assistant's device card."""
         self._router = router
         self._cfg = mqtt
         self.topics = Topics(self._cfg.base_topic, self._cfg.node_id)
         self.fleet = Fleet(self._cfg.node_id, uuid.uuid4().hex)
         self._reported: set[str] = set()
         self._shared_status = SharedStatus(self._cfg, self.topics.shared_availability)
-        self._ctx = DiscoveryContext(
-            self.topics, self._cfg.discovery_prefix, configuration_url, standby, picture
-        )
+        self._configuration_url = configuration_url
+        self._ctx = self._context()
         self._ha_status = f"{self._cfg.discovery_prefix}/status"
         self._discovery_wildcard = config_wildcard(self._cfg.discovery_prefix, self._cfg.node_id)
         self._client: aiomqtt.Client | None = None
@@ -152,7 +147,17 @@ class MqttBridge:
         await self._flush(client)
         await client.publish(self.topics.availability, "offline", qos=1, retain=True)
 
+    def _context(self) -> DiscoveryContext:
+        """The entities this host has now: the standby switches with a standby
+        section, the ingest picture in cached mode (both follow a mode change)."""
+        ingest = self._router.ingest_state()
+        return DiscoveryContext(
+            self.topics, self._cfg.discovery_prefix, self._configuration_url,
+            standby=ingest.standby_available, picture=ingest.mode == "cached",
+        )  # fmt: skip
+
     async def _on_connect(self, client: aiomqtt.Client) -> None:
+        self._ctx = self._context()
         self._retained.clear()
         self.connected = True
         self.connects += 1
@@ -173,10 +178,8 @@ class MqttBridge:
         helpers = [
             asyncio.create_task(self._publisher(client)),
             asyncio.create_task(self._periodic(client)),
+            asyncio.create_task(publish_pictures(client, self._router, self.topics.ingest_picture)),
         ]
-        if self._ctx.picture:
-            picture = publish_pictures(client, self._router, self.topics.ingest_picture)
-            helpers.append(asyncio.create_task(picture))
         try:
             async for message in client.messages:
                 try:
@@ -332,7 +335,21 @@ class MqttBridge:
                 await self._publish_stream(client, self._router.stream_state(stream_id))
         if self._ingest_dirty:
             self._ingest_dirty = False
+            await self._follow_entities(client)
             await self._publish_ingest(client)
+
+    async def _follow_entities(self, client: aiomqtt.Client) -> None:
+        """After a mode change on the page: the standby and picture entities come or go."""
+        ctx = self._context()
+        if ctx == self._ctx:
+            return
+        if ctx.standby != self._ctx.standby:
+            if ctx.standby:
+                await client.subscribe(self.topics.brb_set, qos=1)
+            else:
+                await client.unsubscribe(self.topics.brb_set)
+        self._ctx = ctx
+        await self._publish_discovery(client)
 
     async def _periodic(self, client: aiomqtt.Client) -> None:
         with contextlib.suppress(aiomqtt.MqttError):

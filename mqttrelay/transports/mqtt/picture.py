@@ -37,15 +37,17 @@ def ingest_info(ingest: IngestState) -> str:
 
 
 async def publish_pictures(client: aiomqtt.Client, router: Router, topic: str) -> None:
-    """Until cancelled or disconnected: a JPEG to `topic` every PICTURE_PERIOD_S while live."""
+    """Until cancelled or disconnected: a JPEG to `topic` every PICTURE_PERIOD_S while
+    OBS is live in cached mode."""
     warnings = RateLimitedLog(log, 300.0)
     last = -PICTURE_PERIOD_S
     with contextlib.suppress(aiomqtt.MqttError):
         while True:
             await asyncio.sleep(1.0)  # the first picture soon after OBS starts
             now = time.monotonic()
-            if now - last < PICTURE_PERIOD_S or not router.ingest_state().live:
-                continue
+            ingest = router.ingest_state()
+            if now - last < PICTURE_PERIOD_S or not ingest.live or ingest.mode != "cached":
+                continue  # direct mode has no picture (its entity is gone)
             last = now
             try:
                 jpeg = await router.ingest_snapshot()
