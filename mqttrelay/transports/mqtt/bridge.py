@@ -21,7 +21,6 @@ from mqttrelay.control.router import (
     ChangeEvent,
     Router,
     StandbyError,
-    StreamState,
     UnknownStreamError,
 )
 from mqttrelay.lib.aio import cancel_and_wait
@@ -40,7 +39,8 @@ from mqttrelay.transports.mqtt.discovery import (
     config_wildcard,
 )
 from mqttrelay.transports.mqtt.fleet import Fleet, encode_info, node_of
-from mqttrelay.transports.mqtt.picture import ingest_info, publish_pictures
+from mqttrelay.transports.mqtt.picture import publish_pictures
+from mqttrelay.transports.mqtt.states import StatePublisher
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class MqttBridge:
         self._bad = BadInputLog()
         self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
-        self._retained: dict[str, str] = {}  # what the broker holds from us, to skip repeats
+        self._states = StatePublisher(self.topics)
         self.connected = False
         self.connects = 0
         router.add_listener(self._on_change)
@@ -158,7 +158,7 @@ class MqttBridge:
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         self._ctx = self._context()
-        self._retained.clear()
+        self._states.forget()
         self.connected = True
         self.connects += 1
         log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
@@ -274,7 +274,7 @@ class MqttBridge:
         log.info("Home Assistant came online: publishing discovery and states again")
         with contextlib.suppress(aiomqtt.MqttError):
             await self._publish_discovery(client)
-            self._retained.clear()
+            self._states.forget()
             await self._publish_everything(client)
 
     def _spawn(self, coro: Any) -> None:
@@ -332,11 +332,14 @@ class MqttBridge:
         dirty, self._dirty = self._dirty, set()
         for stream_id in sorted(dirty):
             with contextlib.suppress(UnknownStreamError):
-                await self._publish_stream(client, self._router.stream_state(stream_id))
+                await self._states.stream(client, self._router.stream_state(stream_id))
         if self._ingest_dirty:
             self._ingest_dirty = False
             await self._follow_entities(client)
             await self._publish_ingest(client)
+
+    async def _publish_ingest(self, client: aiomqtt.Client) -> None:
+        await self._states.ingest(client, self._router.ingest_state(), self._ctx.standby)
 
     async def _follow_entities(self, client: aiomqtt.Client) -> None:
         """After a mode change on the page: the standby and picture entities come or go."""
@@ -357,54 +360,9 @@ class MqttBridge:
                 await asyncio.sleep(BITRATE_PERIOD_S)
                 for state in self._router.snapshot():
                     if state.status == "live":
-                        await client.publish(self.topics.bitrate(state.id), _kbps(state))
-                        await self._publish_attributes(client, state)
+                        await self._states.bitrate(client, state)
 
     async def _publish_everything(self, client: aiomqtt.Client) -> None:
         for state in self._router.snapshot():
-            await self._publish_stream(client, state)
+            await self._states.stream(client, state)
         await self._publish_ingest(client)
-
-    async def _publish_retained(self, client: aiomqtt.Client, topic: str, payload: str) -> None:
-        if self._retained.get(topic) != payload:
-            await client.publish(topic, payload, qos=1, retain=True)
-            self._retained[topic] = payload
-
-    async def _publish_stream(self, client: aiomqtt.Client, state: StreamState) -> None:
-        t = self.topics
-        await self._publish_retained(client, t.state(state.id), "ON" if state.enabled else "OFF")
-        await self._publish_retained(client, t.status(state.id), state.status)
-        await client.publish(t.bitrate(state.id), _kbps(state))
-        await self._publish_attributes(client, state)
-
-    async def _publish_attributes(self, client: aiomqtt.Client, state: StreamState) -> None:
-        attributes = {
-            "pid": state.pid,
-            "uptime_s": state.uptime_s,
-            "restarts": state.restarts,
-            "cpu_percent": state.cpu_percent,
-            "rss_mb": state.rss_mb,
-            "last_error": state.last_error,  # masked by the router
-            "url": state.url,
-            "next_change_at": state.next_change_at,
-            "next_change_to": state.next_change_to,
-        }
-        await self._publish_retained(
-            client, self.topics.attributes(state.id), json.dumps(attributes)
-        )
-
-    async def _publish_ingest(self, client: aiomqtt.Client) -> None:
-        ingest = self._router.ingest_state()
-        state = "live" if ingest.live else "idle"
-        await self._publish_retained(client, self.topics.ingest_status, state)
-        await self._publish_retained(client, self.topics.shared_ingest_status, state)
-        await self._publish_retained(client, self.topics.ingest_info, ingest_info(ingest))
-        if self._ctx.standby:
-            standby = "ON" if ingest.standby else "OFF"
-            await self._publish_retained(client, self.topics.standby, standby)
-            held = "ON" if ingest.standby_held else "OFF"
-            await self._publish_retained(client, self.topics.brb, held)
-
-
-def _kbps(state: StreamState) -> str:
-    return f"{state.bitrate_kbps:g}" if state.status == "live" else "0"
