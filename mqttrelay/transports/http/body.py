@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from mqttrelay.transports.http.guard import plain_error
+from mqttrelay.transports.http.guard import plain_error, scope_headers
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -22,7 +22,7 @@ class JsonBodyMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = scope_headers(scope)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             await plain_error(send, 413, f"request body over {MAX_BODY_BYTES} bytes")

@@ -187,7 +187,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = scope_headers(scope)
         client = scope.get("client")
         ingress = ingress_path(client[0] if client else None, headers, self.ingress_proxy)
         scope[INGRESS_SCOPE_KEY] = ingress
@@ -215,6 +215,11 @@ class RequestGuard:
             await plain_error(send_with_headers, 403, reason)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI request's headers by lower-case name (the last of a repeated one)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 async def plain_error(send: Any, status: int, detail: str) -> None:
