@@ -19,6 +19,7 @@ import aiomqtt
 from mqttrelay.config import MqttConfig
 from mqttrelay.control.router import (
     ChangeEvent,
+    IngestState,
     Router,
     StandbyError,
     UnknownStreamError,
@@ -147,10 +148,11 @@ class MqttBridge:
         await self._flush(client)
         await client.publish(self.topics.availability, "offline", qos=1, retain=True)
 
-    def _context(self) -> DiscoveryContext:
+    def _context(self, ingest: IngestState | None = None) -> DiscoveryContext:
         """The entities this host has now: the standby switches with a standby
         section, the ingest picture in cached mode (both follow a mode change)."""
-        ingest = self._router.ingest_state()
+        if ingest is None:
+            ingest = self._router.ingest_state()
         return DiscoveryContext(
             self.topics, self._cfg.discovery_prefix, self._configuration_url,
             standby=ingest.standby_available, picture=ingest.mode == "cached",
@@ -335,15 +337,16 @@ class MqttBridge:
                 await self._states.stream(client, self._router.stream_state(stream_id))
         if self._ingest_dirty:
             self._ingest_dirty = False
-            await self._follow_entities(client)
-            await self._publish_ingest(client)
+            ingest = self._router.ingest_state()
+            await self._follow_entities(client, ingest)
+            await self._states.ingest(client, ingest, self._ctx.standby)
 
     async def _publish_ingest(self, client: aiomqtt.Client) -> None:
         await self._states.ingest(client, self._router.ingest_state(), self._ctx.standby)
 
-    async def _follow_entities(self, client: aiomqtt.Client) -> None:
+    async def _follow_entities(self, client: aiomqtt.Client, ingest: IngestState) -> None:
         """After a mode change on the page: the standby and picture entities come or go."""
-        ctx = self._context()
+        ctx = self._context(ingest)
         if ctx == self._ctx:
             return
         if ctx.standby != self._ctx.standby:
