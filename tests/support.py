@@ -92,8 +92,10 @@ def start_nginx(
     fast_start: bool = True,
     idle_streams: bool = True,
     hooks_url: str | None = None,
+    rtmp_port: int | None = None,
 ) -> NginxRtmp:
-    """hooks_url: where on_publish/on_publish_done go (mqttrelay's /api/hooks)."""
+    """hooks_url: where on_publish/on_publish_done go (mqttrelay's /api/hooks);
+    rtmp_port: a given port (a platform back on its address), else a free one."""
     nginx = require_tool("nginx")
     if not Path(RTMP_MODULE).exists():
         message = f"{RTMP_MODULE} missing (install libnginx-mod-rtmp)"
@@ -102,7 +104,7 @@ def start_nginx(
     http_port = free_port()
     settings = NginxSettings(
         prefix=str(prefix),
-        rtmp_port=free_port(),
+        rtmp_port=rtmp_port or free_port(),
         http_port=http_port,
         app=app,
         fast_start=fast_start,

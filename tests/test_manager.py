@@ -15,7 +15,7 @@ from mqttrelay.control.router import ChangeEvent, UnknownStreamError
 from mqttrelay.engine.relay import backoff_delay
 
 from .conftest import CANARY_KEY, make_config
-from .support import NginxRtmp, Publisher, free_port, probe_codecs, start_nginx
+from .support import NginxRtmp, Publisher, eventually, free_port, probe_codecs, start_nginx
 from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ async def test_state_is_restored_and_corrupt_file_falls_back_to_config(
     assert "not valid JSON" in caplog.text
 
 
-async def test_unreachable_destination_fails_then_fresh_start_on_command(
+async def test_unreachable_destination_keeps_retrying_and_reports_a_problem(
     tmp_path: Path,
     ingest: NginxRtmp,
     platforms: NginxRtmp,
@@ -113,15 +113,23 @@ async def test_unreachable_destination_fails_then_fresh_start_on_command(
     try:
         await wait_ingest_live(manager)
         await manager.set_enabled("tiktok", True)
-        await wait_status(manager, "tiktok", "failed", deadline_s=60)
+
+        async def reported() -> bool:
+            return manager.stream_state("tiktok").problem is not None
+
+        await eventually(reported, 60, "a problem to be reported")
         state = manager.stream_state("tiktok")
-        assert state.restarts == 3 and state.pid is None
+        assert state.restarts >= 3 and state.status in ("retrying", "starting")
+        assert state.problem and "still trying" in state.problem and state.down_since
         assert state.last_error and "Connection refused" in state.last_error
         assert CANARY_KEY not in state.last_error and "/dest/****" in state.last_error
-        await manager.set_enabled("tiktok", True)  # a fresh start
+
+        async def tried_on() -> bool:
+            return manager.stream_state("tiktok").restarts >= 8
+
+        await eventually(tried_on, 60, "it to go on trying past max_failures")
         assert manager.stream_state("tiktok").status != "failed"
-        await wait_status(manager, "tiktok", "failed", deadline_s=60)
-        assert manager.stream_state("tiktok").restarts == 6
+        assert "still trying" in caplog.text
     finally:
         await service.stop()
     assert CANARY_KEY not in caplog.text

@@ -126,7 +126,7 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 def test_discovery_payloads() -> None:
     ctx = DiscoveryContext(Topics("streamrelay", "studio"), "homeassistant", "http://h:8088/")
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
-    assert len(configs) == 2 + 2 * 5  # the ingest's two, each stream's five
+    assert len(configs) == 2 + 2 * 8  # the ingest's two, each stream's eight
     resolution = configs["homeassistant/sensor/studio/ingest_resolution/config"]
     assert resolution["state_topic"] == "streamrelay/host/studio/ingest/info"
     assert "homeassistant/image/studio/ingest_picture/config" not in configs

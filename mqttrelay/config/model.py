@@ -257,6 +257,8 @@ class StreamConfig(_Model):
     key: str | None = None
     enabled: bool = False
     profile: str | None = None  # a name in `profiles`; none: OBS's stream as it is (copy)
+    # On a link slower than the stream, whole keyframe groups are dropped past this delay.
+    max_delay_s: Annotated[float, Field(ge=0.5, le=60)] = 2.0
 
     @field_validator("id")
     @classmethod

@@ -58,6 +58,12 @@ class StreamState:
     key_set: bool = False  # the key itself is never shown
     profile: str | None = None  # the output profile; none: OBS's stream as it is
     retry_at: str | None = None  # ISO time of the next attempt, while retrying
+    # how the link to the platform keeps up (cached mode, while it runs)
+    delay_ms: int | None = None  # behind OBS, in stream time
+    backlog_bytes: int | None = None
+    dropped_share: float | None = None  # dropped for a slow link, last 30 s
+    down_since: str | None = None  # ISO time of the first failed try of an outage
+    problem: str | None = None  # a long outage, in words (it is still tried)
 
 
 @dataclass(frozen=True)
@@ -329,6 +335,11 @@ class Router:
             key_set=relay.stream.key is not None,
             profile=relay.stream.profile,
             retry_at=relay.retry_at.isoformat() if relay.retry_at else None,
+            delay_ms=relay.delay_ms,
+            backlog_bytes=relay.backlog_bytes,
+            dropped_share=relay.dropped_share,
+            down_since=relay.down_since.isoformat() if relay.down_since else None,
+            problem=relay.problem,
         )
 
     def profiles(self) -> list[EncoderState]:

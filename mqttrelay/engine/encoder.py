@@ -34,6 +34,9 @@ from mqttrelay.lib.redact import mask
 
 log = logging.getLogger(__name__)
 
+# An encoder short of CPU falls behind OBS: whole groups are dropped past this.
+ENCODER_MAX_DELAY_MS = 5_000
+
 LINGER_S = 3.0  # after the last destination leaves (a re-keyed relay comes back at once)
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 30.0
 STABLE_S = 30.0  # a run this long forgets earlier failures
@@ -78,13 +81,15 @@ class ProfileEncoder:
         self._tail: deque[str] = deque(maxlen=10)
 
     # -- the relays' side: the same calls as the hub's ---------------------
-    def subscribe(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> Subscription:
+    def subscribe(
+        self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None], max_delay_ms: int
+    ) -> Subscription:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._supervise(), name=f"profile-{self.name}")
-        return self._fanout.subscribe(pipe, on_wake)
+        return self._fanout.subscribe(pipe, on_wake, max_delay_ms)
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._fanout.unsubscribe(sub)
@@ -154,7 +159,7 @@ class ProfileEncoder:
         log.info("profile %s: encoder started (pid %d)", self.name, proc.pid)
         spawned = time.monotonic()
         self._fanout.reset()  # the last run's headers and pictures are not this one's
-        feed = self._hub.subscribe(proc.stdin, self._wake.set)
+        feed = self._hub.subscribe(proc.stdin, self._wake.set, ENCODER_MAX_DELAY_MS)
         tasks = [
             asyncio.create_task(self._read_output(proc.stdout)),
             asyncio.create_task(self._read_stderr(proc)),

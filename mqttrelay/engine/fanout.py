@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 
 from mqttrelay.engine.flv import FlvTag, encode_header
-from mqttrelay.engine.subscription import Subscription
+from mqttrelay.engine.subscription import DEFAULT_MAX_DELAY_MS, Subscription
 
 GOP_CACHE_MAX_MS = 12_000  # without a keyframe for this long, the cache is dropped
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
@@ -33,10 +33,16 @@ class FanOut:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._batch: list[bytes] = []  # live tags not yet written to the relays
         self._batch_timestamp = 0
+        self._batch_keyframe = False  # the batch starts a keyframe group
 
-    def subscribe(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> Subscription:
+    def subscribe(
+        self,
+        pipe: asyncio.StreamWriter,
+        on_wake: Callable[[], None],
+        max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
+    ) -> Subscription:
         """Feed a relay's stdin: the cached keyframe group at once, then live tags."""
-        sub = Subscription(pipe, on_wake)
+        sub = Subscription(pipe, on_wake, max_delay_ms)
         self.flush()  # the batch's tags are in the cached group too: none twice
         if self.gop:
             self._send_start(sub, self.gop[0].timestamp)
@@ -83,23 +89,32 @@ class FanOut:
 
     def _send_start(self, sub: Subscription, timestamp: int) -> None:
         """FLV header and codec headers, stamped at the group's start."""
-        sub.put(timestamp, self.header)
+        sub.put(timestamp, self.header, keep=True)
         for header in (self.metadata, self.video_seq, self.audio_seq):
             if header is not None:
-                sub.put(timestamp, header.with_timestamp(timestamp).encode())
+                sub.put(timestamp, header.with_timestamp(timestamp).encode(), keep=True)
         sub.started = True
 
     def _forward(self, tag: FlvTag) -> None:
         if not self.subs:
             return
-        if tag.is_keyframe and not all(sub.started for sub in self.subs):
-            # relays waiting for a keyframe start here: the batch so far is not theirs
+        if tag.is_keyframe:
+            # a keyframe starts a batch of its own: relays waiting for one start here,
+            # and a relay that fell behind may resume here (subscription.py)
             self.flush()
             for sub in self.subs:
                 if not sub.started:
                     self._send_start(sub, tag.timestamp)
+        if tag.is_sequence_header:
+            # a new session's codec headers go in a chunk of their own, never dropped
+            self.flush()
+            for sub in self.subs:
+                if sub.started:
+                    sub.send(tag.timestamp, tag.encode(), keep=True)
+            return
         if not self._batch:
             self._batch_timestamp = tag.timestamp
+            self._batch_keyframe = tag.is_keyframe
         self._batch.append(tag.encode())
         if self._flush_timer is None:
             loop = asyncio.get_running_loop()
@@ -115,7 +130,7 @@ class FanOut:
         self._batch.clear()
         for sub in self.subs:
             if sub.started:
-                sub.send(self._batch_timestamp, batch)
+                sub.send(self._batch_timestamp, batch, self._batch_keyframe)
 
     def disconnect_all(self, reason: str) -> None:
         """Every relay on this stream restarts (its feed broke): they say why."""

@@ -146,9 +146,11 @@ class Hub(Notifier):
             self._end_session()
             self._tap.renew()
 
-    def subscribe(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> Subscription:
+    def subscribe(
+        self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None], max_delay_ms: int
+    ) -> Subscription:
         """Feed a relay's stdin: the cached keyframe group at once, then live tags."""
-        return self._fanout.subscribe(pipe, on_wake)
+        return self._fanout.subscribe(pipe, on_wake, max_delay_ms)
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._fanout.unsubscribe(sub)

@@ -44,10 +44,11 @@ class RelaySettings:
     stunnel: str | None = None  # rtmps:// through this stunnel binary (tls_tunnel.py)
     stall_s: float = 10.0  # no output growth while input flows
     backoff_first_s: float = 0.5
-    backoff_max_s: float = 30.0
-    stable_s: float = 30.0  # a run this long forgets earlier failures
+    backoff_max_s: float = 30.0  # tries go on for as long as it is switched on
+    stable_s: float = 30.0  # a run this long forgets earlier failures, and returns at once
+    # a destination down this many tries, or this long, is reported as a problem
     max_failures: int = 8
-    failure_window_s: float = 300.0
+    problem_after_s: float = 60.0
 
 
 def backoff_delay(failures: int, first_s: float, max_s: float, rng: random.Random) -> float:
@@ -84,6 +85,9 @@ class Relay:
         self.restarts = 0
         self.last_error: str | None = None
         self.retry_at: datetime | None = None  # the next attempt, while retrying
+        self.down_since: datetime | None = None  # the first failed try of an outage
+        self._failures = 0  # failed tries in a row
+        self._sub: Subscription | None = None  # its place in the fan-out, while it runs
         self.bitrate_kbps = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self._proc: asyncio.subprocess.Process | None = None
@@ -118,6 +122,33 @@ class Relay:
         except psutil.Error:
             return 0.0, 0.0
 
+    @property
+    def delay_ms(self) -> int | None:
+        """How far behind OBS the relay reads (cached mode, while it runs)."""
+        return self._sub.delay_ms if self._sub is not None else None
+
+    @property
+    def backlog_bytes(self) -> int | None:
+        return self._sub.backlog_bytes if self._sub is not None else None
+
+    @property
+    def dropped_share(self) -> float | None:
+        """The share of the stream dropped over the last 30 s for a slow link."""
+        return round(self._sub.dropped_share(), 4) if self._sub is not None else None
+
+    @property
+    def problem(self) -> str | None:
+        """A long outage, in words; None while it is not one."""
+        if self.down_since is None:
+            return None
+        down_s = (datetime.now(UTC) - self.down_since).total_seconds()
+        if self._failures < self.settings.max_failures and down_s < self.settings.problem_after_s:
+            return None
+        return (
+            f"down for {down_s / 60:.0f} min ({self._failures} tries); "
+            f"still trying every {self.settings.backoff_max_s:.0f} s at most"
+        )
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -129,10 +160,9 @@ class Relay:
         return self._source.live or self._on_standby()
 
     def set_enabled(self, enabled: bool) -> None:
-        """Idempotent; enabling a failed relay gives it a fresh start."""
-        if enabled and self.status is Status.FAILED:
+        """Idempotent; switching on a retrying relay tries again at once."""
+        if enabled and self.status is Status.RETRYING:
             self._fresh_start = True
-            self._set(Status.RETRYING)  # the answer to the command shows it at once
         self._desired = enabled
         if enabled and self.status is Status.OFF:
             # the answer to the command already says what happens next
@@ -162,9 +192,17 @@ class Relay:
         if status is not self.status:
             log.info("%s: %s -> %s", self.stream.id, self.status.value, status.value)
             self.status = status
-            if status not in (Status.LIVE, Status.HOLDING):
+            if status not in (Status.LIVE, Status.CONGESTED, Status.HOLDING):
                 self._live_since = None
                 self.bitrate_kbps = 0.0
+            if status in (
+                Status.LIVE,
+                Status.CONGESTED,
+                Status.STANDBY,
+                Status.OFF,
+                Status.WAITING,
+            ):
+                self.down_since, self._failures = None, 0
             self._on_change(self, True)
 
     async def _sleep_until(self, condition: Callable[[], bool], limit_s: float | None) -> None:
@@ -179,54 +217,53 @@ class Relay:
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
     async def _supervise(self) -> None:
-        failures: deque[float] = deque()
         try:
             while self._desired:
                 if not self._input_flows():
                     self._set(Status.WAITING)
                     await self._sleep_until(lambda: not self._desired or self._input_flows(), None)
                     continue
-                started = time.monotonic()
                 error = await self._run_once()
                 if error is None or not self._desired:
                     continue
                 self.last_error = error
                 self.restarts += 1
                 log.warning("%s: %s", self.stream.id, error)
-                now = time.monotonic()
-                if self._live_since_last_run >= self.settings.stable_s or now - started > (
-                    self.settings.failure_window_s
-                ):
-                    failures.clear()
-                failures.append(now)
-                while failures and now - failures[0] > self.settings.failure_window_s:
-                    failures.popleft()
-                if len(failures) >= self.settings.max_failures:
-                    self._set(Status.FAILED)
-                    log.error(
-                        "%s: failed %d times in %.0f s; giving up until switched on again",
-                        self.stream.id,
-                        len(failures),
-                        self.settings.failure_window_s,
-                    )
-                    self._fresh_start = False
-                    await self._sleep_until(lambda: not self._desired or self._fresh_start, None)
-                    failures.clear()
+                if self._live_since_last_run >= self.settings.stable_s:
+                    # a long run closed by the platform (they end long connections):
+                    # back at once, from the keyframe cache, counted as no failure
+                    log.info("%s: reconnecting after a long run", self.stream.id)
                     continue
-                delay = backoff_delay(
-                    len(failures),
-                    self.settings.backoff_first_s,
-                    self.settings.backoff_max_s,
-                    self._rng,
-                )
-                self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-                self._set(Status.RETRYING)
-                try:
-                    await self._sleep_until(lambda: not self._desired, delay)
-                finally:
-                    self.retry_at = None
+                await self._back_off()
         finally:
             self._set(Status.OFF)
+
+    async def _back_off(self) -> None:
+        """Wait before the next try: longer after each failure in a row, up to
+        backoff_max_s, and never giving up while the destination is switched on."""
+        self._failures += 1
+        if self.down_since is None:
+            self.down_since = datetime.now(UTC)
+        if self._failures == self.settings.max_failures:
+            log.error(
+                "%s: %d tries failed; still trying every %.0f s at most while it is on",
+                self.stream.id,
+                self._failures,
+                self.settings.backoff_max_s,
+            )
+        delay = backoff_delay(
+            self._failures, self.settings.backoff_first_s, self.settings.backoff_max_s, self._rng
+        )
+        self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        self._fresh_start = False
+        if self.status is Status.RETRYING:
+            self._on_change(self, True)  # the next try's time is news too
+        else:
+            self._set(Status.RETRYING)
+        try:
+            await self._sleep_until(lambda: not self._desired or self._fresh_start, delay)
+        finally:
+            self.retry_at = None
 
     async def _run_once(self) -> str | None:
         """Run the process once; None when it ended as wanted, else the reason."""
@@ -260,7 +297,8 @@ class Relay:
         sub = None
         if self._feed is not None:
             assert proc.stdin is not None
-            sub = self._feed.subscribe(proc.stdin, self.wake)
+            sub = self._feed.subscribe(proc.stdin, self.wake, int(self.stream.max_delay_s * 1000))
+            self._sub = sub
         tasks = [
             asyncio.create_task(self._read_progress(proc)),
             asyncio.create_task(
@@ -275,6 +313,7 @@ class Relay:
         finally:
             if sub is not None and self._feed is not None:
                 self._feed.unsubscribe(sub)
+            self._sub = None
             if self._live_since is not None:
                 self._live_since_last_run = time.monotonic() - self._live_since
             if proc.returncode is None:
@@ -330,6 +369,8 @@ class Relay:
                 held_since = None
                 if self._on_standby() and self._total_size > 0:
                     self._set(Status.STANDBY)  # held by hand while OBS sends
+                elif sub is not None and self.status in (Status.LIVE, Status.CONGESTED):
+                    self._follow_congestion(sub)
                 if self._total_size == 0:
                     # a platform that accepts the connection and never answers
                     limit = self.settings.connect_timeout_s
@@ -350,6 +391,26 @@ class Relay:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
+
+    def _follow_congestion(self, sub: Subscription) -> None:
+        """live <-> congested, as the link to the platform keeps up or not."""
+        congested = sub.congested()
+        if congested and self.status is Status.LIVE:
+            log.warning(
+                "%s: the link to the platform is too slow: %.1f s behind OBS, whole "
+                "keyframe groups are dropped to stay within %.1f s (max_delay_s)",
+                self.stream.id,
+                sub.delay_ms / 1000,
+                self.stream.max_delay_s,
+            )
+            self._set(Status.CONGESTED)
+        elif not congested and self.status is Status.CONGESTED:
+            log.info(
+                "%s: the link keeps up again (%.0f %% dropped over the last 30 s)",
+                self.stream.id,
+                sub.dropped_share() * 100,
+            )
+            self._set(Status.LIVE)
 
     async def _notify_exit(self, proc: asyncio.subprocess.Process) -> None:
         await proc.wait()

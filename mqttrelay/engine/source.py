@@ -16,8 +16,10 @@ class Feed(Protocol):
     """What feeds a cached-mode relay's stdin: the hub, or a profile's encoder."""
 
     def subscribe(
-        self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]
-    ) -> Subscription: ...
+        self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None], max_delay_ms: int
+    ) -> Subscription:
+        """max_delay_ms: how far behind the relay may fall before whole keyframe
+        groups are dropped (subscription.py)."""
 
     def unsubscribe(self, sub: Subscription) -> None: ...
 

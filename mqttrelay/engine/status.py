@@ -10,6 +10,7 @@ class Status(StrEnum):
     WAITING = "waiting"
     STARTING = "starting"
     LIVE = "live"
+    CONGESTED = "congested"  # live, but the link is too slow: whole groups are dropped
     HOLDING = "holding"
     STANDBY = "standby"  # OBS is away; the platform gets the standby picture
     RETRYING = "retrying"

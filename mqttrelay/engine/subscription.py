@@ -1,39 +1,127 @@
-"""One relay's place in the hub's fan-out: its stdin and its own bounded queue."""
+"""One relay's place in the hub's fan-out: its stdin, its own queue, and its delay.
+
+A destination whose link is slower than the stream falls behind. As OBS does for
+its own connection, the delay is bounded by dropping, never by reconnecting: when
+a new keyframe group starts while the relay is more than `max_delay_ms` behind,
+everything still queued before that keyframe is dropped, so the platform's
+decoder only ever resumes at a keyframe and the delay stays under the bound plus
+one keyframe interval."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
+from typing import NamedTuple
 
-QUEUE_MAX_LAG_MS = 20_000
+# Last resorts, for a relay that takes nothing at all or a stream with no keyframes.
+QUEUE_MAX_LAG_MS = 30_000
 QUEUE_MAX_BYTES = 64 * 1024 * 1024
-# Above this much unread in a relay's pipe, tags wait in its queue, where the
-# stream-time and size bounds apply.
-PIPE_BACKLOG_MAX_BYTES = 1024 * 1024
+# Tags are handed to the pipe only while less than this waits in it: what sits in
+# the pipe can no longer be dropped, so it is kept small (stream time is measured
+# through it, see delay_ms).
+PIPE_BACKLOG_MAX_BYTES = 128 * 1024
+DEFAULT_MAX_DELAY_MS = 2_000
+# A drop this recent still counts as congestion (the delay itself falls at once).
+CONGESTION_HOLD_S = 10.0
+SHARE_WINDOW_S = 30.0
+
+
+class Chunk(NamedTuple):
+    timestamp: int
+    data: bytes
+    keep: bool  # codec headers: a stream resumed after a drop needs them
+
+
+class RecentShare:
+    """The dropped share of what was offered over the last window_s seconds."""
+
+    def __init__(self, window_s: float = SHARE_WINDOW_S) -> None:
+        self._window_s = window_s
+        self._events: deque[tuple[float, int, int]] = deque()  # (when, offered, dropped)
+        self._offered = 0
+        self._dropped = 0
+
+    def add(self, now: float, offered: int, dropped: int) -> None:
+        self._events.append((now, offered, dropped))
+        self._offered += offered
+        self._dropped += dropped
+        self._expire(now)
+
+    def share(self, now: float) -> float:
+        self._expire(now)
+        return self._dropped / self._offered if self._offered else 0.0
+
+    def _expire(self, now: float) -> None:
+        while self._events and now - self._events[0][0] > self._window_s:
+            _, offered, dropped = self._events.popleft()
+            self._offered -= offered
+            self._dropped -= dropped
 
 
 class Subscription:
     """One relay's stdin, and its own queue of FLV bytes for what the pipe cannot
-    take yet, bounded by stream time and by size."""
+    take yet. Chunks that start a keyframe group are marked: only there may the
+    stream resume after a drop."""
 
-    def __init__(self, pipe: asyncio.StreamWriter, on_wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        pipe: asyncio.StreamWriter,
+        on_wake: Callable[[], None],
+        max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pipe = pipe
-        self._chunks: deque[tuple[int, bytes]] = deque()
+        self._chunks: deque[Chunk] = deque()
         self._bytes = 0
         self._on_wake = on_wake
+        self._clock = clock
+        self.max_delay_ms = max_delay_ms
         self.started = False  # has it received a keyframe group yet?
         self.overflow: str | None = None
+        self._written = 0  # bytes handed to the pipe's transport, all told
+        self._in_pipe: deque[tuple[int, int]] = deque()  # (end offset, timestamp) not yet read
+        self._edge = 0  # the newest stream timestamp offered
+        self._catching_up = True  # the cached group at the start is behind by design
+        self._last_drop: float | None = None
+        self._share = RecentShare()
+        self.dropped_bytes = 0
+        self.drops = 0  # how many times whole groups were dropped
 
-    def put(self, timestamp: int, data: bytes) -> None:
+    # -- figures --------------------------------------------------------------
+    @property
+    def delay_ms(self) -> int:
+        """How far behind the live edge the relay reads: what waits in the queue and
+        in the pipe, in stream time."""
+        oldest = self._oldest_unread()
+        return 0 if oldest is None else max(0, self._edge - oldest)
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._bytes + self._pipe_buffered()
+
+    def dropped_share(self) -> float:
+        return self._share.share(self._clock())
+
+    def congested(self) -> bool:
+        """Behind by more than the bound (after the start's catching up), or dropped lately."""
+        if self._last_drop is not None and self._clock() - self._last_drop < CONGESTION_HOLD_S:
+            return True
+        return not self._catching_up and self.delay_ms > self.max_delay_ms
+
+    # -- feeding ----------------------------------------------------------------
+    def put(self, timestamp: int, data: bytes, keep: bool = False) -> None:
+        """Queue bytes; `keep`: codec headers, never dropped."""
         if self.overflow is not None:
             return
-        self._chunks.append((timestamp, data))
+        self._chunks.append(Chunk(timestamp, data, keep))
         self._bytes += len(data)
-        lag = timestamp - self._chunks[0][0]
+        self._edge = max(self._edge, timestamp)
+        lag = timestamp - self._chunks[0].timestamp
         if lag > QUEUE_MAX_LAG_MS or self._bytes > QUEUE_MAX_BYTES:
             self.overflow = (
-                f"destination fell behind by {lag / 1000:.0f} s of stream "
+                f"the destination took nothing for {lag / 1000:.0f} s of stream "
                 f"({self._bytes // 1024} KiB queued)"
             )
             self._chunks.clear()
@@ -47,23 +135,61 @@ class Subscription:
         self._bytes = 0
         self._on_wake()
 
-    def send(self, timestamp: int, batch: bytes) -> None:
-        """A batch of live tags: straight into the pipe unless something waits before it."""
-        if not self._chunks and self._pipe_ready():
-            self._pipe.write(batch)
-        else:
-            self.put(timestamp, batch)
-            self.flush()
+    def send(
+        self, timestamp: int, batch: bytes, keyframe: bool = False, keep: bool = False
+    ) -> None:
+        """A batch of live tags (`keyframe`: it starts a keyframe group; `keep`: codec
+        headers, never dropped)."""
+        offered = len(batch)
+        dropped = 0
+        if keyframe:
+            dropped = self._drop_if_behind(timestamp)
+        self.put(timestamp, batch, keep)
+        self.flush()
+        self._share.add(self._clock(), offered, dropped)
 
     def flush(self) -> None:
-        """Write everything queued to the relay's stdin, unless its pipe is backed up."""
-        if not self._chunks or self.overflow is not None or not self._pipe_ready():
+        """Hand queued chunks to the relay's stdin while its pipe has room."""
+        if self.overflow is not None or self._pipe.is_closing():
             return
-        self._pipe.write(b"".join(chunk for _, chunk in self._chunks))
-        self._chunks.clear()
-        self._bytes = 0
+        while self._chunks and self._pipe_buffered() <= PIPE_BACKLOG_MAX_BYTES:
+            chunk = self._chunks.popleft()
+            self._bytes -= len(chunk.data)
+            self._pipe.write(chunk.data)
+            self._written += len(chunk.data)
+            self._in_pipe.append((self._written, chunk.timestamp))
 
-    def _pipe_ready(self) -> bool:
-        if self._pipe.is_closing():
-            return False
-        return self._pipe.transport.get_write_buffer_size() <= PIPE_BACKLOG_MAX_BYTES
+    # -- inside -----------------------------------------------------------------
+    def _drop_if_behind(self, keyframe_timestamp: int) -> int:
+        """At a new keyframe: if the relay is too far behind, drop what is queued
+        before it (the rest of the older groups). Returns the bytes dropped."""
+        self._edge = max(self._edge, keyframe_timestamp)
+        behind = self.delay_ms > self.max_delay_ms
+        if not behind:
+            self._catching_up = False
+            return 0
+        if self._catching_up and not self._chunks:
+            return 0  # the cached group is in the pipe already: nothing left to drop
+        starting, self._catching_up = self._catching_up, False
+        kept = [chunk for chunk in self._chunks if chunk.keep]
+        dropped = self._bytes - sum(len(chunk.data) for chunk in kept)
+        if dropped:
+            self._chunks = deque(kept)
+            self._bytes -= dropped
+            self.dropped_bytes += dropped
+            self.drops += 1
+            if not starting:  # a slow first connect is not a slow link
+                self._last_drop = self._clock()
+        return dropped
+
+    def _pipe_buffered(self) -> int:
+        transport = self._pipe.transport
+        return 0 if transport.is_closing() else transport.get_write_buffer_size()
+
+    def _oldest_unread(self) -> int | None:
+        read = self._written - self._pipe_buffered()
+        while self._in_pipe and self._in_pipe[0][0] <= read:
+            self._in_pipe.popleft()
+        if self._in_pipe:
+            return self._in_pipe[0][1]
+        return self._chunks[0].timestamp if self._chunks else None

@@ -32,6 +32,9 @@ def expected_entities(node: str, streams: list[str]) -> set[str]:
             f"sensor.{node}_{s}_status",
             f"sensor.{node}_{s}_next_change",
             f"binary_sensor.{node}_{s}_running",
+            f"binary_sensor.{node}_{s}_problem",
+            f"sensor.{node}_{s}_delay",
+            f"sensor.{node}_{s}_dropped",
         }
     return out
 

@@ -65,6 +65,17 @@ class StreamOut(BaseModel):
     key_set: bool = Field(False, description="a key is set (the key itself is never shown)")
     profile: str | None = Field(None, description="its output profile; null: copy")
     retry_at: str | None = Field(None, description="while retrying: when it tries again")
+    delay_ms: int | None = Field(
+        None, description="how far behind OBS the platform is fed (ms); null when not running"
+    )
+    backlog_bytes: int | None = Field(None, description="bytes waiting for the platform's link")
+    dropped_share: float | None = Field(
+        None, description="share of the stream dropped for a slow link over the last 30 s (0-1)"
+    )
+    down_since: str | None = Field(None, description="while retrying: since when it is down")
+    problem: str | None = Field(
+        None, description="a long outage in words (it is still tried); null when none"
+    )
 
 
 class StreamUpdate(_Body):

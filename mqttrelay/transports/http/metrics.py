@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from mqttrelay.control.router import Router
+from mqttrelay.control.router import Router, StreamState
 
 
 class RouterCollector(Collector):
@@ -37,14 +37,17 @@ class RouterCollector(Collector):
         restarts = CounterMetricFamily(
             "mqttrelay_stream_restarts", "Relay restarts after errors", labels=labels
         )
+        link = _LinkMetrics(labels)
         for state in self._router.snapshot():
             enabled.add_metric([state.id], float(state.enabled))
-            live.add_metric([state.id], float(state.status == "live"))
+            live.add_metric([state.id], float(state.status in ("live", "congested")))
+            link.add(state)
             standby.add_metric([state.id], float(state.status == "standby"))
             bitrate.add_metric([state.id], state.bitrate_kbps)
             uptime.add_metric([state.id], state.uptime_s)
             restarts.add_metric([state.id], state.restarts)
         yield from (enabled, live, standby, bitrate, uptime, restarts)
+        yield from link.families()
         now = self._router.ingest_state()
         ingest = GaugeMetricFamily("mqttrelay_ingest_live", "The ingest is live")
         ingest.add_metric([], float(now.live))
@@ -57,6 +60,43 @@ class RouterCollector(Collector):
         mqtt = GaugeMetricFamily("mqttrelay_mqtt_connected", "Connected to the MQTT broker")
         mqtt.add_metric([], float(self._mqtt_connected))
         yield mqtt
+
+
+class _LinkMetrics:
+    """How each platform's link keeps up: delay, backlog, drops, long outages."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.congested = GaugeMetricFamily(
+            "mqttrelay_stream_congested",
+            "The link to the platform is too slow: whole keyframe groups are dropped",
+            labels=labels,
+        )
+        self.delay = GaugeMetricFamily(
+            "mqttrelay_stream_delay_seconds",
+            "How far behind OBS the platform is fed",
+            labels=labels,
+        )
+        self.backlog = GaugeMetricFamily(
+            "mqttrelay_stream_backlog_bytes", "Bytes waiting for the platform's link", labels=labels
+        )
+        self.dropped = GaugeMetricFamily(
+            "mqttrelay_stream_dropped_ratio",
+            "Share of the stream dropped for a slow link over the last 30 s",
+            labels=labels,
+        )
+        self.problem = GaugeMetricFamily(
+            "mqttrelay_stream_problem", "A long outage: still tried, but down", labels=labels
+        )
+
+    def add(self, state: StreamState) -> None:
+        self.congested.add_metric([state.id], float(state.status == "congested"))
+        self.delay.add_metric([state.id], (state.delay_ms or 0) / 1000)
+        self.backlog.add_metric([state.id], float(state.backlog_bytes or 0))
+        self.dropped.add_metric([state.id], state.dropped_share or 0.0)
+        self.problem.add_metric([state.id], float(state.problem is not None))
+
+    def families(self) -> list[GaugeMetricFamily]:
+        return [self.congested, self.delay, self.backlog, self.dropped, self.problem]
 
 
 def _profile_metrics(router: Router) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

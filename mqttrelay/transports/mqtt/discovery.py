@@ -162,7 +162,7 @@ def _common(ctx: DiscoveryContext, component: str, object_id: str, name: str) ->
 def stream_discovery(
     ctx: DiscoveryContext, stream_id: str, stream_name: str
 ) -> dict[str, dict[str, Any]]:
-    """Config topic -> payload for one stream's four entities."""
+    """Config topic -> payload for one stream's entities."""
     t = ctx.topics
     switch = _common(ctx, "switch", f"{stream_id}", stream_name) | {
         "command_topic": t.set(stream_id),
@@ -189,7 +189,7 @@ def stream_discovery(
     }
     running = _common(ctx, "binary_sensor", f"{stream_id}_running", f"{stream_name} running") | {
         "state_topic": t.status(stream_id),
-        "value_template": "{{ 'ON' if value == 'live' else 'OFF' }}",
+        "value_template": "{{ 'ON' if value in ('live', 'congested') else 'OFF' }}",
         "payload_on": "ON",
         "payload_off": "OFF",
         "device_class": "running",
@@ -203,12 +203,49 @@ def stream_discovery(
         "device_class": "timestamp",
         "icon": "mdi:calendar-clock",
     }
-    return {
+    return link_discovery(ctx, stream_id, stream_name) | {
         config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_next_change"): next_change,
         config_topic(ctx.prefix, "switch", ctx.node_id, stream_id): switch,
         config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_bitrate"): bitrate,
         config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_status"): status,
         config_topic(ctx.prefix, "binary_sensor", ctx.node_id, f"{stream_id}_running"): running,
+    }
+
+
+def link_discovery(
+    ctx: DiscoveryContext, stream_id: str, stream_name: str
+) -> dict[str, dict[str, Any]]:
+    """How the link to the platform keeps up: a problem flag (a long outage, or a
+    link too slow for the stream), the delay behind OBS and the dropped share."""
+    attributes = ctx.topics.attributes(stream_id)
+    problem = _common(ctx, "binary_sensor", f"{stream_id}_problem", f"{stream_name} problem") | {
+        "state_topic": attributes,
+        "value_template": "{{ 'ON' if value_json.problem or value_json.congested else 'OFF' }}",
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "device_class": "problem",
+        "json_attributes_topic": attributes,
+    }
+    delay = _common(ctx, "sensor", f"{stream_id}_delay", f"{stream_name} delay") | {
+        "state_topic": attributes,
+        "value_template": "{{ (value_json.delay_ms / 1000) | round(1) "
+        "if value_json.delay_ms is not none else 'None' }}",
+        "device_class": "duration",
+        "unit_of_measurement": "s",
+        "state_class": "measurement",
+        "icon": "mdi:timer-sand",
+    }
+    dropped = _common(ctx, "sensor", f"{stream_id}_dropped", f"{stream_name} dropped") | {
+        "state_topic": attributes,
+        "value_template": "{{ ((value_json.dropped_share or 0) * 100) | round(1) }}",
+        "unit_of_measurement": "%",
+        "state_class": "measurement",
+        "icon": "mdi:package-variant-remove",
+    }
+    return {
+        config_topic(ctx.prefix, "binary_sensor", ctx.node_id, f"{stream_id}_problem"): problem,
+        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_delay"): delay,
+        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_dropped"): dropped,
     }
 
 

@@ -46,6 +46,13 @@ class StatePublisher:
             "url": state.url,
             "next_change_at": state.next_change_at,
             "next_change_to": state.next_change_to,
+            "retry_at": state.retry_at,
+            "delay_ms": state.delay_ms,
+            "backlog_bytes": state.backlog_bytes,
+            "dropped_share": state.dropped_share,
+            "down_since": state.down_since,
+            "problem": state.problem,
+            "congested": state.status == "congested",
         }
         await self.retained(client, self.topics.attributes(state.id), json.dumps(attributes))
 

@@ -1,0 +1,175 @@
+"""A relay's subscription (engine/subscription.py) as a state machine: a fake pipe
+that reads as fast or as slowly as a test says, and a fake clock. The real
+pipe and ffmpeg are in tests/test_shaped_link.py and the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from mqttrelay.engine.subscription import (
+    CONGESTION_HOLD_S,
+    PIPE_BACKLOG_MAX_BYTES,
+    RecentShare,
+    Subscription,
+)
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.buffered = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class FakePipe:
+    """A relay's stdin: what is written stays buffered until read() takes it."""
+
+    def __init__(self) -> None:
+        self.transport = FakeTransport()
+        self.received: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.received.append(data)
+        self.transport.buffered += len(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def read(self, count: int | None = None) -> None:
+        taken = self.transport.buffered if count is None else min(count, self.transport.buffered)
+        self.transport.buffered -= taken
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(max_delay_ms: int = 2000) -> tuple[Subscription, FakePipe, FakeClock]:
+    pipe, clock = FakePipe(), FakeClock()
+    sub = Subscription(cast(asyncio.StreamWriter, pipe), lambda: None, max_delay_ms, clock)
+    sub.started = True
+    return sub, pipe, clock
+
+
+def feed(
+    sub: Subscription,
+    clock: FakeClock,
+    pipe: FakePipe,
+    seconds: float,
+    start_ms: int,
+    gop_ms: int = 2000,
+    read_bytes_per_s: float | None = None,
+    batch_bytes: int = 10_000,
+) -> int:
+    """40 ms batches for `seconds` from stream time start_ms, a keyframe every gop_ms;
+    the pipe is read at read_bytes_per_s (None: at once). Returns the next timestamp."""
+    timestamp = start_ms
+    for _ in range(int(seconds / 0.04)):
+        clock.now += 0.04
+        sub.send(timestamp, b"x" * batch_bytes, keyframe=timestamp % gop_ms == 0)
+        if read_bytes_per_s is None:
+            pipe.read()
+        else:
+            pipe.read(int(read_bytes_per_s * 0.04))
+        sub.flush()
+        timestamp += 40
+    return timestamp
+
+
+def test_a_fast_reader_has_no_delay_and_drops_nothing() -> None:
+    sub, pipe, clock = make()
+    feed(sub, clock, pipe, 20, 0)
+    assert sub.delay_ms == 0 and sub.dropped_bytes == 0
+    assert not sub.congested() and sub.dropped_share() == 0.0
+    assert sum(map(len, pipe.received)) == 20 / 0.04 * 10_000
+
+
+def test_a_slow_reader_stays_within_the_bound_plus_a_group_by_dropping_whole_groups() -> None:
+    # 250 kB/s offered, 100 kB/s read: a 1 Mbit/s link for a 2 Mbit/s stream
+    sub, pipe, clock = make(max_delay_ms=2000)
+    worst = 0
+    timestamp = 0
+    for _ in range(60):
+        timestamp = feed(sub, clock, pipe, 1, timestamp, read_bytes_per_s=100_000)
+        worst = max(worst, sub.delay_ms)
+    assert worst <= 2000 + 2000 + 200, worst
+    assert sub.drops > 5 and sub.congested()
+    assert 0.4 < sub.dropped_share() < 0.8
+    # what reached the pipe resumes at keyframes only: every chunk after a drop
+    # is a batch that started a group (timestamps of batches are multiples of 40)
+    assert sub.overflow is None
+
+
+def test_what_is_kept_for_the_pipe_is_bounded_in_bytes() -> None:
+    sub, pipe, clock = make()
+    feed(sub, clock, pipe, 5, 0, read_bytes_per_s=0)
+    assert pipe.transport.buffered <= PIPE_BACKLOG_MAX_BYTES + 10_000
+    assert sub.backlog_bytes >= pipe.transport.buffered
+    assert sub.delay_ms > 4000  # nothing was read: the whole feed waits
+
+
+def test_congestion_ends_after_the_link_keeps_up_again() -> None:
+    sub, pipe, clock = make()
+    timestamp = feed(sub, clock, pipe, 20, 0, read_bytes_per_s=100_000)
+    assert sub.congested()
+    timestamp = feed(sub, clock, pipe, 3, timestamp)  # the shaping is gone
+    assert sub.delay_ms < 1000
+    feed(sub, clock, pipe, CONGESTION_HOLD_S + 1, timestamp)
+    assert not sub.congested() and sub.delay_ms == 0
+
+
+def test_a_cached_group_at_the_start_is_no_congestion() -> None:
+    sub, pipe, clock = make(max_delay_ms=2000)
+    sub.started = False
+    for ts in range(0, 8000, 40):  # an 8 s group from the cache (OBS's default GOP)
+        sub.put(ts, b"y" * 10_000)
+    sub.started = True
+    sub.flush()
+    assert sub.delay_ms == 7960
+    assert not sub.congested()  # behind by design; a fast link catches up
+    feed(sub, clock, pipe, 8, 8040, gop_ms=8000)  # the next keyframe at 16 s
+    assert sub.delay_ms == 0 and sub.dropped_bytes == 0 and not sub.congested()
+
+
+def test_a_keyframe_before_the_cached_group_is_read_skips_it_without_congestion() -> None:
+    sub, pipe, clock = make(max_delay_ms=2000)
+    sub.started = False
+    for ts in range(0, 8000, 40):
+        sub.put(ts, b"y" * 10_000)
+    sub.started = True
+    sub.flush()
+    # OBS's next keyframe comes while the relay still connects to the platform
+    feed(sub, clock, pipe, 2, 8000, gop_ms=8000)
+    assert sub.drops == 1 and sub.delay_ms == 0
+    assert not sub.congested()  # a slow first connect is not a slow link
+
+
+def test_codec_headers_are_never_dropped() -> None:
+    sub, pipe, clock = make(max_delay_ms=500)
+    timestamp = feed(sub, clock, pipe, 3, 0, read_bytes_per_s=0)
+    sub.send(timestamp, b"HEADERS", keep=True)
+    sub.send(timestamp + 40, b"x" * 10, keyframe=True)  # far behind: a drop
+    assert sub.drops >= 1
+    pipe.read()
+    for _ in range(100):
+        sub.flush()
+        pipe.read()
+    assert b"HEADERS" in pipe.received
+
+
+def test_recent_share_forgets_old_drops() -> None:
+    share = RecentShare(window_s=30)
+    share.add(0.0, 100, 50)
+    assert share.share(10.0) == 0.5
+    share.add(20.0, 100, 0)
+    assert share.share(25.0) == 0.25
+    assert share.share(40.0) == 0.0  # the drop left the window; the rest was clean
