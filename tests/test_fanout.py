@@ -1,0 +1,116 @@
+"""The fan-out (engine/fanout.py) as a state machine, with fake pipes: what a relay
+attached now is handed, where batches start, and that a slow relay only ever
+costs itself. The real pipes and ffmpeg are in the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import cast
+
+from mqttrelay.engine.fanout import FanOut
+from mqttrelay.engine.flv import FlvReader, FlvTag, TagType
+
+from .test_subscription import FakePipe
+
+AVC_SEQ = FlvTag(TagType.VIDEO, 0, b"\x17\x00\x00\x00\x00" + b"S" * 20)
+AAC_SEQ = FlvTag(TagType.AUDIO, 0, b"\xaf\x00\x12\x10")
+
+
+def keyframe(ts: int, size: int = 2000) -> FlvTag:
+    return FlvTag(TagType.VIDEO, ts, b"\x17\x01\x00\x00\x00" + b"K" * size)
+
+
+def inter(ts: int, size: int = 500) -> FlvTag:
+    return FlvTag(TagType.VIDEO, ts, b"\x27\x01\x00\x00\x00" + b"P" * size)
+
+
+def audio(ts: int) -> FlvTag:
+    return FlvTag(TagType.AUDIO, ts, b"\xaf\x01" + b"A" * 100)
+
+
+def tags_of(pipe: FakePipe) -> list[FlvTag]:
+    return FlvReader().feed(b"".join(pipe.received))
+
+
+def attach(fan: FanOut, max_delay_ms: int = 2000) -> FakePipe:
+    pipe = FakePipe()
+    fan.subscribe(cast(asyncio.StreamWriter, pipe), lambda: None, max_delay_ms)
+    return pipe
+
+
+def play(fan: FanOut, start_ms: int, seconds: float, gop_ms: int = 1000, size: int = 500) -> int:
+    """25 fps video (frames of `size` bytes) and audio; returns the next timestamp."""
+    ts = start_ms
+    for _ in range(int(seconds * 25)):
+        fan.put(keyframe(ts, size * 4) if ts % gop_ms == 0 else inter(ts, size))
+        fan.put(audio(ts))
+        ts += 40
+    fan.flush()
+    return ts
+
+
+async def test_a_relay_attached_mid_group_gets_headers_then_the_cached_group() -> None:
+    fan = FanOut()
+    fan.put(AVC_SEQ)
+    fan.put(AAC_SEQ)
+    play(fan, 0, 1.6)  # a keyframe at 0 and 1000
+    pipe = attach(fan)
+    got = tags_of(pipe)
+    assert got[0].is_sequence_header and got[1].is_sequence_header
+    assert got[2].is_keyframe and got[2].timestamp == 1000
+    assert all(t.timestamp >= 1000 for t in got)
+
+
+async def test_a_relay_attached_without_a_cache_starts_at_the_next_keyframe() -> None:
+    fan = FanOut()
+    fan.put(AVC_SEQ)
+    pipe = attach(fan)  # nothing cached yet
+    fan.put(inter(40))
+    fan.put(keyframe(1000))
+    fan.put(inter(1040))
+    fan.flush()
+    got = tags_of(pipe)
+    assert [t.is_sequence_header for t in got[:1]] == [True]
+    assert got[1].is_keyframe and got[1].timestamp == 1000
+    assert 40 not in [t.timestamp for t in got]
+
+
+async def test_a_slow_relay_drops_whole_groups_and_the_fast_one_gets_everything() -> None:
+    fan = FanOut()
+    fan.put(AVC_SEQ)
+    fan.put(AAC_SEQ)
+    fast, slow = attach(fan), attach(fan, max_delay_ms=1000)
+    ts = 0
+    for _ in range(20):  # 20 s; the slow relay's reader takes a third of the stream
+        ts = play(fan, ts, 1)
+        fast.read()
+        slow.read(6_000)  # about a third of what the stream offers each second
+        for sub in fan.subs:
+            sub.flush()
+    fast_tags = tags_of(fast)
+    assert len([t for t in fast_tags if t.is_video and not t.is_sequence_header]) == 20 * 25
+    slow_sub = fan.subs[1]
+    assert slow_sub.drops >= 3 and slow_sub.congested()
+    # what the slow relay got resumes at keyframes: after each gap in its video,
+    # the first frame is a keyframe
+    video = [t for t in tags_of(slow) if t.is_video and not t.is_sequence_header]
+    for before, after in itertools.pairwise(video):
+        if after.timestamp - before.timestamp > 40:
+            assert after.is_keyframe, (before.timestamp, after.timestamp)
+    assert not fan.subs[0].congested() and fan.subs[0].dropped_bytes == 0
+
+
+async def test_a_new_sessions_codec_headers_reach_a_relay_that_is_dropping() -> None:
+    fan = FanOut()
+    fan.put(AVC_SEQ)
+    slow = attach(fan, max_delay_ms=500)
+    ts = play(fan, 0, 3, size=5000)  # nobody reads: it falls behind
+    new_seq = FlvTag(TagType.VIDEO, ts, b"\x17\x00\x00\x00\x00" + b"N" * 20)
+    fan.put(new_seq)
+    play(fan, ts, 2, size=5000)
+    for _ in range(200):
+        slow.read()
+        fan.subs[0].flush()
+    assert fan.subs[0].drops >= 1
+    assert any(t.data == new_seq.data for t in tags_of(slow))
