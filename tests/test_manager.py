@@ -116,8 +116,9 @@ async def test_unreachable_destination_fails_then_fresh_start_on_command(
         await wait_status(manager, "tiktok", "failed", deadline_s=60)
         state = manager.stream_state("tiktok")
         assert state.restarts == 3 and state.pid is None
-        assert state.last_error and "Connection refused" in state.last_error
-        assert CANARY_KEY not in state.last_error and "/dest/****" in state.last_error
+        assert state.last_error and "(connection refused)" in state.last_error
+        assert state.error_kind == "refused" and state.error_detail is not None
+        assert CANARY_KEY not in state.error_detail and "/dest/****" in state.error_detail
         await manager.set_enabled("tiktok", True)  # a fresh start
         assert manager.stream_state("tiktok").status != "failed"
         await wait_status(manager, "tiktok", "failed", deadline_s=60)

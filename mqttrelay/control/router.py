@@ -21,6 +21,7 @@ from mqttrelay.control.reload import ReloadPlan
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.encoder import EncoderState
 from mqttrelay.engine.relay import Relay
+from mqttrelay.engine.relay_errors import ErrorKind
 from mqttrelay.engine.session_info import SessionInfo
 from mqttrelay.engine.snapshot import SnapshotError
 from mqttrelay.engine.source import IngestSource
@@ -58,6 +59,10 @@ class StreamState:
     key_set: bool = False  # the key itself is never shown
     profile: str | None = None  # the output profile; none: OBS's stream as it is
     retry_at: str | None = None  # ISO time of the next attempt, while retrying
+    error_kind: ErrorKind | None = (
+        None  # of last_error: refused, dns, tls... (engine/relay_errors.py)
+    )
+    error_detail: str | None = None  # the masked raw lines behind last_error
 
 
 @dataclass(frozen=True)
@@ -329,6 +334,8 @@ class Router:
             key_set=relay.stream.key is not None,
             profile=relay.stream.profile,
             retry_at=relay.retry_at.isoformat() if relay.retry_at else None,
+            error_kind=relay.error_kind,
+            error_detail=mask(relay.error_detail, known_secrets()) if relay.error_detail else None,
         )
 
     def profiles(self) -> list[EncoderState]:
