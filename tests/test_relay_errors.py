@@ -46,6 +46,11 @@ DENY_PUBLISH = """\
 av_interleaved_write_frame(): Broken pipe
 Error writing trailer of rtmp://127.0.0.1:41935/deny/SECRETKEY: Broken pipe
 Error closing file rtmp://127.0.0.1:41935/deny/SECRETKEY: Broken pipe"""
+# the same, seen by a relay of `mqttrelay run` (tests/test_errors_live.py)
+DENY_PUBLISH_RESET = """\
+av_interleaved_write_frame(): Connection reset by peer
+Error writing trailer of rtmp://127.0.0.1:41305/dest/SECRETKEY: Connection reset by peer
+Error closing file rtmp://127.0.0.1:41305/dest/SECRETKEY: Broken pipe"""
 # nginx-rtmp, an application it does not have
 WRONG_APP = "rtmp://127.0.0.1:41935/wrongapp/SECRETKEY: Input/output error"
 # nginx-rtmp, a second publisher on the same key
@@ -139,7 +144,9 @@ def test_unreachable() -> None:
     )
 
 
-def test_closed_right_after_the_key_is_a_rejection_later_a_drop() -> None:
+@pytest.mark.parametrize("text", [DENY_PUBLISH, DENY_PUBLISH_RESET])
+def test_closed_right_after_the_key_is_a_rejection_later_a_drop(text: str) -> None:
+    assert exited(lines(text), 1, url("rtmp://127.0.0.1:41935/deny")).kind == "rejected"
     error = exited(lines(DENY_PUBLISH), 1, url("rtmp://127.0.0.1:41935/deny"), live_s=0.8)
     assert error.kind == "rejected"
     assert error.headline == (

@@ -72,8 +72,14 @@ _STUNNEL_TLS = re.compile(r"SSL_\w+: .*SSL routines:[^:]*:(.+)$")
 _NOT_TLS = ("wrong version number", "unexpected TLS packet", "packet length too long")
 # "[rtmp @ 0x..] Server error: Already publishing"
 _SERVER_ERROR = re.compile(r"Server error: (.+)")
-_CLOSED = ("Broken pipe", "Connection reset by peer", "End of file")
-_CANNOT_OPEN = "Cannot open connection"
+# Writing to a connection the server closed after the publish (the key):
+# "av_interleaved_write_frame(): Connection reset by peer" (or Broken pipe), then
+# "Error writing trailer of rtmp://...: ..." and "Error closing file rtmp://...: ...".
+# A reset during the RTMP handshake ("Cannot read RTMP handshake response") is not one.
+_CLOSED_WHILE_WRITING = re.compile(
+    r"(?:av_interleaved_write_frame\(\)|Error writing trailer|Error closing file)"
+    r".*: (?:Broken pipe|Connection reset by peer|End of file)$"
+)
 
 
 def exited(
@@ -105,9 +111,9 @@ def exited(
         if found:
             what = found.group(1).strip()
             if any(s in what for s in _NOT_TLS):
-                hint = "this port does not speak TLS: check rtmps:// against rtmp:// and the port"
+                hint = "this port does not speak TLS; check rtmps:// against rtmp:// and the port"
             else:
-                hint = "the server refused the TLS handshake: check the address and the port"
+                hint = "the server refused the TLS handshake; check the address and the port"
             return RelayError("tls", f"TLS failed with {place} ({what})", hint, detail)
     for line in reversed(lines):
         if _REFUSED.search(line):
@@ -134,8 +140,7 @@ def exited(
                 "check the server URL and the stream key; is another encoder using this key?",
                 detail,
             )
-    closed = any(s in line for line in lines for s in _CLOSED)
-    opened = not any(_CANNOT_OPEN in line for line in lines)
+    closed = any(_CLOSED_WHILE_WRITING.search(line) for line in lines)
     if closed and live_s >= DROPPED_AFTER_S:
         return RelayError(
             "dropped",
@@ -143,14 +148,14 @@ def exited(
             "retrying; if it repeats, see the platform's dashboard (stream ended or replaced?)",
             detail,
         )
-    if closed and opened and any("Broken pipe" in line for line in lines):
+    if closed:
         return RelayError(
             "rejected",
             "The platform closed the connection right after the stream key was sent",
             KEY_HINT,
             detail,
         )
-    if opened and len(lines) == 1 and lines[0].endswith(": Input/output error"):
+    if len(lines) == 1 and lines[0].endswith(": Input/output error"):
         # nginx-rtmp closes at once on an unknown application: ffmpeg says only this
         return RelayError(
             "rejected",
@@ -168,8 +173,7 @@ def timed_out(limit_s: float, display_url: str) -> RelayError:
     return RelayError(
         "timeout",
         f"{place} did not answer within {limit_s:.0f} s",
-        "connection, TLS or RTMP handshake hung: check the port and rtmp:// against rtmps://; "
-        "retrying",
+        "the connection, TLS or RTMP handshake hung; check the port, and rtmp:// against rtmps://",
         f"no data taken within {limit_s:.0f} s (connection, handshake or first data)",
     )
 
