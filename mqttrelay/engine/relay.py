@@ -88,6 +88,7 @@ class Relay:
         self.error_kind: relay_errors.ErrorKind | None = None
         self.error_detail: str | None = None  # the masked raw lines behind last_error
         self._explained: relay_errors.RelayError | None = None  # of the error _run_once returns
+        self._stderr_read: asyncio.Task[None] | None = None
         self.retry_at: datetime | None = None  # the next attempt, while retrying
         self.bitrate_kbps = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=20)
@@ -282,6 +283,7 @@ class Relay:
             ),
             asyncio.create_task(self._notify_exit(proc)),
         ]
+        self._stderr_read = tasks[1]
         try:
             return await self._watch(proc, sub)
         finally:
@@ -311,6 +313,9 @@ class Relay:
             if proc.returncode is not None:
                 if not self._source.live:
                     return None  # the ingest ended under a direct-mode relay
+                # its last lines explain the exit, which can be noticed before them
+                if self._stderr_read is not None:
+                    await asyncio.wait([self._stderr_read], timeout=1.0)
                 tunnel = list(self._tunnel.stderr_tail) if self._tunnel is not None else []
                 return self._explain(
                     relay_errors.exited(
