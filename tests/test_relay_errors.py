@@ -5,10 +5,14 @@ the way the relay masks every line it reads."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import get_args
+
 import pytest
 
 from mqttrelay.engine.relay_errors import (
     DROPPED_AFTER_S,
+    ErrorKind,
     RelayError,
     exited,
     other,
@@ -232,3 +236,9 @@ def test_detail_keeps_the_newest_lines_only() -> None:
     many = [f"line {i}" for i in range(30)] + lines(REFUSED)
     error = exited(many, 1, url("rtmp://127.0.0.1:1/x"))
     assert error.detail.splitlines() == many[-6:]
+
+
+def test_the_readme_tells_every_kind() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for kind in get_args(ErrorKind):
+        assert f"\n| `{kind}` |" in readme, kind

@@ -19,9 +19,6 @@ from urllib.parse import urlsplit
 ErrorKind = Literal[
     "refused", "unreachable", "dns", "tls", "rejected", "dropped", "timeout", "stalled", "ffmpeg"
 ]
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "refused", "unreachable", "dns", "tls", "rejected", "dropped", "timeout", "stalled", "ffmpeg",
-)  # fmt: skip
 
 # Live at least this long before the platform closed: it ended a running stream
 # rather than refusing the key (nginx-rtmp's `deny publish` closes within ~1 s).
