@@ -121,8 +121,9 @@ async def test_unreachable_destination_keeps_retrying_and_reports_a_problem(
         state = manager.stream_state("tiktok")
         assert state.restarts >= 3 and state.status in ("retrying", "starting")
         assert state.problem and "still trying" in state.problem and state.down_since
-        assert state.last_error and "Connection refused" in state.last_error
-        assert CANARY_KEY not in state.last_error and "/dest/****" in state.last_error
+        assert state.last_error and "(connection refused)" in state.last_error
+        assert state.error_kind == "refused" and state.error_detail is not None
+        assert CANARY_KEY not in state.error_detail and "/dest/****" in state.error_detail
 
         async def tried_on() -> bool:
             return manager.stream_state("tiktok").restarts >= 8

@@ -21,6 +21,7 @@ from mqttrelay.control.reload import ReloadPlan
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.encoder import EncoderState
 from mqttrelay.engine.relay import Relay
+from mqttrelay.engine.relay_errors import ErrorKind
 from mqttrelay.engine.session_info import SessionInfo
 from mqttrelay.engine.snapshot import SnapshotError
 from mqttrelay.engine.source import IngestSource
@@ -64,6 +65,10 @@ class StreamState:
     dropped_share: float | None = None  # dropped for a slow link, last 30 s
     down_since: str | None = None  # ISO time of the first failed try of an outage
     problem: str | None = None  # a long outage, in words (it is still tried)
+    error_kind: ErrorKind | None = (
+        None  # of last_error: refused, dns, tls... (engine/relay_errors.py)
+    )
+    error_detail: str | None = None  # the masked raw lines behind last_error
 
 
 @dataclass(frozen=True)
@@ -340,6 +345,8 @@ class Router:
             dropped_share=relay.dropped_share,
             down_since=relay.down_since.isoformat() if relay.down_since else None,
             problem=relay.problem,
+            error_kind=relay.error_kind,
+            error_detail=mask(relay.error_detail, known_secrets()) if relay.error_detail else None,
         )
 
     def profiles(self) -> list[EncoderState]:

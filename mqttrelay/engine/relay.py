@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psutil
 
 from mqttrelay.config import StreamConfig
+from mqttrelay.engine import relay_errors
 from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.source import Feed, IngestSource
@@ -23,6 +24,7 @@ from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.redact import display_url
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,11 @@ class Relay:
         self._rng = random.Random()
         self.status = Status.OFF
         self.restarts = 0
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # reason: hint (relay_errors.py)
+        self.error_kind: relay_errors.ErrorKind | None = None
+        self.error_detail: str | None = None  # the masked raw lines behind last_error
+        self._explained: relay_errors.RelayError | None = None  # of the error _run_once returns
+        self._stderr_read: asyncio.Task[None] | None = None
         self.retry_at: datetime | None = None  # the next attempt, while retrying
         self.down_since: datetime | None = None  # the first failed try of an outage
         self._failures = 0  # failed tries in a row
@@ -226,9 +232,12 @@ class Relay:
                 error = await self._run_once()
                 if error is None or not self._desired:
                     continue
-                self.last_error = error
+                explained = self._explained or relay_errors.other(error)
+                self._explained = None
+                self.last_error, self.error_kind = error, explained.kind
+                self.error_detail = explained.detail
                 self.restarts += 1
-                log.warning("%s: %s", self.stream.id, error)
+                log.warning("%s: %s [%s]", self.stream.id, error, explained.kind)
                 if self._live_since_last_run >= self.settings.stable_s:
                     # a long run closed by the platform (they end long connections):
                     # back at once, from the keyframe cache, counted as no failure
@@ -270,6 +279,10 @@ class Relay:
         cached = self._hub is not None
         target, tcurl = self.stream.target, None
         self._live_since_last_run = 0.0
+        self._explained = None
+        self.stderr_tail.clear()  # this run's lines explain this run's end
+        if self._tunnel is not None:
+            self._tunnel.stderr_tail.clear()
         if self.settings.stunnel is not None and is_rtmps(target):
             if self._tunnel is None:
                 self._tunnel = TlsTunnel(
@@ -308,6 +321,7 @@ class Relay:
             ),
             asyncio.create_task(self._notify_exit(proc)),
         ]
+        self._stderr_read = tasks[1]
         try:
             return await self._watch(proc, sub)
         finally:
@@ -338,11 +352,21 @@ class Relay:
             if proc.returncode is not None:
                 if not self._source.live:
                     return None  # the ingest ended under a direct-mode relay
-                tail = self.stderr_tail[-1] if self.stderr_tail else "no error output"
-                return f"ffmpeg exited with code {proc.returncode}: {tail}"
+                # its last lines explain the exit, which can be noticed before them
+                if self._stderr_read is not None:
+                    await asyncio.wait([self._stderr_read], timeout=1.0)
+                tunnel = list(self._tunnel.stderr_tail) if self._tunnel is not None else []
+                return self._explain(
+                    relay_errors.exited(
+                        [*tunnel, *self.stderr_tail], proc.returncode, self._shown, self.uptime_s
+                    )
+                )
             if sub is not None and sub.overflow is not None:
                 await process.kill_process(proc)
-                return sub.overflow
+                reason = sub.overflow
+                return self._explain(
+                    relay_errors.RelayError("stalled", reason, "restarting", reason)
+                )
             if not self._source.live:
                 if self._hub is None:
                     await process.stop_process(proc, self.settings.stop_grace_s)
@@ -378,16 +402,10 @@ class Relay:
                         limit += DIRECT_START_ALLOWANCE_S
                     if now - self._last_growth > limit:
                         await process.kill_process(proc)
-                        return (
-                            f"the platform did not answer within {limit:.0f} s "
-                            "(connection, handshake or first data); retrying"
-                        )
+                        return self._explain(relay_errors.timed_out(limit, self._shown))
                 elif now - self._last_growth > self.settings.stall_s:
                     await process.kill_process(proc)
-                    return (
-                        f"no output for {self.settings.stall_s:.0f} s while the ingest is live; "
-                        "restarting"
-                    )
+                    return self._explain(relay_errors.stalled(self.settings.stall_s, self._shown))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
@@ -411,6 +429,15 @@ class Relay:
                 sub.dropped_share() * 100,
             )
             self._set(Status.LIVE)
+
+    @property
+    def _shown(self) -> str:
+        return display_url(self.stream.url, self.stream.key)
+
+    def _explain(self, error: relay_errors.RelayError) -> str:
+        """The headline _run_once returns; _supervise takes kind and detail from here."""
+        self._explained = error
+        return error.headline
 
     async def _notify_exit(self, proc: asyncio.subprocess.Process) -> None:
         await proc.wait()

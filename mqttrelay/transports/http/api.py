@@ -24,6 +24,7 @@ from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.reload import ReloadResult
 from mqttrelay.control.router import Router, StandbyError, UnknownStreamError
 from mqttrelay.control.timers import Timer
+from mqttrelay.engine.relay_errors import ErrorKind
 from mqttrelay.engine.status import Status
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.transports.http.body import JsonBodyMiddleware
@@ -76,6 +77,10 @@ class StreamOut(BaseModel):
     problem: str | None = Field(
         None, description="a long outage in words (it is still tried); null when none"
     )
+    error_kind: ErrorKind | None = Field(
+        None, description="what last_error is about, for machines (README, 'Errors')"
+    )
+    error_detail: str | None = Field(None, description="ffmpeg's (masked) lines behind last_error")
 
 
 class StreamUpdate(_Body):

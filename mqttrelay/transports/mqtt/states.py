@@ -43,6 +43,8 @@ class StatePublisher:
             "cpu_percent": state.cpu_percent,
             "rss_mb": state.rss_mb,
             "last_error": state.last_error,  # masked by the router
+            "error_kind": state.error_kind,
+            "error_detail": state.error_detail,
             "url": state.url,
             "next_change_at": state.next_change_at,
             "next_change_to": state.next_change_to,
