@@ -38,6 +38,13 @@ class NginxSettings:
     run_as_root: bool = False
     module_path: str = RTMP_MODULE
     push: tuple[tuple[str, str], ...] = ()  # (comment, url) pairs for the old push mode
+    # Idle connections (issue 26): 300 that never sent a byte took all of 256
+    # worker_connections for nginx-rtmp's default 60 s and OBS was reset. Now they
+    # are closed after rtmp_timeout_s, RTMP takes at most max_connections, and
+    # worker_connections keeps room above that for the hooks and the stat page.
+    worker_connections: int = 4096
+    max_connections: int = 1024
+    rtmp_timeout_s: int = 5
 
 
 def render_rtmp_block(s: NginxSettings) -> str:
@@ -67,9 +74,14 @@ def render_rtmp_block(s: NginxSettings) -> str:
             app_lines.append(f"# {comment}" if not url else f"push {quoted(url)};  # {comment}")
     app_block = "\n".join(f"            {line}" for line in app_lines)
     return f"""rtmp {{
+    # RTMP connections at most, OBS and the tap included; a flood past it is refused
+    max_connections {s.max_connections};
     server {{
         listen {_listen_address(s.listen_host)}:{s.rtmp_port};
         chunk_size 4096;
+        # closes a connection that sends no handshake in this time (the default is 60 s);
+        # also how long a player that takes no data is waited for
+        timeout {s.rtmp_timeout_s}s;
         application {s.app} {{
 {app_block}
         }}
@@ -84,6 +96,8 @@ def render_include(s: NginxSettings) -> str:
 #     load_module {quoted(s.module_path)};
 # and in the main context (outside http {{}}):
 #     include /etc/nginx/mqttrelay-rtmp.conf;
+# with worker_connections in its events {{}} well above max_connections below
+# (mqttrelay's own nginx has {s.worker_connections}).
 {render_rtmp_block(s)}"""
 
 
@@ -113,11 +127,13 @@ load_module {quoted(s.module_path)};
 {user}daemon off;
 master_process on;
 worker_processes 1;
+# a descriptor for each connection, and one more for each hook call it makes
+worker_rlimit_nofile {2 * s.worker_connections};
 pid {quoted(s.prefix + "/nginx.pid")};
 error_log {quoted(s.prefix + "/error.log")} warn;
 
 events {{
-    worker_connections 256;
+    worker_connections {s.worker_connections};
 }}
 
 {render_rtmp_block(s)}{http}"""
