@@ -53,6 +53,7 @@ class AddOn:
     container: str
     proc: subprocess.Popen[bytes]
     data: Path
+    config: Path  # the add-on's config folder (map: addon_config), where config.yaml goes
     log: Path
     health: dict[str, Any]  # the image's HEALTHCHECK
     root: str = ""  # the run's root folder, as its processes see it
@@ -98,8 +99,11 @@ def addon(
         stderr=subprocess.STDOUT,
     )
     wait_port(standin_port)
+    # as the Supervisor makes them: root's, and options.json for root only
     data = tmp_path / "data"
     data.mkdir()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(mode=0o755)
     options = {
         "destinations": [
             {
@@ -118,6 +122,7 @@ def addon(
         "log_level": "info",
     }
     (data / "options.json").write_text(json.dumps(options))
+    (data / "options.json").chmod(0o600)
     image = json.loads(_buildah("inspect", "--type", "image", image_name))
     entrypoint = image["OCIv1"]["config"]["Entrypoint"]
     assert entrypoint[0] == "/usr/bin/tini", entrypoint
@@ -130,14 +135,16 @@ def addon(
         "TINI_SUBREAPER": "1",  # chroot isolation has no PID namespace: tini reaps as a subreaper
     }
     proc = subprocess.Popen(
-        ["buildah", "run", "--isolation", "chroot", "--network", "host", "-v", f"{data}:/data"]
+        ["buildah", "run", "--isolation", "chroot", "--network", "host"]
+        + ["-v", f"{data}:/data", "-v", f"{config_dir}:/config"]
         + [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
         + [container, "--", *entrypoint],
         stdin=subprocess.DEVNULL,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    addon = AddOn(container, proc, data, log, health=image["Docker"]["config"]["Healthcheck"])
+    health = image["Docker"]["config"]["Healthcheck"]
+    addon = AddOn(container, proc, data, config_dir, log, health=health)
     try:
         wait_port(8088, 60)
         wait_port(1935, 30)
@@ -177,7 +184,7 @@ async def _switch_on_over_mqtt(broker: Mosquitto, platforms: NginxRtmp) -> None:
 def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
     addon: AddOn, platforms: NginxRtmp, broker: Mosquitto
 ) -> None:
-    config = yaml.safe_load((addon.data / "config.yaml").read_text())
+    config = yaml.safe_load((addon.config / "config.yaml").read_text())
     assert config["mqtt"]["host"] == "127.0.0.1" and config["mqtt"]["port"] == broker.port
     assert config["api"]["ingress_proxy"] == "172.30.32.2"
     publish_key = config["ingest"]["publish_key"]
@@ -208,6 +215,7 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
     pid1 = addon.pid1()
     names = {p.name() for p in addon.inside()}
     assert {"tini", "mqttrelay", "nginx", "ffmpeg"} <= names, names
+    _runs_as_its_user_without_the_token(addon)
     pid1.send_signal(signal.SIGTERM)
     assert addon.proc.wait(60) == 0
     deadline = time.monotonic() + 20
@@ -218,3 +226,24 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
     assert "mqttrelay container: MQTT: 127.0.0.1" in log and "stopped" in log
     assert CANARY_KEY not in log and "standin-mqtt-password" not in log and publish_key not in log
     assert "Traceback" not in log
+
+
+def _runs_as_its_user_without_the_token(addon: AddOn) -> None:
+    """Only tini is root: mqttrelay, nginx (master and worker) and ffmpeg run as the
+    image's user, which owns /data and /config; mqttrelay was exec'd without the
+    Supervisor's token, so its /proc environ (the exec'd one) has none."""
+    users = {}
+    for proc in addon.inside():
+        if proc.name() != "tini":
+            users[(proc.pid, proc.name())] = set(proc.uids()) | set(proc.gids())
+    assert users and all(0 not in ids for ids in users.values()), users
+    uid = (addon.config / "config.yaml").stat().st_uid
+    assert uid != 0 and all(ids == {uid} for ids in users.values()), (uid, users)
+    for path in (addon.data, addon.data / "options.json", addon.data / "state.json", addon.config):
+        assert path.stat().st_uid == uid, path
+    service = [p for p in addon.inside() if p.name() == "mqttrelay"]
+    assert len(service) == 1, service
+    environ = Path(f"/proc/{service[0].pid}/environ").read_bytes()
+    assert b"SUPERVISOR_TOKEN" not in environ and SUPERVISOR_TOKEN.encode() not in environ
+    assert b"SUPERVISOR_API=" in environ  # the rest of the environment is kept
+    assert service[0].cmdline()[-4:] == ["--config", "/config/config.yaml", "--log-level", "info"]

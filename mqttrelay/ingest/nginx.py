@@ -47,8 +47,11 @@ class NginxSettings:
     rtmp_timeout_s: int = 5
 
 
-def render_rtmp_block(s: NginxSettings) -> str:
-    """The `rtmp {}` block alone: what an nginx the user already runs includes."""
+def render_rtmp_block(s: NginxSettings, *, own_nginx: bool = False) -> str:
+    """The `rtmp {}` block alone: what an nginx the user already runs includes.
+    own_nginx: for the complete nginx.conf, which keeps no access log: nginx-rtmp's
+    default is the packaged /var/log/nginx/access.log, which only root may open,
+    and nothing would rotate one in the prefix (a line per connection, floods too)."""
     app_lines = ["live on;", "record off;"]
     if s.fast_start:
         # A player (the tap) then starts at a keyframe with its sequence headers,
@@ -73,8 +76,9 @@ def render_rtmp_block(s: NginxSettings) -> str:
         for comment, url in s.push:
             app_lines.append(f"# {comment}" if not url else f"push {quoted(url)};  # {comment}")
     app_block = "\n".join(f"            {line}" for line in app_lines)
+    access_log = "    access_log off;\n" if own_nginx else ""
     return f"""rtmp {{
-    # RTMP connections at most, OBS and the tap included; a flood past it is refused
+{access_log}    # RTMP connections at most, OBS and the tap included; a flood past it is refused
     max_connections {s.max_connections};
     server {{
         listen {_listen_address(s.listen_host)}:{s.rtmp_port};
@@ -136,7 +140,7 @@ events {{
     worker_connections {s.worker_connections};
 }}
 
-{render_rtmp_block(s)}{http}"""
+{render_rtmp_block(s, own_nginx=True)}{http}"""
 
 
 def _listen_address(host: str) -> str:
