@@ -24,6 +24,7 @@ import yaml
 
 from .conftest import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams, wait_port
+from .test_ingest_flood import IDLE, IdleHolder
 from .test_mqtt import collector
 
 pytestmark = pytest.mark.image
@@ -161,6 +162,25 @@ def addon(
         subprocess.run(["buildah", "rm", container], capture_output=True, timeout=120)
 
 
+async def _publish_past_idle_connections(
+    obs: Publisher, broker: Mosquitto, platforms: NginxRtmp
+) -> None:
+    """OBS publishes, and the relay starts, while 300 idle connections are held open
+    on the ingest (issue 26), in the image as its user, with the rlimits it gets."""
+    holder = IdleHolder(1935, IDLE)
+    await holder.open()
+    try:
+        obs.start()
+        await _switch_on_over_mqtt(broker, platforms)
+
+        async def all_held() -> bool:
+            return holder.open_now == IDLE
+
+        await eventually(all_held, 20, f"{IDLE} idle connections open")
+    finally:
+        await holder.close()
+
+
 async def _switch_on_over_mqtt(broker: Mosquitto, platforms: NginxRtmp) -> None:
     async with collector(broker.port) as col:
 
@@ -189,9 +209,8 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
     assert config["api"]["ingress_proxy"] == "172.30.32.2"
     publish_key = config["ingest"]["publish_key"]
     obs = Publisher(f"rtmp://127.0.0.1:1935/live/stream?key={publish_key}")
-    obs.start()
     try:
-        asyncio.run(_switch_on_over_mqtt(broker, platforms))
+        asyncio.run(_publish_past_idle_connections(obs, broker, platforms))
         # the image's health check, run inside as Docker would
         test = addon.health["Test"]
         assert test[0] == "CMD", test
@@ -229,14 +248,16 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
 
 
 def _runs_as_its_user_without_the_token(addon: AddOn) -> None:
-    """Only tini is root: mqttrelay, nginx (master and worker) and ffmpeg run as the
-    image's user, which owns /data and /config; mqttrelay was exec'd without the
-    Supervisor's token, so its /proc environ (the exec'd one) has none."""
-    users = {}
-    for proc in addon.inside():
-        if proc.name() != "tini":
-            users[(proc.pid, proc.name())] = set(proc.uids()) | set(proc.gids())
-    assert users and all(0 not in ids for ids in users.values()), users
+    """mqttrelay, nginx (master and worker) and ffmpeg run as the image's user, which
+    owns /data and /config (tini, and buildah's own helper, stay root); mqttrelay was
+    exec'd without the Supervisor's token, so its /proc environ (the exec'd one) has
+    none."""
+    users = {
+        (proc.pid, proc.name()): set(proc.uids()) | set(proc.gids())
+        for proc in addon.inside()
+        if proc.name() in ("mqttrelay", "nginx", "ffmpeg")
+    }
+    assert len(users) >= 4 and all(0 not in ids for ids in users.values()), users
     uid = (addon.config / "config.yaml").stat().st_uid
     assert uid != 0 and all(ids == {uid} for ids in users.values()), (uid, users)
     for path in (addon.data, addon.data / "options.json", addon.data / "state.json", addon.config):
