@@ -14,6 +14,15 @@ RUN apt-get update \
         stunnel4 tini tzdata \
     && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default
 
+# the service's user: mqttrelay, its nginx and ffmpeg run as it. `mqttrelay
+# container` starts as root only to hand /data (and the add-on's /config, which
+# the Supervisor mounts root-owned) to it, then becomes it with setpriv
+# (util-linux, in every Debian base) and runs without the Supervisor's token
+RUN groupadd --system --gid 1935 mqttrelay \
+    && useradd --system --uid 1935 --gid mqttrelay --no-create-home --home-dir /data \
+        --shell /usr/sbin/nologin mqttrelay \
+    && install -d -o mqttrelay -g mqttrelay -m 0700 /data
+
 # after the packages, so that these do not rebuild that layer
 ARG BUILD_VERSION
 ARG MQTTRELAY_ARCHIVE=https://github.com/mqttrelay/mqttrelay/archive/refs/tags/v${BUILD_VERSION}.tar.gz

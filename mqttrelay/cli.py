@@ -90,6 +90,7 @@ def _run(path: Path, log_level: str) -> int:
 
 
 def cmd_container(_: argparse.Namespace) -> int:
+    from .container.launch import LaunchError, become_service_user, exec_service
     from .container.options import OptionsError
     from .container.start import prepare
 
@@ -97,7 +98,14 @@ def cmd_container(_: argparse.Namespace) -> int:
         print(f"mqttrelay container: {line}", file=sys.stderr, flush=True)
 
     try:
+        # as root (the image's start): hands /data over and comes back here as its user
+        become_service_user(os.environ, say)
         prepared = prepare(os.environ, say)
+        # `mqttrelay run`, exec'd without the Supervisor's token (container/launch.py)
+        exec_service(prepared, os.environ)
+    except LaunchError as exc:
+        say(str(exc))
+        return 2
     except OptionsError as exc:
         for problem in exc.problems:
             say(problem)
@@ -105,7 +113,6 @@ def cmd_container(_: argparse.Namespace) -> int:
     except OSError as exc:
         say(f"cannot write the config: {exc.strerror or exc} ({exc.filename or ''})")
         return 2
-    return _run(prepared.config_path, prepared.log_level)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import yaml
 
 from .conftest import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams, wait_port
+from .test_ingest_flood import IDLE, IdleHolder
 from .test_mqtt import collector
 
 pytestmark = pytest.mark.image
@@ -53,6 +54,7 @@ class AddOn:
     container: str
     proc: subprocess.Popen[bytes]
     data: Path
+    config: Path  # the add-on's config folder (map: addon_config), where config.yaml goes
     log: Path
     health: dict[str, Any]  # the image's HEALTHCHECK
     root: str = ""  # the run's root folder, as its processes see it
@@ -98,8 +100,11 @@ def addon(
         stderr=subprocess.STDOUT,
     )
     wait_port(standin_port)
+    # as the Supervisor makes them: root's, and options.json for root only
     data = tmp_path / "data"
     data.mkdir()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(mode=0o755)
     options = {
         "destinations": [
             {
@@ -118,6 +123,7 @@ def addon(
         "log_level": "info",
     }
     (data / "options.json").write_text(json.dumps(options))
+    (data / "options.json").chmod(0o600)
     image = json.loads(_buildah("inspect", "--type", "image", image_name))
     entrypoint = image["OCIv1"]["config"]["Entrypoint"]
     assert entrypoint[0] == "/usr/bin/tini", entrypoint
@@ -130,14 +136,16 @@ def addon(
         "TINI_SUBREAPER": "1",  # chroot isolation has no PID namespace: tini reaps as a subreaper
     }
     proc = subprocess.Popen(
-        ["buildah", "run", "--isolation", "chroot", "--network", "host", "-v", f"{data}:/data"]
+        ["buildah", "run", "--isolation", "chroot", "--network", "host"]
+        + ["-v", f"{data}:/data", "-v", f"{config_dir}:/config"]
         + [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
         + [container, "--", *entrypoint],
         stdin=subprocess.DEVNULL,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    addon = AddOn(container, proc, data, log, health=image["Docker"]["config"]["Healthcheck"])
+    health = image["Docker"]["config"]["Healthcheck"]
+    addon = AddOn(container, proc, data, config_dir, log, health=health)
     try:
         wait_port(8088, 60)
         wait_port(1935, 30)
@@ -152,6 +160,25 @@ def addon(
         standin.terminate()
         standin.wait(10)
         subprocess.run(["buildah", "rm", container], capture_output=True, timeout=120)
+
+
+async def _publish_past_idle_connections(
+    obs: Publisher, broker: Mosquitto, platforms: NginxRtmp
+) -> None:
+    """OBS publishes, and the relay starts, while 300 idle connections are held open
+    on the ingest (issue 26), in the image as its user, with the rlimits it gets."""
+    holder = IdleHolder(1935, IDLE)
+    await holder.open()
+    try:
+        obs.start()
+        await _switch_on_over_mqtt(broker, platforms)
+
+        async def all_held() -> bool:
+            return holder.open_now == IDLE
+
+        await eventually(all_held, 20, f"{IDLE} idle connections open")
+    finally:
+        await holder.close()
 
 
 async def _switch_on_over_mqtt(broker: Mosquitto, platforms: NginxRtmp) -> None:
@@ -177,14 +204,13 @@ async def _switch_on_over_mqtt(broker: Mosquitto, platforms: NginxRtmp) -> None:
 def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
     addon: AddOn, platforms: NginxRtmp, broker: Mosquitto
 ) -> None:
-    config = yaml.safe_load((addon.data / "config.yaml").read_text())
+    config = yaml.safe_load((addon.config / "config.yaml").read_text())
     assert config["mqtt"]["host"] == "127.0.0.1" and config["mqtt"]["port"] == broker.port
     assert config["api"]["ingress_proxy"] == "172.30.32.2"
     publish_key = config["ingest"]["publish_key"]
     obs = Publisher(f"rtmp://127.0.0.1:1935/live/stream?key={publish_key}")
-    obs.start()
     try:
-        asyncio.run(_switch_on_over_mqtt(broker, platforms))
+        asyncio.run(_publish_past_idle_connections(obs, broker, platforms))
         # the image's health check, run inside as Docker would
         test = addon.health["Test"]
         assert test[0] == "CMD", test
@@ -208,6 +234,7 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
     pid1 = addon.pid1()
     names = {p.name() for p in addon.inside()}
     assert {"tini", "mqttrelay", "nginx", "ffmpeg"} <= names, names
+    _runs_as_its_user_without_the_token(addon)
     pid1.send_signal(signal.SIGTERM)
     assert addon.proc.wait(60) == 0
     deadline = time.monotonic() + 20
@@ -218,3 +245,26 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
     assert "mqttrelay container: MQTT: 127.0.0.1" in log and "stopped" in log
     assert CANARY_KEY not in log and "standin-mqtt-password" not in log and publish_key not in log
     assert "Traceback" not in log
+
+
+def _runs_as_its_user_without_the_token(addon: AddOn) -> None:
+    """mqttrelay, nginx (master and worker) and ffmpeg run as the image's user, which
+    owns /data and /config (tini, and buildah's own helper, stay root); mqttrelay was
+    exec'd without the Supervisor's token, so its /proc environ (the exec'd one) has
+    none."""
+    users = {
+        (proc.pid, proc.name()): set(proc.uids()) | set(proc.gids())
+        for proc in addon.inside()
+        if proc.name() in ("mqttrelay", "nginx", "ffmpeg")
+    }
+    assert len(users) >= 4 and all(0 not in ids for ids in users.values()), users
+    uid = (addon.config / "config.yaml").stat().st_uid
+    assert uid != 0 and all(ids == {uid} for ids in users.values()), (uid, users)
+    for path in (addon.data, addon.data / "options.json", addon.data / "state.json", addon.config):
+        assert path.stat().st_uid == uid, path
+    service = [p for p in addon.inside() if p.name() == "mqttrelay"]
+    assert len(service) == 1, service
+    environ = Path(f"/proc/{service[0].pid}/environ").read_bytes()
+    assert b"SUPERVISOR_TOKEN" not in environ and SUPERVISOR_TOKEN.encode() not in environ
+    assert b"SUPERVISOR_API=" in environ  # the rest of the environment is kept
+    assert service[0].cmdline()[-4:] == ["--config", "/config/config.yaml", "--log-level", "info"]

@@ -84,6 +84,11 @@ def test_rendered_config_passes_nginx_t_and_says_what_it_must(
         f"push rtmp://127.0.0.1:{platforms.rtmp_port}/dest/****;",
         "facebook: nginx-rtmp cannot push rtmps://",
         "needs an nginx RESTART",
+        # idle connections cannot lock OBS out (tests/test_ingest_flood.py)
+        "worker_connections 4096;",
+        "worker_rlimit_nofile 8192;",
+        "max_connections 1024;",
+        "timeout 5s;",
     ):
         assert needed in text, needed
     assert "yt-key" not in text and "FBK" not in text

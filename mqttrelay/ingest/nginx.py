@@ -38,10 +38,20 @@ class NginxSettings:
     run_as_root: bool = False
     module_path: str = RTMP_MODULE
     push: tuple[tuple[str, str], ...] = ()  # (comment, url) pairs for the old push mode
+    # Idle connections (issue 26): 300 that never sent a byte took all of 256
+    # worker_connections for nginx-rtmp's default 60 s and OBS was reset. Now they
+    # are closed after rtmp_timeout_s, RTMP takes at most max_connections, and
+    # worker_connections keeps room above that for the hooks and the stat page.
+    worker_connections: int = 4096
+    max_connections: int = 1024
+    rtmp_timeout_s: int = 5
 
 
-def render_rtmp_block(s: NginxSettings) -> str:
-    """The `rtmp {}` block alone: what an nginx the user already runs includes."""
+def render_rtmp_block(s: NginxSettings, *, own_nginx: bool = False) -> str:
+    """The `rtmp {}` block alone: what an nginx the user already runs includes.
+    own_nginx: for the complete nginx.conf, which keeps no access log: nginx-rtmp's
+    default is the packaged /var/log/nginx/access.log, which only root may open,
+    and nothing would rotate one in the prefix (a line per connection, floods too)."""
     app_lines = ["live on;", "record off;"]
     if s.fast_start:
         # A player (the tap) then starts at a keyframe with its sequence headers,
@@ -66,10 +76,16 @@ def render_rtmp_block(s: NginxSettings) -> str:
         for comment, url in s.push:
             app_lines.append(f"# {comment}" if not url else f"push {quoted(url)};  # {comment}")
     app_block = "\n".join(f"            {line}" for line in app_lines)
+    access_log = "    access_log off;\n" if own_nginx else ""
     return f"""rtmp {{
+{access_log}    # RTMP connections at most, OBS and the tap included; a flood past it is refused
+    max_connections {s.max_connections};
     server {{
         listen {_listen_address(s.listen_host)}:{s.rtmp_port};
         chunk_size 4096;
+        # closes a connection that sends no handshake in this time (the default is 60 s);
+        # also how long a player that takes no data is waited for
+        timeout {s.rtmp_timeout_s}s;
         application {s.app} {{
 {app_block}
         }}
@@ -84,6 +100,8 @@ def render_include(s: NginxSettings) -> str:
 #     load_module {quoted(s.module_path)};
 # and in the main context (outside http {{}}):
 #     include /etc/nginx/mqttrelay-rtmp.conf;
+# with worker_connections in its events {{}} well above max_connections below
+# (mqttrelay's own nginx has {s.worker_connections}).
 {render_rtmp_block(s)}"""
 
 
@@ -113,14 +131,16 @@ load_module {quoted(s.module_path)};
 {user}daemon off;
 master_process on;
 worker_processes 1;
+# a descriptor for each connection, and one more for each hook call it makes
+worker_rlimit_nofile {2 * s.worker_connections};
 pid {quoted(s.prefix + "/nginx.pid")};
 error_log {quoted(s.prefix + "/error.log")} warn;
 
 events {{
-    worker_connections 256;
+    worker_connections {s.worker_connections};
 }}
 
-{render_rtmp_block(s)}{http}"""
+{render_rtmp_block(s, own_nginx=True)}{http}"""
 
 
 def _listen_address(host: str) -> str:
