@@ -229,8 +229,9 @@ class FfmpegConfig(_Model):
             le=120,
             description="a platform that accepts the connection but takes no data for this "
             "long (a hung server, a firewall dropping replies) makes the relay retry with "
-            'backoff, `last_error` "the platform did not answer within 10 s"; direct mode '
-            "adds 15 s for its keyframe wait and probe (1 to 120)",
+            'backoff, `last_error` "live.example.com:1935 did not answer within 10 s: …" '
+            "(`error_kind` `timeout`); direct mode adds 15 s for its keyframe wait and probe "
+            "(1 to 120)",
         ),
     ] = 10
 
@@ -404,9 +405,10 @@ class StreamConfig(_Model):
         Field(
             ge=0.5,
             le=60,
-            description="on a link slower than the stream, whole keyframe groups are dropped "
-            "once the relay is this far behind (status `congested`) instead of reconnecting "
-            "(0.5 to 60)",
+            description="on a link too slow for the stream, how far (0.5-60 s) this platform "
+            "may fall behind OBS before whole keyframe groups are dropped: the delay stays "
+            "under this plus one keyframe interval, the connection is kept, and the status "
+            'says `congested` (see "A slow link" in the README)',
         ),
     ] = 2.0
 
