@@ -69,6 +69,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: OK ({len(config.streams)} stream(s), {len(config.schedules)} schedule(s))"
     )
+    print(f"{args.config}: {obs_summary(config)}")
+    return 0
+
+
+def obs_summary(config: Config) -> str:
+    """Where OBS publishes with this config, or that nothing here listens for it."""
+    url = config.ingest.url
+    server, _, stream = url.rpartition("/")
+    key = f"{stream}?key=<ingest.publish_key>" if config.ingest.publish_key else stream
+    if config.ingest.manage:
+        return f"OBS publishes to {server} with stream key '{key}' (mqttrelay runs that nginx)"
+    return (
+        f"mqttrelay starts nothing that listens for OBS (ingest.manage: false): {url} must "
+        "be an nginx-rtmp you run (mqttrelay nginx-conf prints its config), or set "
+        "ingest.manage: true to have mqttrelay run it"
+    )
+
+
+def cmd_schema(_: argparse.Namespace) -> int:
+    from .config.reference import render_schema
+
+    print(render_schema(), end="")
     return 0
 
 
@@ -167,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     check.set_defaults(func=cmd_check)
+    schema = sub.add_parser(
+        "schema", help="print config.yaml's JSON Schema, for editors (docs/config.md)"
+    )
+    schema.set_defaults(func=cmd_schema)
     demo = sub.add_parser("demo", help="run everything locally: ingest, test source, platforms")
     demo.add_argument("--port", type=int, default=8088, help="web page port (if free)")
     demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -25,14 +25,19 @@ from mqttrelay.ingest.managed import ManagedNginx, NginxError, find_executable
 from mqttrelay.ingest.nginx import NginxSettings
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait, port_open
+from mqttrelay.transports.mqtt.discovery import Topics
 
 log = logging.getLogger(__name__)
 PLATFORMS = [("facebook", "Facebook"), ("tiktok", "TikTok"), ("youtube", "YouTube")]
 
 
 def free_port(preferred: int | None = None) -> int:
+    """`preferred` when nothing listens there, else any free port. Probed with address
+    reuse, as the page's socket binds (app.bind_api_socket): the last demo's closed
+    connections (TIME_WAIT) leave the port usable, so a bookmarked page keeps working."""
     for candidate in ([preferred] if preferred else []) + [0]:
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
@@ -102,6 +107,7 @@ async def _keep_publishing(url: str, owner: str, ffmpeg: str) -> None:
 
 def banner(config: Config, ports: dict[str, int], mqtt: bool) -> str:
     page = f"http://127.0.0.1:{ports['api']}/"
+    topics = Topics(config.mqtt.base_topic, config.mqtt.node_id)
     lines = [
         "",
         "mqttrelay demo is running (Ctrl-C stops everything).",
@@ -120,9 +126,11 @@ def banner(config: Config, ports: dict[str, int], mqtt: bool) -> str:
     if mqtt:
         b = f"mosquitto_pub -h 127.0.0.1 -p {ports['mqtt']}"
         lines += [
-            f"    {b} -t streamrelay/tiktok/set -m ON",
-            f"    {b} -t streamrelay/all/set -m OFF",
-            f"    mosquitto_sub -h 127.0.0.1 -p {ports['mqtt']} -t 'streamrelay/#' -v",
+            f"    {b} -t {topics.base}/tiktok/set -m ON",
+            f"    {b} -t {topics.base}/all/set -m OFF",
+            # -T: not the ingest picture, a JPEG every few seconds
+            f"    mosquitto_sub -h 127.0.0.1 -p {ports['mqtt']} -t '{topics.base}/#' "
+            f"-T '{topics.ingest_picture}' -v",
         ]
     lines += [
         "  Watch what a platform receives (ffplay is in the ffmpeg package):",
@@ -155,6 +163,7 @@ async def run_demo(api_port: int = 8088) -> None:
             run_as_root=os.geteuid() == 0,
         ),
         owner,
+        role="stand-in platforms (" + ", ".join(n for _, n in PLATFORMS) + ")",
     )
     helpers: list[asyncio.subprocess.Process] = []
     publisher: asyncio.Task[None] | None = None

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from mqttrelay.config.hints import boolean_hint, expected_annotation, unknown_key_message
 from mqttrelay.config.model import Config, ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -66,12 +67,18 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(exc: ValidationError) -> list[str]:
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel] | None = None
+) -> list[str]:
+    """One line per problem; with the model, an unknown key names the nearest known one."""
     problems = []
-    for err in exc.errors(include_url=False, include_input=False):
+    for err in exc.errors(include_url=False):  # the input is looked at, never printed
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = unknown_key_message(model, err["loc"])
+        elif model is not None:  # YAML text: a bare on/off became a boolean
+            expected = expected_annotation(model, err["loc"])
+            msg = boolean_hint(err["type"], err.get("input"), expected, msg) or msg
         problems.append(f"{_loc(err['loc'])}: {msg}")
     return problems
 
@@ -98,7 +105,7 @@ def parse_config(
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        raise ConfigError(format_validation_error(exc, Config)) from None
     if base_dir is not None and not config.state_file.is_absolute():
         config = config.model_copy(update={"state_file": base_dir / config.state_file})
     standby = config.standby

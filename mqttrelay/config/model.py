@@ -110,13 +110,54 @@ def check_stream_name(value: str) -> str:
 
 
 class IngestConfig(_Model):
-    url: str = "rtmp://127.0.0.1:1935/live/stream"
-    stat_url: str | None = None
-    mode: Literal["cached", "direct"] = "cached"
-    hold_s: Annotated[float, Field(ge=0, le=3600)] = 30
-    manage: bool = False
-    publish_key: str | None = None
-    hook_secret: str | None = None  # default: made once, kept beside the state file
+    """Where OBS publishes (an nginx-rtmp server) and how mqttrelay reads it."""
+
+    url: str = Field(
+        default="rtmp://127.0.0.1:1935/live/stream",
+        description="the stream OBS publishes to nginx-rtmp; `rtmp://` or `rtmps://`, ending in "
+        "`/<application>/<stream name>` (letters, digits, `_`, `-`, `.`)",
+    )
+    stat_url: str | None = Field(
+        default=None,
+        description="nginx-rtmp stat page (`rtmp_stat all`); used in direct mode to know "
+        "whether OBS is live",
+    )
+    mode: Literal["cached", "direct"] = Field(
+        default="cached",
+        description="`cached`: one reader and a keyframe cache feed every relay (fast "
+        "switch-on, survives OBS restarts). `direct`: each relay pulls the ingest itself "
+        "(fallback)",
+    )
+    hold_s: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=3600,
+            description="cached mode: keep platform connections open this long while OBS is "
+            "away (0 to 3600)",
+        ),
+    ] = 30
+    manage: bool = Field(
+        default=False,
+        description="`true`: mqttrelay renders the ingest's nginx config, checks it with "
+        "`nginx -t`, runs nginx, restarts it if it dies and stops it on exit (files in "
+        "`.mqttrelay-nginx/` beside the state file). `false`: you run nginx yourself "
+        "(`mqttrelay nginx-conf`)",
+    )
+    publish_key: str | None = Field(
+        default=None,
+        description="when set, the ingest's `on_publish` hook refuses publishers whose URL "
+        "lacks `?key=<publish_key>` (in OBS: stream key `stream?key=...`). **Required** when "
+        "`ingest.url` is not a loopback address: otherwise anyone on the LAN could publish "
+        "to your platforms; `${VAR}` works",
+    )
+    hook_secret: str | None = Field(
+        default=None,
+        description="the secret in the hook URLs nginx-rtmp calls "
+        "(`/api/hooks/on_publish?secret=...`); none: made at first start and kept in "
+        "`.mqttrelay-hook-secret` beside the state file (0600). 16+ letters, digits, `_`, "
+        "`-`; `${VAR}` works",
+    )
 
     @field_validator("url")
     @classmethod
@@ -167,32 +208,85 @@ class IngestConfig(_Model):
 
 
 class FfmpegConfig(_Model):
-    path: str = "ffmpeg"
-    # rtmps:// through a local stunnel (faster switch-on); null: ffmpeg's own TLS
-    stunnel: str | None = "stunnel"
-    # a platform must take the first data this soon after a relay starts
-    connect_timeout_s: Annotated[float, Field(ge=1, le=120)] = 10
+    """The programs relays run."""
+
+    path: str = Field(
+        default="ffmpeg",
+        description="the ffmpeg binary; its `ffprobe` beside it reads a session's shape for "
+        "the standby loop",
+    )
+    stunnel: str | None = Field(
+        default="stunnel",
+        description="`rtmps://` destinations go through a local stunnel (TLS with "
+        '`TCP_NODELAY`; switch-on as fast as RTMP, see "Measured here" in the README); '
+        "`null`, or stunnel not installed (a warning says so): ffmpeg does the TLS itself, "
+        "about 0.2 s slower to switch on",
+    )
+    connect_timeout_s: Annotated[
+        float,
+        Field(
+            ge=1,
+            le=120,
+            description="a platform that accepts the connection but takes no data for this "
+            "long (a hung server, a firewall dropping replies) makes the relay retry with "
+            'backoff, `last_error` "live.example.com:1935 did not answer within 10 s: …" '
+            "(`error_kind` `timeout`); direct mode adds 15 s for its keyframe wait and probe "
+            "(1 to 120)",
+        ),
+    ] = 10
 
 
 class StandbyConfig(_Model):
     """While OBS is away, relays send this picture with silence (cached mode)."""
 
-    enabled: bool = True
-    image: Path | None = None  # a PNG or JPEG; default: a built-in "We'll be right back" card
-    max_s: Annotated[float, Field(ge=0, le=86_400)] = 600
+    enabled: bool = Field(default=True, description="`false` keeps the section but holds as before")
+    image: Path | None = Field(
+        default=None,
+        description="a PNG or JPEG (at most 20 MB) shown during standby, scaled to fit and "
+        "centred on black; relative to the config file's folder. None: a dark card saying "
+        '"We\'ll be right back", drawn by ffmpeg (needs `fonts-dejavu-core`, which '
+        "`scripts/setup` installs)",
+    )
+    max_s: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=86_400,
+            description="how long the platforms get the standby picture; then relays stop as "
+            "after `hold_s` (and start again by themselves when OBS is back)",
+        ),
+    ] = 600
 
 
 class MqttConfig(_Model):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False  # TLS to the broker (usually port 8883)
-    ca_certs: Path | None = None  # CA file when the broker's certificate is not public
-    base_topic: str = "streamrelay"
-    discovery_prefix: str = "homeassistant"
-    node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "studio"
+    """The MQTT broker, and Home Assistant's discovery."""
+
+    enabled: bool = Field(default=True, description="`false` runs without MQTT")
+    host: str = Field(
+        default="127.0.0.1", description="the broker (e.g. Home Assistant's Mosquitto add-on)"
+    )
+    port: Annotated[int, Field(ge=1, le=65535, description="the broker's port")] = 1883
+    username: str | None = Field(default=None, description="broker login")
+    password: str | None = Field(default=None, description="broker password; `${VAR}` works")
+    tls: bool = Field(default=False, description="TLS to the broker (port 8883 usually)")
+    ca_certs: Path | None = Field(
+        default=None, description="a CA file when the broker's certificate is not public"
+    )
+    base_topic: str = Field(
+        default="streamrelay", description="prefix of every topic (`B` in the MQTT section)"
+    )
+    discovery_prefix: str = Field(
+        default="homeassistant", description="Home Assistant's discovery prefix"
+    )
+    node_id: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="unique per mqttrelay host: client ids `mqttrelay-<node_id>` and "
+            "`mqttrelay-<node_id>-status`, the `B/host/<node_id>/...` topics, the Home "
+            "Assistant device, unique and entity ids",
+        ),
+    ] = "studio"
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod
@@ -203,17 +297,41 @@ class MqttConfig(_Model):
 
 
 class ApiConfig(_Model):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8088
-    token: str | None = None
-    # Host names the page is reached by besides IP addresses, localhost, api.host
-    # and this machine's name: any other Host header is refused (DNS rebinding).
-    allowed_hosts: list[str] = []
-    # Origins that may show the page in a frame (e.g. Home Assistant's); none by default
-    frame_ancestors: list[str] = []
-    # Home Assistant's ingress proxy (172.30.32.2 in an add-on): its requests carry
-    # X-Ingress-Path and come signed in by Home Assistant, so they need no token
-    ingress_proxy: str | None = None
+    """The web page and HTTP API."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="where the web page and API listen. Anything but a loopback address "
+        "needs `api.token`, or mqttrelay refuses to start",
+    )
+    port: Annotated[int, Field(ge=0, le=65535, description="the page's and API's port")] = 8088
+    token: str | None = Field(
+        default=None,
+        description="when set, every `/api` route, `/metrics`, `/api/docs` and "
+        "`/openapi.json` need `Authorization: Bearer <token>`; the page asks for it once and "
+        'keeps it in the browser until "Sign out". Use 16 characters or more: '
+        "`mqttrelay check` fails on a shorter one and `run` warns; `${VAR}` works",
+    )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description="host names the page is reached by, besides IP addresses, `localhost`, "
+        "`api.host` and this machine's name (`<hostname>` and `<hostname>.local`); "
+        "`*.example.net` allows a domain's names. A request with any other `Host` is "
+        "refused (400), against DNS rebinding",
+    )
+    frame_ancestors: list[str] = Field(
+        default=[],
+        description="origins that may show the page in a frame (e.g. "
+        "`http://homeassistant.local:8123`); by default no site may frame it",
+    )
+    ingress_proxy: str | None = Field(
+        default=None,
+        description="the address of Home Assistant's ingress proxy (`172.30.32.2`, set by "
+        "the add-on). A request from that address carrying `X-Ingress-Path` needs no token "
+        "(Home Assistant signed the user in) and the page may be framed by its own origin; "
+        "from any other address the header counts for nothing. The page's URLs are all "
+        "relative, so it works under the ingress path",
+    )
 
     @field_validator("host")
     @classmethod
@@ -251,14 +369,48 @@ class ApiConfig(_Model):
 
 
 class StreamConfig(_Model):
-    id: Annotated[str, Field(pattern=STREAM_ID_PATTERN, max_length=64)]
-    name: str = ""
-    url: str
-    key: str | None = None
-    enabled: bool = False
-    profile: str | None = None  # a name in `profiles`; none: OBS's stream as it is (copy)
-    # On a link slower than the stream, whole keyframe groups are dropped past this delay.
-    max_delay_s: Annotated[float, Field(ge=0.5, le=60)] = 2.0
+    """One destination (a platform)."""
+
+    id: Annotated[
+        str,
+        Field(
+            pattern=STREAM_ID_PATTERN,
+            max_length=64,
+            description="`[a-z0-9_-]+`, used in MQTT topics and URLs; `all`, `ingest` and "
+            "`status` are reserved",
+        ),
+    ]
+    name: str = Field(default="", description="what people see; empty: the id")
+    url: str = Field(
+        description="`rtmp://`, `rtmps://` or `srt://` with a host; no spaces, control "
+        "characters or leading `-`"
+    )
+    key: str | None = Field(
+        default=None,
+        description="the stream key; the relay writes to `url + key` (a `/` is added between "
+        "them when `url` has none). Without a key the url is used as it is, and its last "
+        "path segment and query are treated as secret; `${VAR}` works",
+    )
+    enabled: bool = Field(
+        default=False,
+        description="initial state, used only when the state file has none for this stream",
+    )
+    profile: str | None = Field(
+        default=None,
+        description='a name in `profiles` (see "Output profiles" in the README); none: '
+        "OBS's stream as it is (copy)",
+    )
+    max_delay_s: Annotated[
+        float,
+        Field(
+            ge=0.5,
+            le=60,
+            description="on a link too slow for the stream, how far (0.5-60 s) this platform "
+            "may fall behind OBS before whole keyframe groups are dropped: the delay stays "
+            "under this plus one keyframe interval, the connection is kept, and the status "
+            'says `congested` (see "A slow link" in the README)',
+        ),
+    ] = 2.0
 
     @field_validator("id")
     @classmethod
@@ -291,10 +443,22 @@ class StreamConfig(_Model):
 
 
 class ScheduleConfig(_Model):
-    stream: str
-    action: Literal["on", "off"]
-    cron: str | None = None
-    at: datetime | None = None
+    """A switch at set times (see "Schedules and timers" in the README)."""
+
+    stream: str = Field(description="a stream's id, or `all`")
+    action: Literal["on", "off"] = Field(
+        description='`"on"` or `"off"`, quoted: YAML reads a bare on/off as true/false'
+    )
+    cron: str | None = Field(
+        default=None,
+        description="five fields: minute hour day month weekday, in `timezone` (give `cron` "
+        "or `at`)",
+    )
+    at: datetime | None = Field(
+        default=None,
+        description="once, at this date-time; without an offset it is in `timezone` (give "
+        "`cron` or `at`)",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -320,18 +484,36 @@ ProfileName = Annotated[str, Field(pattern=PROFILE_NAME_PATTERN, max_length=32)]
 
 
 class Config(_Model):
-    timezone: str = "UTC"
-    state_file: Path = Path("state.json")
-    ingest: IngestConfig = IngestConfig()
-    ffmpeg: FfmpegConfig = FfmpegConfig()
-    mqtt: MqttConfig = MqttConfig()
-    api: ApiConfig = ApiConfig()
-    standby: StandbyConfig | None = None  # absent: relays hold for ingest.hold_s, as before
+    """mqttrelay's config.yaml."""
+
+    timezone: str = Field(default="UTC", description="IANA zone for schedules, e.g. `Europe/Paris`")
+    state_file: Path = Field(
+        default=Path("state.json"),
+        description="desired on/off state of each stream, pending timers and when the service "
+        "last ran, kept across restarts; relative to the config file's folder",
+    )
+    ingest: IngestConfig = Field(default=IngestConfig(), description=IngestConfig.__doc__)
+    ffmpeg: FfmpegConfig = Field(default=FfmpegConfig(), description=FfmpegConfig.__doc__)
+    mqtt: MqttConfig = Field(default=MqttConfig(), description=MqttConfig.__doc__)
+    api: ApiConfig = Field(default=ApiConfig(), description=ApiConfig.__doc__)
+    standby: StandbyConfig | None = Field(
+        default=None,
+        description="while OBS is away, feed every live relay a standby picture with silence "
+        'instead of nothing (see "Standby picture" in the README). Without this section '
+        "relays hold for `ingest.hold_s`; `standby: {}` turns it on with the built-in card. "
+        "Cached mode only",
+    )
     profiles: dict[
         Annotated[str, Field(pattern=PROFILE_NAME_PATTERN, max_length=32)], ProfileConfig
-    ] = {}
-    streams: list[StreamConfig] = []
-    schedules: list[ScheduleConfig] = []
+    ] = Field(
+        default={},
+        description="output profiles by name (`[a-z0-9_-]+`): size, fit, frame rate, bitrate "
+        'caps, encoder (see "Output profiles" in the README)',
+    )
+    streams: list[StreamConfig] = Field(default=[], description="the destinations")
+    schedules: list[ScheduleConfig] = Field(
+        default=[], description='switches at set times (see "Schedules and timers" in the README)'
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -49,8 +49,15 @@ def explain_nginx_test(output: str) -> str:
 class ManagedNginx:
     """Renders the ingest config, checks it with `nginx -t`, runs and supervises nginx."""
 
-    def __init__(self, settings: NginxSettings, owner: str, nginx: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: NginxSettings,
+        owner: str,
+        nginx: str | None = None,
+        role: str = "managed nginx ingest",  # what its log lines call it
+    ) -> None:
         self.settings = settings
+        self.role = role
         self._owner = owner
         self._nginx = nginx or find_executable("nginx")
         self._conf = Path(settings.prefix) / "nginx.conf"
@@ -109,7 +116,8 @@ class ManagedNginx:
         await self._wait_listening()
         self._task = asyncio.create_task(self._supervise(), name="managed-nginx")
         log.info(
-            "managed nginx ingest listening on %s:%d",
+            "%s listening on %s:%d",
+            self.role,
             self.settings.listen_host,
             self.settings.rtmp_port,
         )
@@ -134,7 +142,7 @@ class ManagedNginx:
         while True:
             assert self._proc is not None
             code = await self._proc.wait()
-            log.error("managed nginx exited with code %s; restarting", code)
+            log.error("%s: nginx exited with code %s; restarting", self.role, code)
             await asyncio.sleep(RESTART_DELAY_S)
             with contextlib.suppress(OSError):
                 await self._spawn()
