@@ -16,6 +16,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -160,6 +161,60 @@ class Publisher:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _fail_or_skip(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@cache
+def _ffmpeg_with_x265() -> tuple[str | None, str]:
+    """(path, "") of the imageio-ffmpeg wheel's ffmpeg if it is 6.1+ with libx265,
+    else (None, why not)."""
+    try:
+        import imageio_ffmpeg  # type: ignore[import-untyped]
+
+        exe = str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as exc:
+        return None, f"imageio-ffmpeg gives no ffmpeg ({exc}): run scripts/setup"
+    out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, timeout=30)
+    text = out.stdout.decode(errors="replace")
+    version = re.search(r"ffmpeg version n?(\d+)\.(\d+)", text)
+    if version is None or (int(version[1]), int(version[2])) < (6, 1):
+        return None, f"{exe} is older than ffmpeg 6.1 (no Enhanced RTMP): {text[:60]!r}"
+    if "--enable-libx265" not in text:
+        return None, f"{exe} has no libx265"
+    return exe, ""
+
+
+def ffmpeg_with_x265() -> str:
+    """An ffmpeg that publishes HEVC over Enhanced RTMP, as OBS set to HEVC does:
+    the static one in the imageio-ffmpeg wheel (a dev dependency). Missing, it
+    fails under CI=true and skips elsewhere."""
+    exe, why = _ffmpeg_with_x265()
+    if exe is None:
+        _fail_or_skip(why)
+    assert exe is not None
+    return exe
+
+
+class HevcPublisher(Publisher):
+    """OBS set to HEVC: a small libx265 picture (ultrafast, to spare the CPU) and
+    AAC, published over Enhanced RTMP."""
+
+    def start(self) -> None:
+        ffmpeg = ffmpeg_with_x265()
+        argv = (
+            f"{ffmpeg} -hide_banner -loglevel error -nostdin -re"
+            " -f lavfi -i testsrc=size=160x120:rate=15 -f lavfi -i sine=frequency=440"
+            " -c:v libx265 -preset ultrafast -x265-params log-level=error -g 30"
+            " -c:a aac -b:a 64k -f flv"
+        ).split()
+        self.proc = subprocess.Popen(
+            [*argv, self.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
 
 @dataclass(frozen=True)

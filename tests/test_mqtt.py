@@ -126,9 +126,13 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 def test_discovery_payloads() -> None:
     ctx = DiscoveryContext(Topics("streamrelay", "studio"), "homeassistant", "http://h:8088/")
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
-    assert len(configs) == 2 + 2 * 8  # the ingest's two, each stream's eight
+    assert len(configs) == 3 + 2 * 8  # the ingest's three, each stream's eight
     resolution = configs["homeassistant/sensor/studio/ingest_resolution/config"]
     assert resolution["state_topic"] == "streamrelay/host/studio/ingest/info"
+    problem = configs["homeassistant/sensor/studio/ingest_problem/config"]
+    assert problem["state_topic"] == "streamrelay/host/studio/ingest/info"
+    assert problem["value_template"] == "{{ value_json.problem or 'none' }}"
+    assert problem["entity_category"] == "diagnostic"
     assert "homeassistant/image/studio/ingest_picture/config" not in configs
     with_picture = DiscoveryContext(ctx.topics, ctx.prefix, None, picture=True)
     image = all_discovery(with_picture, [])["homeassistant/image/studio/ingest_picture/config"]

@@ -87,6 +87,8 @@ class IngestState:
     video_codec: str | None = None
     audio_codec: str | None = None
     video_kbps: float | None = None
+    # a publisher is there but none of its video arrives: why (lib.video_check)
+    problem: str | None = None
 
 
 class StandbyError(Exception):
@@ -372,6 +374,7 @@ class Router:
             video_codec=info.video_codec,
             audio_codec=info.audio_codec,
             video_kbps=info.video_kbps,
+            problem=source.video_problem,
         )
 
     async def ingest_snapshot(self) -> bytes:

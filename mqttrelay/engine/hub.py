@@ -25,6 +25,7 @@ from mqttrelay.engine.snapshot import Snapshots
 from mqttrelay.engine.standby import LoopMaker, LoopPlayer, SessionSample
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tap import Tap
+from mqttrelay.engine.video_watch import VideoWatch
 from mqttrelay.lib.aio import Notifier
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Hub(Notifier):
             lambda: self.live,
         )
         self._fanout = FanOut()
+        self._video_watch = VideoWatch(self.notify)
         self._rewriter = TimestampRewriter()
         self._last_tag_wall: float | None = None
         self._synced = False  # has this session had its first keyframe?
@@ -86,6 +88,11 @@ class Hub(Notifier):
         return self._tap.bitrate_kbps
 
     @property
+    def video_problem(self) -> str | None:
+        """Why a publisher's video does not arrive, while it does not (video_watch.py)."""
+        return self._video_watch.problem
+
+    @property
     def has_standby(self) -> bool:
         """Was it given a standby picture to play (a `standby` section)?"""
         return self._loops is not None and self._standby_max_s > 0
@@ -102,6 +109,7 @@ class Hub(Notifier):
         if self._loops is not None:
             await self._loops.stop()
         await self._tap.stop()
+        self._video_watch.stop()
         self._fanout.close()
 
     def add_secrets(self, secrets: list[str]) -> None:
@@ -137,11 +145,13 @@ class Hub(Notifier):
 
     def publisher_started(self) -> None:
         """The ingest is (probably) publishing now: retry the tap at once."""
+        self._video_watch.publisher_started(video_flowing=self.live)
         self._tap.poke()
 
     def publisher_stopped(self) -> None:
         """An on_publish_done hook: the session is over, even if the tap is still
         connected; a fresh tap then waits at the ingest for OBS's first keyframe."""
+        self._video_watch.publisher_stopped()
         if self.live:
             self._end_session()
             self._tap.renew()
@@ -159,10 +169,12 @@ class Hub(Notifier):
     def _on_header(self, flags: FlvHeader) -> None:
         # new relays are told which streams to expect, as this session says
         self._fanout.header = encode_header(audio=flags.audio, video=flags.video)
+        self._video_watch.header(flags)
 
     def _on_tag(self, tag: FlvTag) -> None:
         """A tag from the tap. During standby OBS's tags wait for its first keyframe
         (its headers are held): that keyframe ends the standby, unless it is held."""
+        self._video_watch.tag(tag)
         if self._player is not None:
             if tag.is_metadata or tag.is_sequence_header:
                 self._held[_kind(tag)] = tag
@@ -284,6 +296,7 @@ class Hub(Notifier):
 
     def _end_session(self) -> None:
         self._sample = None
+        self._video_watch.session_ended()
         if self._player is None:  # else the standby's own session goes on
             self._synced = False
             self._new_session = True

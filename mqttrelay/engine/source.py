@@ -34,6 +34,11 @@ class IngestSource(Protocol):
     def last_error(self) -> str | None: ...
 
     @property
+    def video_problem(self) -> str | None:
+        """Why a publisher's video cannot be read, while a publisher is there and
+        none of its video arrives (lib.video_check); else None."""
+
+    @property
     def standby(self) -> bool:
         """Is the standby picture standing in for OBS now (cached mode only)?"""
 

@@ -126,6 +126,10 @@ class IngestOut(BaseModel):
     video_codec: str | None = None
     audio_codec: str | None = None
     video_kbps: float | None = None
+    problem: str | None = Field(
+        default=None,
+        description="a publisher is there, but none of its video arrives: why, and what to do",
+    )
 
 
 class MqttOut(BaseModel):

@@ -55,7 +55,12 @@ class RouterCollector(Collector):
             "mqttrelay_ingest_standby", "The standby picture stands in for OBS"
         )
         on_standby.add_metric([], float(now.standby))
-        yield from (ingest, on_standby)
+        unreadable = GaugeMetricFamily(
+            "mqttrelay_ingest_video_unreadable",
+            "A publisher is there, but none of its video arrives (e.g. HEVC/AV1 from OBS)",
+        )
+        unreadable.add_metric([], float(now.problem is not None))
+        yield from (ingest, on_standby, unreadable)
         yield from _profile_metrics(self._router)
         mqtt = GaugeMetricFamily("mqttrelay_mqtt_connected", "Connected to the MQTT broker")
         mqtt.add_metric([], float(self._mqtt_connected))

@@ -2,7 +2,8 @@
 
 One device per mqttrelay instance (identified by mqtt.node_id); per stream a
 switch, a bitrate sensor, a status sensor, a running binary sensor and a
-next-change timestamp sensor; one ingest binary sensor. Entity names never
+next-change timestamp sensor; the ingest's binary sensor, resolution and
+problem sensors (and its picture, standby and "be right back"). Entity names never
 repeat the device name (Home Assistant prefixes it).
 """
 
@@ -38,6 +39,11 @@ class Topics:
     def ingest_info(self) -> str:
         """JSON: what OBS announces (resolution, fps, codecs), retained."""
         return f"{self.host_prefix}{self.node_id}/ingest/info"
+
+    @property
+    def ingest_problem(self) -> str:
+        """Why a publisher's video cannot be read, retained; empty while there is none."""
+        return f"{self.host_prefix}{self.node_id}/ingest/problem"
 
     @property
     def ingest_picture(self) -> str:
@@ -262,9 +268,17 @@ def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
         "json_attributes_topic": ctx.topics.ingest_info,
         "icon": "mdi:monitor-screenshot",
     }
+    # the same JSON as the resolution's: a publisher whose video cannot be read
+    problem = _common(ctx, "sensor", "ingest_problem", "Ingest problem") | {
+        "state_topic": ctx.topics.ingest_info,
+        "value_template": "{{ value_json.problem or 'none' }}",
+        "entity_category": "diagnostic",
+        "icon": "mdi:alert-circle-outline",
+    }
     out = {
         config_topic(ctx.prefix, "binary_sensor", ctx.node_id, "ingest_live"): ingest,
         config_topic(ctx.prefix, "sensor", ctx.node_id, "ingest_resolution"): resolution,
+        config_topic(ctx.prefix, "sensor", ctx.node_id, "ingest_problem"): problem,
     }
     if ctx.picture:
         picture = _common(ctx, "image", "ingest_picture", "Ingest picture") | {

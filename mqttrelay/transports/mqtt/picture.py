@@ -22,7 +22,8 @@ PICTURE_PERIOD_S = 10.0  # Home Assistant's card refreshes about this often anyw
 
 
 def ingest_info(ingest: IngestState) -> str:
-    """The retained info payload (pure): every field null while OBS is away."""
+    """The retained info payload (pure): every field null while OBS is away, but
+    `problem`: why a publisher's video cannot be read, while it cannot."""
     live = ingest.live
     resolution = f"{ingest.width}x{ingest.height}" if live and ingest.width else None
     return json.dumps(
@@ -32,6 +33,7 @@ def ingest_info(ingest: IngestState) -> str:
             "video_codec": ingest.video_codec if live else None,
             "audio_codec": ingest.audio_codec if live else None,
             "announced_video_kbps": ingest.video_kbps if live else None,
+            "problem": ingest.problem,
         }
     )
 

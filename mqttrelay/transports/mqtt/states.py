@@ -65,6 +65,8 @@ class StatePublisher:
         await self.retained(client, t.ingest_status, state)
         await self.retained(client, t.shared_ingest_status, state)
         await self.retained(client, t.ingest_info, ingest_info(ingest))
+        # empty (the retained message gone) while there is no problem
+        await self.retained(client, t.ingest_problem, ingest.problem or "")
         if standby:
             await self.retained(client, t.standby, "ON" if ingest.standby else "OFF")
             await self.retained(client, t.brb, "ON" if ingest.standby_held else "OFF")
