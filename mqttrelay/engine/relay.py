@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psutil
 
@@ -18,6 +17,7 @@ from mqttrelay.config import StreamConfig
 from mqttrelay.engine import relay_errors
 from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from mqttrelay.engine.hub import Hub
+from mqttrelay.engine.outage import Outage
 from mqttrelay.engine.source import Feed, IngestSource
 from mqttrelay.engine.status import Status
 from mqttrelay.engine.subscription import Subscription
@@ -53,12 +53,6 @@ class RelaySettings:
     problem_after_s: float = 60.0
 
 
-def backoff_delay(failures: int, first_s: float, max_s: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: in [d/2, d] for d = first * 2**(failures-1)."""
-    ceiling = min(max_s, first_s * 2 ** max(0, failures - 1))
-    return rng.uniform(ceiling / 2, ceiling)
-
-
 class Relay:
     """Keeps one destination's ffmpeg running while it is enabled."""
 
@@ -82,7 +76,6 @@ class Relay:
         self._wake = asyncio.Event()
         self._desired = False
         self._task: asyncio.Task[None] | None = None
-        self._rng = random.Random()
         self.status = Status.OFF
         self.restarts = 0
         self.last_error: str | None = None  # reason: hint (relay_errors.py)
@@ -91,8 +84,12 @@ class Relay:
         self._explained: relay_errors.RelayError | None = None  # of the error _run_once returns
         self._stderr_read: asyncio.Task[None] | None = None
         self.retry_at: datetime | None = None  # the next attempt, while retrying
-        self.down_since: datetime | None = None  # the first failed try of an outage
-        self._failures = 0  # failed tries in a row
+        self._outage = Outage(
+            settings.backoff_first_s,
+            settings.backoff_max_s,
+            settings.max_failures,
+            settings.problem_after_s,
+        )
         self._sub: Subscription | None = None  # its place in the fan-out, while it runs
         self.bitrate_kbps = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=20)
@@ -143,17 +140,14 @@ class Relay:
         return round(self._sub.dropped_share(), 4) if self._sub is not None else None
 
     @property
+    def down_since(self) -> datetime | None:
+        """The first failed try of the outage it is in, if it is in one."""
+        return self._outage.since
+
+    @property
     def problem(self) -> str | None:
         """A long outage, in words; None while it is not one."""
-        if self.down_since is None:
-            return None
-        down_s = (datetime.now(UTC) - self.down_since).total_seconds()
-        if self._failures < self.settings.max_failures and down_s < self.settings.problem_after_s:
-            return None
-        return (
-            f"down for {down_s / 60:.0f} min ({self._failures} tries); "
-            f"still trying every {self.settings.backoff_max_s:.0f} s at most"
-        )
+        return self._outage.problem(datetime.now(UTC))
 
     def wake(self) -> None:
         self._wake.set()
@@ -208,7 +202,7 @@ class Relay:
                 Status.OFF,
                 Status.WAITING,
             ):
-                self.down_since, self._failures = None, 0
+                self._outage.over()
             self._on_change(self, True)
 
     async def _sleep_until(self, condition: Callable[[], bool], limit_s: float | None) -> None:
@@ -250,20 +244,15 @@ class Relay:
     async def _back_off(self) -> None:
         """Wait before the next try: longer after each failure in a row, up to
         backoff_max_s, and never giving up while the destination is switched on."""
-        self._failures += 1
-        if self.down_since is None:
-            self.down_since = datetime.now(UTC)
-        if self._failures == self.settings.max_failures:
+        self.retry_at, is_news = self._outage.failed(datetime.now(UTC))
+        if is_news:
             log.error(
                 "%s: %d tries failed; still trying every %.0f s at most while it is on",
                 self.stream.id,
-                self._failures,
+                self._outage.failures,
                 self.settings.backoff_max_s,
             )
-        delay = backoff_delay(
-            self._failures, self.settings.backoff_first_s, self.settings.backoff_max_s, self._rng
-        )
-        self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        delay = (self.retry_at - datetime.now(UTC)).total_seconds()
         self._fresh_start = False
         if self.status is Status.RETRYING:
             self._on_change(self, True)  # the next try's time is news too
