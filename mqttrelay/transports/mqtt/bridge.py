@@ -123,6 +123,7 @@ class MqttBridge:
                 last_error = str(exc)
             finally:
                 self._client = None
+                self._shared_status.set_ready(False)
                 if self.connected:
                     log.info("MQTT disconnected")
                 self.connected = False
@@ -164,8 +165,8 @@ class MqttBridge:
         self.connected = True
         self.connects += 1
         log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
-        await client.publish(self.topics.availability, "online", qos=1, retain=True)
-        await self._publish_host_info(client)
+        # Subscribed (SUBACK) before either availability topic says online: a
+        # command sent the moment one does is obeyed (queued until _serve reads it).
         await client.subscribe(self.topics.set_wildcard, qos=1)
         if self._ctx.standby:
             await client.subscribe(self.topics.brb_set, qos=1)
@@ -173,6 +174,9 @@ class MqttBridge:
         await client.subscribe(f"{self.topics.host_prefix}+/status", qos=1)
         await client.subscribe(self._ha_status, qos=1)
         await client.subscribe(self._discovery_wildcard, qos=1)
+        await client.publish(self.topics.availability, "online", qos=1, retain=True)
+        self._shared_status.set_ready(True)
+        await self._publish_host_info(client)
         await self._publish_discovery(client)
         await self._publish_everything(client)
 
