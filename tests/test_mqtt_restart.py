@@ -5,6 +5,7 @@ are obeyed (issue 25): the bridge subscribes before it says so, and the legacy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from mqttrelay.control.router import Router
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
 from .support import Mosquitto, eventually
-from .test_mqtt import B, offline_config, running_bridge, wait_connected
+from .test_mqtt import B, collector, offline_config, running_bridge, wait_connected
 
 pytestmark = pytest.mark.integration
 TRIES = 10
@@ -94,3 +95,27 @@ async def test_online_after_a_broker_restart_means_commands_are_obeyed(
             enabled = attempt % 2 == 0  # ON, OFF, ON...: each try changes the state
             failure = await restart_and_command(broker, bridge, service.router, enabled)
             assert failure is None, f"try {attempt + 1}: {failure}"
+
+
+async def test_shared_status_follows_the_bridges_connection(
+    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+) -> None:
+    """Only the bridge's connection drops (another client takes its client id):
+    `B/status` says offline, then online again once the bridge has subscribed."""
+    config = offline_config(tmp_path, broker, ["tiktok"])
+    service = managers(config)
+    async with collector(broker.port) as col, running_bridge(service, config) as bridge:
+        await wait_connected(bridge)
+        await col.wait(f"{B}/status", b"online")
+        await col.wait(HOST_STATUS, b"online")
+        mark = len(col.seen)
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="mqttrelay-studio"):
+                await col.wait(f"{B}/status", b"offline")
+                await col.wait(HOST_STATUS, b"offline")  # the bridge's will
+        await wait_connected(bridge, connects=2)
+        await col.wait(f"{B}/status", b"online")
+        await col.publish(f"{B}/tiktok/set", b"ON")
+        await col.wait(f"{B}/tiktok/state", b"ON")
+        said = [s.payload for s in col.seen[mark:] if s.topic == f"{B}/status"]
+        assert said[-2:] == [b"offline", b"online"], said
