@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import uuid
 from typing import Any
 
@@ -40,13 +39,13 @@ from mqttrelay.transports.mqtt.discovery import (
     config_wildcard,
 )
 from mqttrelay.transports.mqtt.fleet import Fleet, encode_info, node_of
+from mqttrelay.transports.mqtt.home_assistant import HomeAssistantAnswer
 from mqttrelay.transports.mqtt.picture import publish_pictures
 from mqttrelay.transports.mqtt.states import StatePublisher
 
 log = logging.getLogger(__name__)
 
 BITRATE_PERIOD_S = 5.0
-HA_REPUBLISH_DELAY_S = (0.5, 3.0)  # spread many devices' answers to Home Assistant
 
 
 class BadInputLog:
@@ -90,10 +89,10 @@ class MqttBridge:
         self._dirty: set[str] = set()
         self._ingest_dirty = False
         self._config_dirty = False
-        self._discovery_topics: set[str] = set()
+        self._discovery_topics: set[str] = set()  # the configs the broker holds from us
+        self.home_assistant = HomeAssistantAnswer()
         self._wake = asyncio.Event()
         self._bad = BadInputLog()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._states = StatePublisher(self.topics)
         self.connected = False
@@ -123,6 +122,7 @@ class MqttBridge:
                 last_error = str(exc)
             finally:
                 self._client = None
+                self._shared_status.set_ready(False)
                 if self.connected:
                     log.info("MQTT disconnected")
                 self.connected = False
@@ -164,8 +164,8 @@ class MqttBridge:
         self.connected = True
         self.connects += 1
         log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
-        await client.publish(self.topics.availability, "online", qos=1, retain=True)
-        await self._publish_host_info(client)
+        # Subscribed (SUBACK) before either availability topic says online: a
+        # command sent the moment one does is obeyed (queued until _serve reads it).
         await client.subscribe(self.topics.set_wildcard, qos=1)
         if self._ctx.standby:
             await client.subscribe(self.topics.brb_set, qos=1)
@@ -173,14 +173,19 @@ class MqttBridge:
         await client.subscribe(f"{self.topics.host_prefix}+/status", qos=1)
         await client.subscribe(self._ha_status, qos=1)
         await client.subscribe(self._discovery_wildcard, qos=1)
+        await client.publish(self.topics.availability, "online", qos=1, retain=True)
+        self._shared_status.set_ready(True)
+        await self._publish_host_info(client)
         await self._publish_discovery(client)
         await self._publish_everything(client)
+        self.home_assistant.answered()
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         helpers = [
             asyncio.create_task(self._publisher(client)),
             asyncio.create_task(self._periodic(client)),
             asyncio.create_task(publish_pictures(client, self._router, self.topics.ingest_picture)),
+            asyncio.create_task(self._answer_home_assistant(client)),
         ]
         try:
             async for message in client.messages:
@@ -199,7 +204,7 @@ class MqttBridge:
         payload = payload_bytes(message.payload)
         if topic == self._ha_status:
             if payload.strip().lower() == b"online":
-                self._spawn(self._answer_home_assistant(client))
+                self.home_assistant.online()
             return
         if message.topic.matches(self._discovery_wildcard):
             await self._remove_stale_discovery(client, topic, payload)
@@ -272,17 +277,14 @@ class MqttBridge:
         await client.publish(self.topics.host_info, info, qos=1, retain=True)
 
     async def _answer_home_assistant(self, client: aiomqtt.Client) -> None:
-        await asyncio.sleep(random.uniform(*HA_REPUBLISH_DELAY_S))
-        log.info("Home Assistant came online: publishing discovery and states again")
-        with contextlib.suppress(aiomqtt.MqttError):
+        async def republish() -> None:
             await self._publish_discovery(client)
             self._states.forget()
             await self._publish_everything(client)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # A lost connection ends this task quietly; run() reconnects and republishes.
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self.home_assistant.serve(republish)
 
     # -- discovery ----------------------------------------------------------
     def _discovery(self) -> dict[str, dict[str, Any]]:
@@ -292,16 +294,18 @@ class MqttBridge:
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         configs = self._discovery()
         for topic in sorted(self._discovery_topics - set(configs)):
+            self._discovery_topics.discard(topic)
             await client.publish(topic, b"", qos=1, retain=True)  # a stream was removed
         for topic, payload in configs.items():
+            self._discovery_topics.add(topic)  # before its echo can arrive
             await client.publish(topic, json.dumps(payload), qos=1, retain=True)
-        self._discovery_topics = set(configs)
 
     async def _remove_stale_discovery(
         self, client: aiomqtt.Client, topic: str, payload: bytes
     ) -> None:
-        """A retained config of ours for an entity that no longer exists: remove it."""
-        if payload and topic not in self._discovery():
+        """A retained config of ours for an entity that no longer exists: remove it.
+        Compared with what was published: every echo of our own configs comes here."""
+        if payload and topic not in self._discovery_topics:
             log.info("removing discovery of a stream no longer configured: %s", topic)
             await client.publish(topic, b"", qos=1, retain=True)
 

@@ -4,7 +4,8 @@ first release's shared `B/status` topic right for a single host.
 A client has one last will. The bridge's is this host's `B/host/<node_id>/status`
 (one host dying leaves the others' entities available); a second, idle
 connection carries the will of `B/status`, which a single-host setup of the
-first release may still watch."""
+first release may still watch. It follows the bridge's connection: `online`
+only once the bridge has subscribed to the commands."""
 
 from __future__ import annotations
 
@@ -46,16 +47,25 @@ def make_client(cfg: MqttConfig, identifier: str, will_topic: str) -> aiomqtt.Cl
 
 
 class SharedStatus:
-    """`B/status`: online while this host runs, offline at its stop or as its will."""
+    """`B/status`: online while the bridge is connected and subscribed (a command
+    sent on that `online` is obeyed), offline otherwise, at the stop and as the will."""
 
     def __init__(self, cfg: MqttConfig, topic: str) -> None:
         self._cfg = cfg
         self._topic = topic
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ready = False
+        self._changed = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-shared-status")
+
+    def set_ready(self, ready: bool) -> None:
+        """The bridge has subscribed (True) or lost its connection (False)."""
+        if ready != self._ready:
+            self._ready = ready
+            self._changed.set()
 
     async def _run(self) -> None:
         delay = RECONNECT_FIRST_S
@@ -67,14 +77,32 @@ class SharedStatus:
                 )
                 async with client:
                     self._client = client
-                    await client.publish(self._topic, "online", qos=1, retain=True)
                     delay = RECONNECT_FIRST_S
-                    async for _ in client.messages:
-                        pass  # subscribed to nothing: this waits until the connection ends
+                    announcer = asyncio.create_task(self._announce(client))
+                    try:
+                        async for _ in client.messages:
+                            pass  # subscribed to nothing: this waits until the connection ends
+                    finally:
+                        await cancel_and_wait(announcer)
             self._client = None
             delay = await reconnect_pause(delay)
 
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """Say what the bridge is now, at connect and at every change. After a broker
+        restart this connection may be back first: it says `offline` until the bridge is."""
+        said: bool | None = None
+        with contextlib.suppress(aiomqtt.MqttError):
+            while True:
+                self._changed.clear()
+                if self._ready != said:
+                    said = self._ready
+                    payload = "online" if said else "offline"
+                    await client.publish(self._topic, payload, qos=1, retain=True)
+                else:
+                    await self._changed.wait()
+
     async def stop(self) -> None:
+        self._ready = False
         client = self._client
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
