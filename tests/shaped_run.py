@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ class Run:
     qdisc: dict[str, str] = field(default_factory=dict)  # tc counters as shaping ends
     fell_behind_lines: int = 0  # the service's "fell behind" log lines
     log_lines: list[str] = field(default_factory=list)  # its lines about the relays, masked
+    misses: dict[str, int] = field(default_factory=dict)  # stat pages and API answers missed
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,34 +126,52 @@ class _Lab:
         self.plan, self.destinations, self.servers = plan, destinations, servers
         self.ingest_viewer, self.viewers, self.api_port = ingest_viewer, viewers, api_port
         self.shaped_at = 0.0
+        self.last: dict[str, Sample] = {}
+        self.misses = {"stat": 0, "api": 0}  # answers that did not come
 
     async def sample(self, http: httpx.AsyncClient) -> dict[str, Sample]:
+        """One sample per destination. A stat page or API answer that does not come
+        (a loaded machine) repeats the last one: unknown is not "gone"."""
         stats = await asyncio.gather(
             *(stat_streams(self.servers[d.id], http) for d in self.destinations),
             return_exceptions=True,
         )
+        api: dict[str, dict[str, Any]] | None
         try:
             response = await http.get(f"http://127.0.0.1:{self.api_port}/api/streams")
             api = {s["id"]: s for s in response.json()}
-        except (httpx.HTTPError, ValueError):
-            api = {}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            api = None
+            self.misses["api"] += 1
         now = time.monotonic()
         out = {}
         for d, found in zip(self.destinations, stats, strict=True):
-            stream = None if isinstance(found, BaseException) else found.get(d.key)
-            fields = api.get(d.id, {})
+            last = self.last.get(d.id)
+            if isinstance(found, BaseException):
+                self.misses["stat"] += 1
+                publisher = last.publisher_id if last else None
+            else:
+                stream = found.get(d.key)
+                publisher = stream.publisher_id if stream and stream.publishing else None
+            fields = api.get(d.id, {}) if api is not None else {}
             restarts = _number(fields.get("restarts"))
-            out[d.id] = Sample(
+            sample = Sample(
                 t=round(now - self.shaped_at, 3),
                 delay_s=_rounded(
                     delay_s(self.ingest_viewer, self.viewers[d.id], now, self.plan.picture.fps)
                 ),
-                publisher_id=stream.publisher_id if stream and stream.publishing else None,
+                publisher_id=publisher,
                 status=fields.get("status"),
                 delay_ms=_number(fields.get("delay_ms")),
                 dropped_share=_number(fields.get("dropped_share")),
                 restarts=None if restarts is None else int(restarts),
             )
+            if api is None and last is not None:
+                sample = replace(
+                    sample, status=last.status, delay_ms=last.delay_ms,
+                    dropped_share=last.dropped_share, restarts=last.restarts,
+                )  # fmt: skip
+            out[d.id] = self.last[d.id] = sample
         return out
 
 
@@ -225,6 +244,7 @@ async def run_shaped(folder: Path, plan: Plan) -> Run:
                 lab = _Lab(plan, destinations, servers, readers["ingest"], viewers, service.port)
                 lab.shaped_at = time.monotonic() + 1e9  # t stays very negative until shaped
                 await _ready(lab, http)
+                lab.misses = {"stat": 0, "api": 0}  # the service may start slowly
                 run = Run(plan, destinations, {d.id: [] for d in destinations})
                 lab.shaped_at = time.monotonic() + plan.warm_s  # t from -warm_s to 0
                 await _sample_until(lab, http, run, 0.0)
@@ -240,6 +260,7 @@ async def run_shaped(folder: Path, plan: Plan) -> Run:
                 run.viewer_starts = {d.id: viewers[d.id].starts for d in destinations}
                 run.viewer_starts["ingest"] = readers["ingest"].starts
                 run.bad_frames = {name: r.bad_frames for name, r in readers.items()}
+                run.misses = lab.misses
     finally:
         if publisher is not None and publisher.returncode is None:
             publisher.kill()

@@ -130,6 +130,7 @@ def summary(run: Run) -> dict[str, Any]:
         "bad_frames": run.bad_frames,
         "fell_behind_lines": run.fell_behind_lines,
         "log_lines": run.log_lines,
+        "misses": run.misses,
         "qdisc": run.qdisc,
     }
 
