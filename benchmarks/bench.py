@@ -17,6 +17,8 @@
   outage longer than `hold_s`: the time until every platform has the stream
   again (new connections).
 - scale: mqttrelay's own CPU and memory with 1 to 50 live relays.
+- shaped: a slow link to a platform (benchmarks/shaped.py; needs root): the delay
+  at platforms behind 1 and 2.2 Mbit/s links, reconnects, status, recovery.
 
 Everything runs on 127.0.0.1. Timing is polled every 5 ms from nginx-rtmp's
 stat page, so each figure includes up to ~5 ms of polling.
@@ -44,6 +46,7 @@ import uvicorn
 
 from benchmarks.common import MEDIA_BYTES, POLL_S, arrived, wait_for_keys
 from benchmarks.profiles import bench_profiles
+from benchmarks.shaped import bench_shaped
 from benchmarks.standby import bench_standby
 from mqttrelay.app import Service, _Server, bind_api_socket
 from mqttrelay.config import Config
@@ -62,7 +65,7 @@ from tests.support import (
     stat_streams,
 )
 
-PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles")
+PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles", "shaped")
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -397,37 +400,50 @@ async def bench_scale(lab: Lab, sizes: list[int], tries: int) -> list[dict[str, 
     return rows
 
 
-async def main_async(tries: int, parts: list[str]) -> dict[str, Any]:
+async def lab_parts(tmp: Path, tries: int, rng: random.Random, parts: list[str]) -> dict[str, Any]:
+    """The parts that share one Lab (and standby and profiles, run while it is up,
+    as they always were)."""
+    lab = Lab(tmp)
+    try:
+        await asyncio.sleep(3)
+        results: dict[str, Any] = {}
+        if "toggle" in parts:
+            results["toggle"] = [
+                await bench_toggle(lab, m, tries, rng) for m in ("cached", "direct")
+            ]
+        if "rtmps" in parts:
+            # before (ffmpeg's own TLS) and after (local stunnel), with RTMP beside them
+            results["rtmps"] = [
+                await bench_toggle(lab, "cached", tries, rng, "rtmps", None),
+                await bench_toggle(lab, "cached", tries, rng, "rtmps", "stunnel"),
+                await bench_toggle(lab, "cached", tries, rng, "rtmp"),
+            ]
+        if "isolation" in parts:
+            results["isolation"] = await bench_isolation(lab, 20)
+        if "outage" in parts:
+            results["outage"] = [await bench_outage(lab, 10.0, 30.0) for _ in range(3)]
+            results["long_outage"] = [await bench_outage(lab, 8.0, 3.0) for _ in range(3)]
+        if "scale" in parts:
+            results["scale"] = await bench_scale(lab, [1, 10, 25, 50], 5)
+        if "standby" in parts:
+            results["standby"] = await bench_standby(tmp / "standby")
+        if "profiles" in parts:
+            results["profiles"] = await bench_profiles(tmp / "profiles", min(tries, 10))
+    finally:
+        lab.close()
+    return results
+
+
+async def main_async(
+    tries: int, parts: list[str], shaped_s: float = 180.0, max_delay_s: float | None = None
+) -> dict[str, Any]:
     rng = random.Random(2026)
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        lab = Lab(Path(tmp))
-        try:
-            await asyncio.sleep(3)
-            results: dict[str, Any] = {}
-            if "toggle" in parts:
-                results["toggle"] = [
-                    await bench_toggle(lab, m, tries, rng) for m in ("cached", "direct")
-                ]
-            if "rtmps" in parts:
-                # before (ffmpeg's own TLS) and after (local stunnel), with RTMP beside them
-                results["rtmps"] = [
-                    await bench_toggle(lab, "cached", tries, rng, "rtmps", None),
-                    await bench_toggle(lab, "cached", tries, rng, "rtmps", "stunnel"),
-                    await bench_toggle(lab, "cached", tries, rng, "rtmp"),
-                ]
-            if "isolation" in parts:
-                results["isolation"] = await bench_isolation(lab, 20)
-            if "outage" in parts:
-                results["outage"] = [await bench_outage(lab, 10.0, 30.0) for _ in range(3)]
-                results["long_outage"] = [await bench_outage(lab, 8.0, 3.0) for _ in range(3)]
-            if "scale" in parts:
-                results["scale"] = await bench_scale(lab, [1, 10, 25, 50], 5)
-            if "standby" in parts:
-                results["standby"] = await bench_standby(Path(tmp) / "standby")
-            if "profiles" in parts:
-                results["profiles"] = await bench_profiles(Path(tmp) / "profiles", min(tries, 10))
-        finally:
-            lab.close()
+        if [p for p in parts if p != "shaped"]:
+            results.update(await lab_parts(Path(tmp), tries, rng, parts))
+        if "shaped" in parts:  # its own lab, after the shared one is gone
+            results["shaped"] = await bench_shaped(Path(tmp) / "shaped", shaped_s, max_delay_s)
     for t in [*results.get("toggle", []), *results.get("rtmps", [])]:
         print(
             f"{t['mode']:>6} {t.get('scheme', 'rtmp')} {t.get('tls_by') or ''}: "
@@ -445,8 +461,13 @@ def main() -> int:
     parser.add_argument("--tries", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--only", nargs="*", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--shaped-s", type=float, default=180.0, help="part shaped: how long")
+    parser.add_argument(
+        "--max-delay-s", type=float, default=None,
+        help="part shaped: streams[].max_delay_s to write (default: the service's own)",
+    )  # fmt: skip
     args = parser.parse_args()
-    results = asyncio.run(main_async(args.tries, args.only))
+    results = asyncio.run(main_async(args.tries, args.only, args.shaped_s, args.max_delay_s))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
