@@ -173,3 +173,24 @@ def test_recent_share_forgets_old_drops() -> None:
     share.add(20.0, 100, 0)
     assert share.share(25.0) == 0.25
     assert share.share(40.0) == 0.0  # the drop left the window; the rest was clean
+
+
+def test_a_link_a_little_too_slow_is_congested_before_the_bound() -> None:
+    # 250 kB/s offered, 220 kB/s read: the delay grows about 0.12 s each second
+    sub, pipe, clock = make(max_delay_ms=2000)
+    timestamp = feed(sub, clock, pipe, 2, 0, read_bytes_per_s=None)  # healthy first
+    elapsed = 0.0
+    while not sub.congested() and elapsed < 30:
+        timestamp = feed(sub, clock, pipe, 0.5, timestamp, read_bytes_per_s=220_000)
+        elapsed += 0.5
+    assert sub.congested() and sub.delay_ms < 2000, (elapsed, sub.delay_ms)
+    assert elapsed <= 8, elapsed
+
+
+def test_a_keyframe_burst_on_a_healthy_link_is_no_trend() -> None:
+    sub, pipe, clock = make(max_delay_ms=2000)
+    timestamp = 0
+    for _ in range(30):  # a big keyframe batch each 2 s that takes 0.3 s to drain
+        timestamp = feed(sub, clock, pipe, 0.3, timestamp, read_bytes_per_s=200_000)
+        timestamp = feed(sub, clock, pipe, 1.7, timestamp)
+        assert not sub.congested(), sub.delay_ms

@@ -25,6 +25,12 @@ PIPE_BACKLOG_MAX_BYTES = 128 * 1024
 DEFAULT_MAX_DELAY_MS = 2_000
 # A drop this recent still counts as congestion (the delay itself falls at once).
 CONGESTION_HOLD_S = 10.0
+# A link a little slower than the stream takes long to reach the bound: a delay
+# that grew by this much over the trend window, to at least TREND_MIN_MS, is
+# congestion already (at 2.2 Mbit/s for 2.5 it grows about 0.14 s each second).
+TREND_WINDOW_S = 4.0
+TREND_GROWTH_MS = 400
+TREND_MIN_MS = 500
 SHARE_WINDOW_S = 30.0
 
 
@@ -86,6 +92,7 @@ class Subscription:
         self._catching_up = True  # the cached group at the start is behind by design
         self._last_drop: float | None = None
         self._share = RecentShare()
+        self._delays: deque[tuple[float, int]] = deque()  # (when, delay_ms), the trend window
         self.dropped_bytes = 0
         self.drops = 0  # how many times whole groups were dropped
 
@@ -105,10 +112,21 @@ class Subscription:
         return self._share.share(self._clock())
 
     def congested(self) -> bool:
-        """Behind by more than the bound (after the start's catching up), or dropped lately."""
-        if self._last_drop is not None and self._clock() - self._last_drop < CONGESTION_HOLD_S:
+        """Dropped lately; or, after the start's catching up, behind by more than the
+        bound or falling behind steadily."""
+        now = self._clock()
+        if self._last_drop is not None and now - self._last_drop < CONGESTION_HOLD_S:
             return True
-        return not self._catching_up and self.delay_ms > self.max_delay_ms
+        if self._catching_up:
+            return False
+        delay = self.delay_ms
+        return delay > self.max_delay_ms or self._growing(now, delay)
+
+    def _growing(self, now: float, delay: int) -> bool:
+        if delay < TREND_MIN_MS or not self._delays:
+            return False
+        since, then = self._delays[0]
+        return now - since >= TREND_WINDOW_S * 0.9 and delay - then >= TREND_GROWTH_MS
 
     # -- feeding ----------------------------------------------------------------
     def put(self, timestamp: int, data: bytes, keep: bool = False) -> None:
@@ -146,7 +164,11 @@ class Subscription:
             dropped = self._drop_if_behind(timestamp)
         self.put(timestamp, batch, keep)
         self.flush()
-        self._share.add(self._clock(), offered, dropped)
+        now = self._clock()
+        self._share.add(now, offered, dropped)
+        self._delays.append((now, self.delay_ms))
+        while now - self._delays[0][0] > TREND_WINDOW_S:
+            self._delays.popleft()
 
     def flush(self) -> None:
         """Hand queued chunks to the relay's stdin while its pipe has room."""
