@@ -194,3 +194,14 @@ def test_a_keyframe_burst_on_a_healthy_link_is_no_trend() -> None:
         timestamp = feed(sub, clock, pipe, 0.3, timestamp, read_bytes_per_s=200_000)
         timestamp = feed(sub, clock, pipe, 1.7, timestamp)
         assert not sub.congested(), sub.delay_ms
+
+
+def test_what_waits_past_the_pipe_counts_in_the_delay() -> None:
+    sub, pipe, clock = make(max_delay_ms=2000)
+    timestamp = feed(sub, clock, pipe, 3, 0)  # 250 kB/s, all read at once
+    assert sub.delay_ms == 0
+    sub.downstream_bytes = 250_000  # a second of stream still in ffmpeg's socket
+    assert 900 <= sub.delay_ms <= 1100
+    assert sub.backlog_bytes == 250_000
+    feed(sub, clock, pipe, 0.04, timestamp)
+    assert 900 <= sub.delay_ms <= 1200

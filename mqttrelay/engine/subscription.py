@@ -10,6 +10,7 @@ one keyframe interval."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,10 @@ QUEUE_MAX_BYTES = 64 * 1024 * 1024
 # the pipe can no longer be dropped, so it is kept small (stream time is measured
 # through it, see delay_ms).
 PIPE_BACKLOG_MAX_BYTES = 128 * 1024
+# While the link is too slow, less: every byte past the queue waits for the link.
+CONGESTED_PIPE_MAX_BYTES = 16 * 1024
+# What is written is remembered this far back, to date what waits past the pipe.
+HISTORY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_DELAY_MS = 2_000
 # A drop this recent still counts as congestion (the delay itself falls at once).
 CONGESTION_HOLD_S = 10.0
@@ -87,10 +92,20 @@ class Subscription:
         self.started = False  # has it received a keyframe group yet?
         self.overflow: str | None = None
         self._written = 0  # bytes handed to the pipe's transport, all told
-        self._in_pipe: deque[tuple[int, int]] = deque()  # (end offset, timestamp) not yet read
+        # past the transport: the kernel's pipe, ffmpeg and its socket to the platform,
+        # as the relay last read them (relay.py); ffmpeg writes about what it reads
+        self.downstream_bytes = 0
+        self.link_bytes_per_s = 0.0  # what the platform's link takes now, as ffmpeg sends
+        self._offered: deque[tuple[int, int]] = deque()  # (timestamp, bytes offered so far)
+        self._offered_total = 0
+        # (end offset, timestamp) of the chunks written lately, to tell the timestamp of
+        # any byte still on its way (HISTORY_BYTES back)
+        self._ends: list[int] = []
+        self._stamps: list[int] = []
         self._edge = 0  # the newest stream timestamp offered
         self._catching_up = True  # the cached group at the start is behind by design
         self._last_drop: float | None = None
+        self._congested_until = 0.0
         self._share = RecentShare()
         self._delays: deque[tuple[float, int]] = deque()  # (when, delay_ms), the trend window
         self.dropped_bytes = 0
@@ -106,21 +121,42 @@ class Subscription:
 
     @property
     def backlog_bytes(self) -> int:
-        return self._bytes + self._pipe_buffered()
+        return self._bytes + self._pipe_buffered() + self.downstream_bytes
 
     def dropped_share(self) -> float:
         return self._share.share(self._clock())
 
     def congested(self) -> bool:
         """Dropped lately; or, after the start's catching up, behind by more than the
-        bound or falling behind steadily."""
+        bound or falling behind steadily; and for CONGESTION_HOLD_S after any of these,
+        so a link that is just too slow does not flap between live and congested."""
         now = self._clock()
-        if self._last_drop is not None and now - self._last_drop < CONGESTION_HOLD_S:
-            return True
-        if self._catching_up:
-            return False
         delay = self.delay_ms
-        return delay > self.max_delay_ms or self._growing(now, delay)
+        behind = not self._catching_up and (delay > self.max_delay_ms or self._growing(now, delay))
+        if behind or self._dropped_lately():
+            self._congested_until = now + CONGESTION_HOLD_S
+        return now < self._congested_until
+
+    def _drain_growth_ms(self) -> int:
+        """How much the delay still grows while what is past the queue drains, when
+        the link is slower than the stream: the delay the viewer will see when the
+        last of it arrives is what the bound is about."""
+        waiting = self._pipe_buffered() + self.downstream_bytes
+        if not self._offered or self.link_bytes_per_s <= 0:
+            return 0
+        first_ts, first_total = self._offered[0]
+        span_ms = self._edge - first_ts
+        if span_ms < 1000:
+            return 0
+        stream_bytes_per_ms = (self._offered_total - first_total) / span_ms
+        if stream_bytes_per_ms <= 0:
+            return 0
+        growth = waiting * 1000 / self.link_bytes_per_s - waiting / stream_bytes_per_ms
+        return max(0, int(growth))
+
+    def _dropped_lately(self) -> bool:
+        last = self._last_drop
+        return last is not None and self._clock() - last < CONGESTION_HOLD_S
 
     def _growing(self, now: float, delay: int) -> bool:
         if delay < TREND_MIN_MS or not self._delays:
@@ -160,6 +196,10 @@ class Subscription:
         headers, never dropped)."""
         offered = len(batch)
         dropped = 0
+        self._offered_total += offered
+        self._offered.append((timestamp, self._offered_total))
+        while timestamp - self._offered[0][0] > TREND_WINDOW_S * 1000:
+            self._offered.popleft()
         if keyframe:
             dropped = self._drop_if_behind(timestamp)
         self.put(timestamp, batch, keep)
@@ -174,19 +214,23 @@ class Subscription:
         """Hand queued chunks to the relay's stdin while its pipe has room."""
         if self.overflow is not None or self._pipe.is_closing():
             return
-        while self._chunks and self._pipe_buffered() <= PIPE_BACKLOG_MAX_BYTES:
+        room = CONGESTED_PIPE_MAX_BYTES if self._dropped_lately() else PIPE_BACKLOG_MAX_BYTES
+        while self._chunks and self._pipe_buffered() <= room:
             chunk = self._chunks.popleft()
             self._bytes -= len(chunk.data)
             self._pipe.write(chunk.data)
             self._written += len(chunk.data)
-            self._in_pipe.append((self._written, chunk.timestamp))
+            self._ends.append(self._written)
+            self._stamps.append(chunk.timestamp)
+        if len(self._ends) > 2048 and self._written - self._ends[1024] > HISTORY_BYTES:
+            del self._ends[:1024], self._stamps[:1024]
 
     # -- inside -----------------------------------------------------------------
     def _drop_if_behind(self, keyframe_timestamp: int) -> int:
         """At a new keyframe: if the relay is too far behind, drop what is queued
         before it (the rest of the older groups). Returns the bytes dropped."""
         self._edge = max(self._edge, keyframe_timestamp)
-        behind = self.delay_ms > self.max_delay_ms
+        behind = self.delay_ms + self._drain_growth_ms() > self.max_delay_ms
         if not behind:
             self._catching_up = False
             return 0
@@ -204,14 +248,19 @@ class Subscription:
                 self._last_drop = self._clock()
         return dropped
 
+    def pipe_fd(self) -> int | None:
+        """The pipe's file descriptor, for what the kernel holds in it."""
+        pipe = self._pipe.transport.get_extra_info("pipe")
+        return pipe.fileno() if pipe is not None else None
+
     def _pipe_buffered(self) -> int:
         transport = self._pipe.transport
         return 0 if transport.is_closing() else transport.get_write_buffer_size()
 
     def _oldest_unread(self) -> int | None:
-        read = self._written - self._pipe_buffered()
-        while self._in_pipe and self._in_pipe[0][0] <= read:
-            self._in_pipe.popleft()
-        if self._in_pipe:
-            return self._in_pipe[0][1]
+        """The timestamp of the oldest byte not yet taken by the platform's link."""
+        gone = self._written - self._pipe_buffered() - self.downstream_bytes
+        first = bisect.bisect_right(self._ends, gone)
+        if first < len(self._ends):
+            return self._stamps[first]
         return self._chunks[0].timestamp if self._chunks else None

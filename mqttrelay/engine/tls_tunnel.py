@@ -122,6 +122,11 @@ class TlsTunnel:
         self.stderr_tail: deque[str] = deque(maxlen=10)
         self._ready: tuple[str, tuple[str, str]] | None = None  # target, its pair
 
+    @property
+    def pid(self) -> int | None:
+        running = self._proc is not None and self._proc.returncode is None
+        return self._proc.pid if running and self._proc is not None else None
+
     async def ensure(self, target: str) -> tuple[str, str]:
         """through_tunnel()'s pair for target, starting stunnel when it is not
         running (or runs towards another target)."""
