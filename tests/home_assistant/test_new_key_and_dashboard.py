@@ -44,6 +44,15 @@ lovelace:
       icon: mdi:broadcast
       show_in_sidebar: true
 """
+# Home Assistant's recorder keeps every action's data, a new key too (seen in
+# 2026.2: a call_service event holding text.set_value's value): the README's advice
+RECORDER_CONFIG = """\
+recorder:
+  commit_interval: 1
+  exclude:
+    event_types:
+      - call_service
+"""
 # Run by .ha-venv's Python: the dashboard entry checked by lovelace's
 # CONFIG_SCHEMA, the file read by LovelaceYAML (what serves a YAML dashboard).
 LOADER = """\
@@ -150,7 +159,7 @@ async def test_new_key_box_rekeys_the_live_relay_and_the_dashboard_works(
     old_key = f"studio-tiktok-{CANARY_KEY}"
     key_topic = "streamrelay/tiktok/key/set"
     async with relay_beside_home_assistant(
-        tmp_path, broker, config, entities, DASHBOARD_CONFIG
+        tmp_path, broker, config, entities, DASHBOARD_CONFIG + RECORDER_CONFIG
     ) as session:
         col, ha = session.col, session.ha
         await col.publish("hatest/call", turn("on", "switch.studio_tiktok"))
@@ -198,6 +207,9 @@ async def test_new_key_box_rekeys_the_live_relay_and_the_dashboard_works(
         states = ha_states(col)
         assert not [e for e in shown if states.get(e, "unavailable") == "unavailable"]
 
+    database = [p.read_bytes() for p in (tmp_path / "ha").glob("home-assistant_v2.db*")]
+    assert database and b"studio_tiktok_new_key" in b"".join(database)  # it did record
+    assert CANARY_KEY.encode() not in b"".join(database)
     relay_log = (tmp_path / "relay" / "service.log").read_text()
     assert "tiktok: destination changed (key)" in relay_log
     assert CANARY_KEY not in relay_log
