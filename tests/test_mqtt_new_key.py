@@ -22,7 +22,7 @@ from mqttrelay.transports.mqtt.discovery import DiscoveryContext, Topics, all_di
 
 from .conftest import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams
-from .test_mqtt import B, Collector, collector, wait_connected
+from .test_mqtt import B, Collector, collector, offline_config, running_bridge, wait_connected
 
 OLD_KEY = f"old-{CANARY_KEY}"
 NEW_KEY = f"new-{CANARY_KEY}"
@@ -190,3 +190,23 @@ async def rekey_the_live_relay(
     state = service.router.stream_state("tiktok")
     assert state.enabled and state.key_set
     await col.wait(f"{B}/tiktok/status", b"live", 60)
+
+
+async def test_without_a_config_file_a_key_is_refused_with_the_reason(
+    tmp_path: Path,
+    broker: Mosquitto,
+    managers: Callable[[Config], Service],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = offline_config(tmp_path, broker, ["tiktok"])
+    service = managers(config)
+    async with collector(broker.port) as col, running_bridge(service, config) as bridge:
+        await wait_connected(bridge)
+        await col.publish(f"{B}/tiktok/key/set", NEW_KEY)
+
+        async def refused() -> bool:
+            return any("keys are kept in config.yaml" in r.getMessage() for r in caplog.records)
+
+        await eventually(refused, 20, "the refusal")
+        assert service.router._relays["tiktok"].stream.key == CANARY_KEY  # unchanged
+    assert not [r for r in caplog.records if "canary" in r.getMessage().lower()]
