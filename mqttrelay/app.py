@@ -282,11 +282,14 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 raise StartupError(f"managed ingest: {exc}") from None
         reloads: set[asyncio.Task[None]] = set()
         stack.callback(_install_signals(loop, stop, service, config_path, reloads))
+        # one editor for the page and Home Assistant: their edits take turns
+        editor = service.editor(config_path) if config_path is not None else None
         bridge = (
             MqttBridge(
                 service.router,
                 config.mqtt,
                 configuration_url(config.api.host, config.api.port),
+                editor,
             )
             if config.mqtt.enabled
             else None
@@ -315,9 +318,7 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 hook_secret_required=config.ingest.manage,
                 publish_key=config.ingest.publish_key,
                 state_error=lambda: service.persistence.error,
-                editor=ConfigEditor(path, service.apply, lambda p: ffmpeg_problem(p, service.owner))
-                if path is not None
-                else None,
+                editor=editor,
             )
         )
         server = _Server(uvicorn_config(app))

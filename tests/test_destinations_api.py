@@ -96,6 +96,7 @@ async def test_add_change_delete_a_destination_in_the_file(
         ({"id": "ok", "url": "rtmp://127.0.0.1/x", "key": "-f"}, "key"),
         ({"id": "ok", "url": "rtmp://127.0.0.1/x", "key": "a b"}, "key"),
         ({"id": "ok", "url": "rtmp://127.0.0.1/x", "key": "${HOME}"}, "key"),
+        ({"id": "ok", "url": "rtmp://127.0.0.1/x", "key": "rtmp://127.0.0.1/x/k"}, "key"),
         ({"id": "ok", "url": "rtmp://127.0.0.1/x", "name": "a\nb"}, "name"),
         ({"id": "ok", "url": "rtmp://127.0.0.1/x", "extra": 1}, "extra"),
     ],

@@ -126,7 +126,7 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 def test_discovery_payloads() -> None:
     ctx = DiscoveryContext(Topics("streamrelay", "studio"), "homeassistant", "http://h:8088/")
     configs = all_discovery(ctx, [("facebook", "Facebook"), ("tiktok", "TikTok")])
-    assert len(configs) == 3 + 2 * 8  # the ingest's three, each stream's eight
+    assert len(configs) == 3 + 2 * 9  # the ingest's three, each stream's nine
     resolution = configs["homeassistant/sensor/studio/ingest_resolution/config"]
     assert resolution["state_topic"] == "streamrelay/host/studio/ingest/info"
     problem = configs["homeassistant/sensor/studio/ingest_problem/config"]

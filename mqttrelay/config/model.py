@@ -100,6 +100,16 @@ def check_stream_key(value: str) -> str:
     return _check_safe_text(value, "key")
 
 
+def check_entered_key(value: str) -> str:
+    """A key typed on the page, sent to the API or set in Home Assistant: the
+    file's checks, and nothing a paste gets wrong. Errors never repeat the key."""
+    if "${" in value:  # the file would read it as an environment variable
+        raise ValueError("key must not contain '${'")
+    if "://" in value:
+        raise ValueError("key looks like a URL: the server URL goes in the url, the key alone here")
+    return check_stream_key(value)
+
+
 def check_stream_name(value: str) -> str:
     """A name typed on the page: shown in Home Assistant, one line."""
     if _CONTROL_CHARS.search(value):

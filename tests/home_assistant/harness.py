@@ -1,8 +1,9 @@
 """A real Home Assistant (2026.2, in .ha-venv, see scripts/setup-home-assistant)
 for tests: its MQTT integration on the test broker, HTTP on loopback only, and
-two automations that let a test see and drive it over MQTT alone:
-`hatest/states` (every entity's state, JSON, every second) and `hatest/call`
-({"action": "switch.turn_on", "entity_id": "..."})."""
+automations that let a test see and drive it over MQTT alone:
+`hatest/states` (every entity's state, JSON, every second), `hatest/call`
+({"action": "switch.turn_on", "entity_id": "..."}) and `hatest/perform`
+({"action": "text.set_value", "data": {...}}: any action with its data)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ AUTOMATIONS = """\
         topic: hatest/states
         payload: >-
           {%- set ns = namespace(d={}) -%}
-          {%- for s in states if s.domain in ['switch', 'sensor', 'binary_sensor', 'image'] -%}
+          {%- set domains = ['switch', 'sensor', 'binary_sensor', 'image', 'text'] -%}
+          {%- for s in states if s.domain in domains -%}
           {%- set ns.d = dict(ns.d, **{s.entity_id: s.state}) -%}
           {%- endfor -%}
           {{ ns.d | tojson }}
@@ -65,6 +67,15 @@ AUTOMATIONS = """\
     - action: "{{ trigger.payload_json.action }}"
       target:
         entity_id: "{{ trigger.payload_json.entity_id }}"
+- id: perform
+  alias: perform
+  mode: queued
+  triggers:
+    - trigger: mqtt
+      topic: hatest/perform
+  actions:
+    - action: "{{ trigger.payload_json.action }}"
+      data: "{{ trigger.payload_json.data }}"
 """
 
 
@@ -89,14 +100,19 @@ def _config_entries(broker_host: str, broker_port: int) -> str:
 
 
 class HomeAssistant:
-    def __init__(self, folder: Path, broker_host: str, broker_port: int) -> None:
+    def __init__(
+        self, folder: Path, broker_host: str, broker_port: int, extra_config: str = ""
+    ) -> None:
+        """`extra_config`: more of configuration.yaml (files it names go in `folder`)."""
         if not HASS.exists():
             message = "Home Assistant is not installed: run scripts/setup-home-assistant"
             pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
         self.folder = folder
         self.http_port = free_port()
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "configuration.yaml").write_text(CONFIGURATION.format(http_port=self.http_port))
+        (folder / "configuration.yaml").write_text(
+            CONFIGURATION.format(http_port=self.http_port) + extra_config
+        )
         (folder / "automations.yaml").write_text(AUTOMATIONS)
         (folder / ".storage").mkdir(exist_ok=True)
         (folder / ".storage" / "core.config_entries").write_text(

@@ -35,6 +35,7 @@ def expected_entities(node: str, streams: list[str]) -> set[str]:
             f"binary_sensor.{node}_{s}_problem",
             f"sensor.{node}_{s}_delay",
             f"sensor.{node}_{s}_dropped",
+            f"text.{node}_{s}_new_key",
         }
     return out
 
@@ -88,13 +89,13 @@ class Session:
 
 @contextlib.asynccontextmanager
 async def relay_beside_home_assistant(
-    tmp_path: Path, broker: Mosquitto, config: Path, entities: set[str]
+    tmp_path: Path, broker: Mosquitto, config: Path, entities: set[str], ha_config: str = ""
 ) -> AsyncIterator[Session]:
     """mqttrelay and Home Assistant on one broker, until every entity is in Home
     Assistant; afterwards both stopped, with no complaint from Home Assistant's
     MQTT integration and no key in its log."""
     relay = ServiceProcess(config, tmp_path / "relay" / "service.log")
-    ha = HomeAssistant(tmp_path / "ha", "127.0.0.1", broker.port)
+    ha = HomeAssistant(tmp_path / "ha", "127.0.0.1", broker.port, ha_config)
     relay.start()
     session: Session | None = None
     try:

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mqttrelay.config import (
     STREAM_ID_PATTERN,
     check_destination_url,
+    check_entered_key,
     check_stream_id,
-    check_stream_key,
     check_stream_name,
 )
 from mqttrelay.control.destinations import ConfigEditor, EditRefused
@@ -44,11 +44,7 @@ class _StreamFields(_Body):
     @field_validator("key", check_fields=False)
     @classmethod
     def _key(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if "${" in value:  # the file would read it as an environment variable
-            raise ValueError("key must not contain '${'")
-        return check_stream_key(value)
+        return None if value is None else check_entered_key(value)
 
 
 class StreamIn(_StreamFields):

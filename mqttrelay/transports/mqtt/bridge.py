@@ -16,6 +16,7 @@ from typing import Any
 import aiomqtt
 
 from mqttrelay.config import MqttConfig
+from mqttrelay.control.destinations import ConfigEditor, EditRefused
 from mqttrelay.control.router import (
     ChangeEvent,
     IngestState,
@@ -25,13 +26,14 @@ from mqttrelay.control.router import (
 )
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.ratelimit import RateLimitedLog
+from mqttrelay.lib.redact import mask
 from mqttrelay.transports.mqtt.client import (
     RECONNECT_FIRST_S,
     SharedStatus,
     make_client,
     reconnect_pause,
 )
-from mqttrelay.transports.mqtt.commands import CommandError, parse_command
+from mqttrelay.transports.mqtt.commands import CommandError, parse_command, parse_key
 from mqttrelay.transports.mqtt.discovery import (
     DiscoveryContext,
     Topics,
@@ -73,9 +75,12 @@ class MqttBridge:
         router: Router,
         mqtt: MqttConfig,
         configuration_url: str | None,
+        editor: ConfigEditor | None = None,
     ) -> None:
-        """`configuration_url`: the page, for Home Assistant's device card."""
+        """`configuration_url`: the page, for Home Assistant's device card;
+        `editor`: config.yaml's, which a new key goes through as on the page."""
         self._router = router
+        self._editor = editor
         self._cfg = mqtt
         self.topics = Topics(self._cfg.base_topic, self._cfg.node_id)
         self.fleet = Fleet(self._cfg.node_id, uuid.uuid4().hex)
@@ -167,6 +172,7 @@ class MqttBridge:
         # Subscribed (SUBACK) before either availability topic says online: a
         # command sent the moment one does is obeyed (queued until _serve reads it).
         await client.subscribe(self.topics.set_wildcard, qos=1)
+        await client.subscribe(self.topics.key_wildcard, qos=1)
         if self._ctx.standby:
             await client.subscribe(self.topics.brb_set, qos=1)
         await client.subscribe(f"{self.topics.host_prefix}+/info", qos=1)
@@ -215,6 +221,9 @@ class MqttBridge:
         if topic.startswith(self.topics.host_prefix):
             self._seen_host(topic, payload)
             return
+        if (key_of := self.topics.stream_of_key_topic(topic)) is not None:
+            await self._new_key(topic, key_of, payload, message.retain)
+            return
         stream_id = self.topics.stream_of_set_topic(topic)
         if stream_id is None:
             return
@@ -239,6 +248,30 @@ class MqttBridge:
         except UnknownStreamError as exc:
             if self.fleet.owner_of(stream_id) is None:  # another host's stream: not ours
                 self._bad.warn(topic, str(exc))
+
+    async def _new_key(self, topic: str, stream_id: str, payload: bytes, retained: bool) -> None:
+        """Re-key a destination as the page's "Use this key" does: config.yaml is
+        edited and the live relay restarts on the new key. Nothing said about
+        it, here or in the editor, ever repeats the key."""
+        if retained:
+            self._bad.warn(topic, "retained command ignored (publish commands without retain)")
+            return
+        if stream_id not in self._router.stream_ids:
+            if self.fleet.owner_of(stream_id) is None:  # another host's stream: not ours
+                self._bad.warn(topic, f"unknown stream '{stream_id}'")
+            return
+        try:
+            key = parse_key(payload)
+        except CommandError as exc:
+            self._bad.warn(topic, str(exc))
+            return
+        if self._editor is None:
+            self._bad.warn(topic, "keys are kept in config.yaml: start mqttrelay from one")
+            return
+        try:
+            await self._editor.update(stream_id, {"key": key})
+        except EditRefused as exc:
+            self._bad.warn(topic, mask(str(exc), [key]))
 
     def _be_right_back(self, topic: str, payload: bytes, retained: bool) -> None:
         if retained:

@@ -7,7 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from mqttrelay.config import check_entered_key
+
 MAX_PAYLOAD_BYTES = 256
+MAX_KEY_BYTES = 255  # Home Assistant's text entities hold at most 255 characters
 MAX_DURATION_S = 7 * 24 * 3600
 Action = Literal["ON", "OFF", "TOGGLE"]
 _WORDS: dict[str, Action] = {
@@ -71,3 +74,18 @@ def parse_command(payload: bytes) -> Command:
     if not math.isfinite(duration) or not 0 < duration <= MAX_DURATION_S:
         raise CommandError(f"duration_s must be more than 0 and at most {MAX_DURATION_S}")
     return Command(action, float(duration))
+
+
+def parse_key(payload: bytes) -> str:
+    """A new stream key (B/<id>/key/set): the API's checks, on the text trimmed as
+    the page trims it. The errors never repeat the key."""
+    if len(payload) > MAX_KEY_BYTES:
+        raise CommandError(f"key of {len(payload)} bytes is over {MAX_KEY_BYTES}")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CommandError("key is not UTF-8 text") from None
+    try:
+        return check_entered_key(text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None

@@ -1,10 +1,10 @@
 """Home Assistant MQTT discovery payloads and topic names (pure).
 
 One device per mqttrelay instance (identified by mqtt.node_id); per stream a
-switch, a bitrate sensor, a status sensor, a running binary sensor and a
-next-change timestamp sensor; the ingest's binary sensor, resolution and
-problem sensors (and its picture, standby and "be right back"). Entity names never
-repeat the device name (Home Assistant prefixes it).
+switch, a bitrate sensor, a status sensor, a running binary sensor, a
+next-change timestamp sensor and a "new key" password box; the ingest's binary
+sensor, resolution and problem sensors (and its picture, standby and "be right
+back"). Entity names never repeat the device name (Home Assistant prefixes it).
 """
 
 from __future__ import annotations
@@ -99,6 +99,22 @@ class Topics:
 
     def attributes(self, stream_id: str) -> str:
         return f"{self.base}/{stream_id}/attributes"
+
+    def key_set(self, stream_id: str) -> str:
+        """A new stream key (write-only: no topic ever carries it back)."""
+        return f"{self.base}/{stream_id}/key/set"
+
+    @property
+    def key_wildcard(self) -> str:
+        return f"{self.base}/+/key/set"
+
+    def stream_of_key_topic(self, topic: str) -> str | None:
+        """'B/<id>/key/set' -> '<id>'; None for anything else."""
+        prefix, suffix = f"{self.base}/", "/key/set"
+        if not topic.startswith(prefix) or not topic.endswith(suffix):
+            return None
+        middle = topic[len(prefix) : -len(suffix)]
+        return middle if middle and "/" not in middle else None
 
     def stream_of_set_topic(self, topic: str) -> str | None:
         """'B/<id>/set' -> '<id>'; None for anything else."""
@@ -209,13 +225,19 @@ def stream_discovery(
         "device_class": "timestamp",
         "icon": "mdi:calendar-clock",
     }
-    return link_discovery(ctx, stream_id, stream_name) | {
-        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_next_change"): next_change,
-        config_topic(ctx.prefix, "switch", ctx.node_id, stream_id): switch,
-        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_bitrate"): bitrate,
-        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_status"): status,
-        config_topic(ctx.prefix, "binary_sensor", ctx.node_id, f"{stream_id}_running"): running,
-    }
+    return (
+        link_discovery(ctx, stream_id, stream_name)
+        | new_key_discovery(ctx, stream_id, stream_name)
+        | {
+            config_topic(
+                ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_next_change"
+            ): next_change,
+            config_topic(ctx.prefix, "switch", ctx.node_id, stream_id): switch,
+            config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_bitrate"): bitrate,
+            config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_status"): status,
+            config_topic(ctx.prefix, "binary_sensor", ctx.node_id, f"{stream_id}_running"): running,
+        }
+    )
 
 
 def link_discovery(
@@ -253,6 +275,27 @@ def link_discovery(
         config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_delay"): delay,
         config_topic(ctx.prefix, "sensor", ctx.node_id, f"{stream_id}_dropped"): dropped,
     }
+
+
+def new_key_discovery(
+    ctx: DiscoveryContext, stream_id: str, stream_name: str
+) -> dict[str, dict[str, Any]]:
+    """A password box that re-keys the destination (platforms that issue a key per
+    broadcast). Never optimistic: Home Assistant would keep the key as the state.
+    Its state is always empty, from a topic that never carries the key."""
+    new_key = _common(ctx, "text", f"{stream_id}_new_key", f"{stream_name} new key") | {
+        "command_topic": ctx.topics.key_set(stream_id),
+        "retain": False,
+        "qos": 1,
+        "mode": "password",
+        "min": 0,  # the empty state must be valid
+        "max": 255,
+        "state_topic": ctx.topics.attributes(stream_id),
+        "value_template": "{{ '' }}",
+        "entity_category": "config",
+        "icon": "mdi:key-change",
+    }
+    return {config_topic(ctx.prefix, "text", ctx.node_id, f"{stream_id}_new_key"): new_key}
 
 
 def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
