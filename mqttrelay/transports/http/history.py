@@ -53,7 +53,7 @@ class BitrateHistory:
 
     def as_json(self, now: float) -> dict[str, object]:
         return {
-            "now": round(now, 3),
+            "now": round(now, 1),  # rounded as the samples are: never before the last
             "period_s": self.period_s,
             "span_s": self.span_s,
             "ingest": [list(s) for s in self.ingest],
