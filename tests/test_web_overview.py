@@ -33,6 +33,7 @@ async def screenshot(page: Page, folder: Path, name: str) -> Path:
     """The first screen only (what the streamer sees without scrolling), kept in the
     test's folder and in test-artifacts/."""
     path = folder / f"{name}.png"
+    await page.wait_for_timeout(500)  # the switches' colour transitions end
     await page.screenshot(path=str(path))
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(path, ARTIFACTS / path.name)
