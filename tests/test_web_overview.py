@@ -179,6 +179,10 @@ async def test_five_destinations_mid_show_on_a_phone_and_a_desktop(
             "live updates", timeout=15_000
         )
         await switches_on_first_screen(desktop, 900)
+        # the ingest's graph too starts from the service's history (its panel is open here)
+        ingest_graph = desktop.get_by_test_id("ingest-graph")
+        await expect(ingest_graph).to_be_visible()
+        assert int(await ingest_graph.get_attribute("data-sending-s") or 0) >= 50
         url = desktop.locator('[data-testid="card"][data-stream="youtube"] [data-testid="url"]')
         lines = await url.evaluate("e => Math.round(e.getBoundingClientRect().height / 14)")
         assert lines <= 1, "the masked URL wraps"
