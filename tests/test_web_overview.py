@@ -218,6 +218,15 @@ async def add_form_says_it_in_plain_words(page: Page, shots: Path, platforms: Ng
     await page.get_by_test_id("add-submit").tap()
     await expect(page.get_by_test_id("add-error")).to_contain_text("Not added:")
     await screenshot(page, shots, "add-form-phone")
+    # one tap moves the key where it belongs
+    await page.get_by_test_id("add-url-fix").tap()
+    await expect(page.get_by_test_id("add-url")).to_have_value(
+        "rtmps://a.rtmps.youtube.com:443/live2"
+    )
+    await expect(page.get_by_test_id("add-key")).to_have_value("abcd-efgh-1234")
+    await expect(page.get_by_test_id("add-url-error")).to_have_text("")
+    await expect(page.get_by_test_id("add-key-error")).to_have_text("")
+    await expect(page.get_by_test_id("add-url-fix")).to_be_hidden()
     # the wrong scheme, said as a person would
     await page.get_by_test_id("add-key").fill("abcd-efgh-1234")
     await page.get_by_test_id("add-url").fill("http://a.rtmps.youtube.com/live2")
