@@ -16,7 +16,7 @@ from mqttrelay.control.router import IngestState, Router, StreamState
 log = logging.getLogger(__name__)
 
 PERIOD_S = 2.0  # one sample per destination this often
-SPAN_S = 600.0  # and this much of them: 300 pairs each, a few kB in all
+SPAN_S = 600.0  # and this much: 301 pairs a series, about 6 kB of JSON (30 kB in memory)
 # a relay sends in these; any other status draws as 0 (its last figure may linger)
 SENDING = frozenset({"live", "holding", "standby", "congested"})
 
