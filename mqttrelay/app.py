@@ -321,6 +321,8 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 editor=editor,
             )
         )
+        app.state.history.start()
+        stack.push_async_callback(app.state.history.stop)
         server = _Server(uvicorn_config(app))
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         stop_task = asyncio.create_task(stop.wait())

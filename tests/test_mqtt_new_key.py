@@ -36,7 +36,7 @@ NEW_KEY = f"new-{CANARY_KEY}"
         (f"{CANARY_KEY} x".encode(), "spaces"),
         (f"-{CANARY_KEY}".encode(), "start with '-'"),
         (f"${{{CANARY_KEY}}}".encode(), "'${'"),
-        (f"rtmp://live.example/app/{CANARY_KEY}".encode(), "looks like a URL"),
+        (f"rtmp://live.example/app/{CANARY_KEY}".encode(), "looks like a server address"),
         (b"\xff" + CANARY_KEY.encode(), "UTF-8"),
         (CANARY_KEY.encode() * 20, "over 255"),
     ],
@@ -167,7 +167,7 @@ async def rekey_the_live_relay(
 
     # bad keys: one line each naming what is wrong, and nothing changes
     for bad, reason in [
-        (f"rtmp://live.example/app/{CANARY_KEY}", "key looks like a URL"),
+        (f"rtmp://live.example/app/{CANARY_KEY}", "key looks like a server address"),
         (f"{CANARY_KEY} x", "key must not contain spaces"),
     ]:
         await col.publish(key_topic, bad)

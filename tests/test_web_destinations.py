@@ -30,7 +30,8 @@ async def test_add_from_a_preset_go_live_rekey_and_delete_on_a_phone(
     await page.goto(web_service.url)
     await expect(page.get_by_test_id("ingest-status")).to_have_text("live", timeout=30_000)
 
-    # the picture OBS sends, refreshed while the page is visible
+    # the picture OBS sends, one tap away on a phone, refreshed while it is shown
+    await page.get_by_test_id("ingest-more-open").tap()
     snapshot = page.get_by_test_id("snapshot")
     await expect(snapshot).to_be_visible(timeout=20_000)
     first = await snapshot.get_attribute("data-taken")
@@ -56,12 +57,13 @@ async def test_add_from_a_preset_go_live_rekey_and_delete_on_a_phone(
     await expect(page.get_by_test_id("add-panel")).to_be_hidden(timeout=10_000)
 
     card = page.locator('[data-testid="card"][data-stream="youtube-2"]')
-    await expect(card.locator(".name")).to_have_text("YouTube")
+    await expect(card.locator(".name")).to_have_text("YouTube 2")  # not a second "YouTube"
     await card.get_by_test_id("toggle").tap()
     await expect(card.get_by_test_id("status")).to_have_text("live", timeout=30_000)
     await wait_publishing(platforms, f"yt2-{CANARY_KEY}")
 
-    # a new key for the next broadcast: paste it, one tap
+    # a new key for the next broadcast: open the destination, paste it, one tap
+    await card.get_by_test_id("more-open").tap()
     await card.get_by_test_id("edit-open").tap()
     await card.get_by_test_id("new-key").fill(f"yt3-{CANARY_KEY}")
     await card.get_by_test_id("key-save").tap()
@@ -73,10 +75,12 @@ async def test_add_from_a_preset_go_live_rekey_and_delete_on_a_phone(
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, "the page scrolls sideways on a phone"
 
-    # a bad URL is refused with the field named, and nothing changes
+    # a bad URL is refused in plain words naming the field, and nothing changes
     await card.get_by_test_id("edit-url").fill("file:///etc/passwd")
     await card.get_by_test_id("edit-save").tap()
-    await expect(card.get_by_test_id("edit-result")).to_contain_text("url: ")
+    await expect(card.get_by_test_id("edit-result")).to_contain_text(
+        "The server address must start with rtmp://, rtmps:// or srt://"
+    )
 
     await card.get_by_test_id("delete").tap()
     await expect(card).to_have_count(0, timeout=15_000)

@@ -106,7 +106,10 @@ def check_entered_key(value: str) -> str:
     if "${" in value:  # the file would read it as an environment variable
         raise ValueError("key must not contain '${'")
     if "://" in value:
-        raise ValueError("key looks like a URL: the server URL goes in the url, the key alone here")
+        raise ValueError(
+            "key looks like a server address: put that in the server address field, "
+            "and here only the key"
+        )
     return check_stream_key(value)
 
 

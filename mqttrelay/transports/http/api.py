@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,8 @@ from mqttrelay.transports.http.guard import (
     HostPolicy,
     RequestGuard,
 )
+from mqttrelay.transports.http.history import BitrateHistory, HistorySampler
+from mqttrelay.transports.http.messages import with_messages
 from mqttrelay.transports.http.metrics import render_metrics
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,14 @@ class HealthOut(BaseModel):
     )
 
 
+class HistoryOut(BaseModel):
+    now: float = Field(description="the service's clock (unix time), to line the pairs up")
+    period_s: float
+    span_s: float
+    ingest: list[tuple[float, float]]
+    streams: dict[str, list[tuple[float, float]]]
+
+
 class TicketOut(BaseModel):
     ticket: str
     expires_in_s: float
@@ -196,6 +207,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         title="mqttrelay", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.broker = broker
+    history = BitrateHistory()
+    app.state.history = HistorySampler(router, history)  # app.py starts and stops it
     app.add_middleware(JsonBodyMiddleware)
     page_html = (
         resources.files("mqttrelay.transports.http.web").joinpath("index.html").read_text("utf-8")
@@ -214,8 +227,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own answer echoes the input: a secret, or a number JSON cannot
         # carry ({"enabled": 1e999} made it fail with a 500)
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse({"detail": detail}, status_code=422)
+        # (`message`, and one per entry, say it in plain words for the page)
+        return JSONResponse(with_messages(exc.errors()), status_code=422)
 
     def check_token(request: Request) -> None:
         if ctx.token is None or request.scope.get(INGRESS_SCOPE_KEY) is not None:
@@ -378,6 +391,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    @app.get("/api/history", dependencies=auth)
+    async def bitrate_history() -> HistoryOut:
+        """The last minutes of bitrate, per destination and for the ingest:
+        `[unix time, kbit/s]` pairs, one per `period_s`, oldest first."""
+        return HistoryOut.model_validate(history.as_json(time.time()))
 
     @app.get("/metrics", dependencies=auth, include_in_schema=False)
     async def metrics() -> Response:

@@ -39,7 +39,15 @@ class _StreamFields(_Body):
     @field_validator("url", check_fields=False)
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else check_destination_url(value)
+        if value is None:
+            return None
+        check_destination_url(value)
+        if (base := key_in_url(value)) is not None:
+            raise ValueError(
+                f"url goes on past {base}/: that part is the stream key; "
+                "put it in the stream key field and keep the address up to there"
+            )
+        return value
 
     @field_validator("key", check_fields=False)
     @classmethod
@@ -107,6 +115,16 @@ class PresetOut(BaseModel):
 def presets() -> list[PresetOut]:
     text = resources.files("mqttrelay.transports.http").joinpath("presets.yaml").read_text("utf-8")
     return [PresetOut(**entry) for entry in yaml.safe_load(text)]
+
+
+def key_in_url(url: str) -> str | None:
+    """A preset's server address with a key pasted after it: that address."""
+    for preset in presets():
+        base = preset.url.rstrip("/")
+        rest = url[len(base) + 1 :] if url.lower().startswith(base.lower() + "/") else ""
+        if rest.strip("/"):
+            return base
+    return None
 
 
 def _refused(exc: EditRefused) -> HTTPException:
