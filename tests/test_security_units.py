@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.app import uvicorn_config
 from mqttrelay.cli import MaskingFormatter
 from mqttrelay.config import Config, ConfigError, parse_config, policy_problems
 from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
@@ -28,6 +27,7 @@ from mqttrelay.transports.http.guard import (
     page_csp,
     response_headers,
 )
+from mqttrelay.transports.http.server import uvicorn_config
 
 
 def test_host_policy_accepts_addresses_and_known_names_only() -> None:
