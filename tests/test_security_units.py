@@ -222,7 +222,7 @@ def test_rendered_values_cannot_break_out_of_their_line(tmp_path: Path) -> None:
         {
             "ingest": {"url": "rtmp://10.1.2.3:1935/live/stream", "publish_key": "pk"},
             "api": {"host": "10.1.2.3", "token": "t" * 16},
-            "streams": [{"id": "yt", "url": "rtmp://a.example/app", "key": "K;}{x"}],
+            "streams": [{"id": "yt", "url": "rtmp://a.example/app", "key": "K;}{x-1234"}],
         }
     )
     settings = settings_from_config(
@@ -235,7 +235,7 @@ def test_rendered_values_cannot_break_out_of_their_line(tmp_path: Path) -> None:
     )
     text = render_nginx_conf(settings)
     assert 'pid "/srv/a b;c/nginx.pid";' in text
-    assert 'push "rtmp://a.example/app/K;}{x";' in text
+    assert 'push "rtmp://a.example/app/K;}{x-1234";' in text
     assert (
         f"on_publish http://10.1.2.3:{config.api.port}/api/hooks/on_publish?secret={'s' * 20};"
         in text

@@ -14,11 +14,10 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mqttrelay.config.profiles import PROFILE_NAME_PATTERN, ProfileConfig
+from mqttrelay.config.urls import check_destination_url, check_safe_text
 
 STREAM_ID_PATTERN = r"^[a-z0-9_-]+$"
 RESERVED_STREAM_IDS = {"all", "ingest", "status"}  # these name MQTT topics of their own
-DESTINATION_SCHEMES = ("rtmp", "rtmps", "srt")
-_UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Names rendered into nginx.conf and URLs: nothing nginx's parser or a URL gives a meaning
 _HOST_NAME = re.compile(
@@ -26,6 +25,7 @@ _HOST_NAME = re.compile(
 )
 _RTMP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MIN_TOKEN_LENGTH = 16
+MIN_KEY_LENGTH = 8  # no platform issues shorter keys; a shorter one is a typo
 
 
 class ConfigError(Exception):
@@ -63,30 +63,6 @@ def check_host_name(value: str, what: str) -> str:
     return value
 
 
-def _check_safe_text(value: str, what: str) -> str:
-    if _UNSAFE_CHARS.search(value):
-        raise ValueError(f"{what} must not contain spaces or control characters")
-    if value.startswith("-"):
-        raise ValueError(f"{what} must not start with '-'")
-    return value
-
-
-def check_destination_url(url: str) -> str:
-    """Only rtmp/rtmps/srt URLs with a host: anything else could make ffmpeg
-    read or write files (file:, pipe:, concat:) or take the URL as an option."""
-    _check_safe_text(url, "url")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in DESTINATION_SCHEMES:
-        raise ValueError(f"url must start with {', '.join(s + '://' for s in DESTINATION_SCHEMES)}")
-    if not parts.hostname:
-        raise ValueError("url has no host")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as exc:
-        raise ValueError(f"url has a bad port: {exc}") from None
-    return url
-
-
 def check_stream_id(value: str) -> str:
     """Past its pattern: not one of the ids that name topics of their own."""
     if value in RESERVED_STREAM_IDS:
@@ -97,7 +73,12 @@ def check_stream_id(value: str) -> str:
 def check_stream_key(value: str) -> str:
     if not value:
         raise ValueError("key is empty (leave it out when the url holds everything)")
-    return _check_safe_text(value, "key")
+    if len(value) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"key is {len(value)} character(s) long; platforms' keys have {MIN_KEY_LENGTH} or more "
+            "(a typo, or the wrong environment variable?)"
+        )
+    return check_safe_text(value, "key")
 
 
 def check_stream_name(value: str) -> str:
@@ -121,7 +102,7 @@ class IngestConfig(_Model):
     @field_validator("url")
     @classmethod
     def _ingest_url(cls, value: str) -> str:
-        _check_safe_text(value, "url")
+        check_safe_text(value, "url")
         parts = urlsplit(value)
         if parts.scheme.lower() not in ("rtmp", "rtmps"):
             raise ValueError("ingest url must start with rtmp:// or rtmps://")
@@ -160,7 +141,7 @@ class IngestConfig(_Model):
     def _stat_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _check_safe_text(value, "stat_url")
+        check_safe_text(value, "stat_url")
         if urlsplit(value).scheme.lower() not in ("http", "https"):
             raise ValueError("stat_url must start with http:// or https://")
         return value
@@ -219,6 +200,16 @@ class ApiConfig(_Model):
     @classmethod
     def _host(cls, value: str) -> str:
         return check_host_name(value, "api.host")
+
+    @model_validator(mode="after")
+    def _token_for_the_lan(self) -> ApiConfig:
+        short = self.token is not None and len(self.token) < MIN_TOKEN_LENGTH
+        if short and not is_loopback(self.host):
+            raise ValueError(
+                f"token is {len(self.token or '')} characters, too easy to guess for a page "
+                f"other machines reach (host {self.host}); use {MIN_TOKEN_LENGTH} or more"
+            )
+        return self
 
     @field_validator("ingress_proxy")
     @classmethod
