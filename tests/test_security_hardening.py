@@ -4,18 +4,31 @@ ingress proxy, SRT options that turn a relay around, short tokens and keys."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiomqtt
 import httpx
 import pytest
 import yaml
 
 from .conftest import CANARY_KEY
-from .support import ServiceProcess, free_port
+from .support import (
+    Mosquitto,
+    NginxRtmp,
+    Publisher,
+    ServiceProcess,
+    eventually,
+    free_port,
+    start_nginx,
+    stat_streams,
+)
+from .test_relay_e2e import wait_publishing
 
 pytestmark = pytest.mark.integration
 
@@ -156,9 +169,133 @@ def test_a_short_key_is_refused_and_masking_keeps_words_whole(
         svc.wait_api()
         with _client(svc, TOKEN) as owner:
             health = owner.get("/api/health")
-            assert health.status_code == 200 and "****" not in health.text, health.text
+            # (the ingest URL's stream name is masked as every URL's last part is)
+            shown = health.text.replace("/live/****", "")
+            assert health.status_code == 200 and "****" not in shown, health.text
     finally:
         assert svc.stop() == 0
         svc.cleanup()
     log = svc.log.read_text()
     assert "mqttrelay running" in log and "mqttrel****" not in log, log
+
+
+async def test_a_key_never_follows_its_url_to_another_server(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    publisher: Publisher,
+    broker: Mosquitto,
+) -> None:
+    attacker = start_nginx(tmp_path / "attacker", "app")  # a server someone else runs
+    key = KEYS["FB_KEY"]
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_file": "state.json",
+                "ingest": {"url": ingest.url("stream")},
+                "mqtt": {"port": broker.port},
+                "api": {"port": free_port(), "token": TOKEN},
+                "streams": [
+                    {
+                        "id": "fb",
+                        "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                        "key": "${FB_KEY}",
+                    }
+                ],
+            }
+        )
+    )
+    svc = ServiceProcess(config, tmp_path / "service.log", KEYS)
+    svc.start()
+    try:
+        svc.wait_api()
+        elsewhere = f"rtmp://127.0.0.1:{attacker.rtmp_port}/app"
+        with _client(svc, TOKEN) as owner:
+            moved = owner.patch("/api/streams/fb", json={"url": elsewhere})
+        async with aiomqtt.Client("127.0.0.1", broker.port) as mqtt:
+            await mqtt.publish("streamrelay/fb/set", b"ON", qos=1)
+
+        async def published_somewhere() -> bool:
+            return bool(await stat_streams(attacker)) or key in await stat_streams(platforms)
+
+        await eventually(published_somewhere, 60, "the relay to publish")
+        assert not await stat_streams(attacker), "the key went to the new server"
+        await wait_publishing(platforms, key)
+        assert moved.status_code == 422, moved.text
+        assert moved.json()["detail"][0]["loc"] == ["body", "key"]
+        assert "${FB_KEY}" in config.read_text()  # nothing was changed
+        with _client(svc, TOKEN) as owner:
+            # the same server, another path: the key may stay
+            same = owner.patch(
+                "/api/streams/fb", json={"url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest/"}
+            )
+            assert same.status_code == 200, same.text
+            # another server with its own key (or none): accepted
+            own = owner.patch("/api/streams/fb", json={"url": elsewhere, "key": "attacker-own-key"})
+            assert own.status_code == 200, own.text
+        await eventually(lambda: _has(attacker, "attacker-own-key"), 60, "the new key in use")
+        assert key not in await stat_streams(attacker)
+    finally:
+        assert svc.stop() == 0
+        svc.cleanup()
+        attacker.stop()
+    assert CANARY_KEY not in svc.log.read_text()
+
+
+async def _has(server: NginxRtmp, name: str) -> bool:
+    return name in await stat_streams(server)
+
+
+def _many(folder: Path, count: int) -> Path:
+    config = _write(folder)
+    raw = yaml.safe_load(config.read_text())
+    raw["streams"] = [
+        {"id": f"d{n:03}", "url": f"rtmp://127.0.0.1:9/app{n}", "key": f"key-{n:03}-{CANARY_KEY}"}
+        for n in range(count)
+    ]
+    config.write_text(yaml.safe_dump(raw))
+    return config
+
+
+async def test_edits_leave_the_loop_free_and_destinations_are_capped(tmp_path: Path) -> None:
+    svc = ServiceProcess(_many(tmp_path / "many", 100), tmp_path / "service.log", KEYS)
+    svc.start()
+    try:
+        svc.wait_api()
+        base = f"http://127.0.0.1:{svc.port}"
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as editor,
+            httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as page,
+        ):
+            await page.get("/api/health")  # a kept-alive connection, as the page's
+            edits: list[float] = []
+            stalls: list[float] = []
+            done = asyncio.Event()
+
+            async def edit() -> None:
+                for n in range(6):
+                    started = time.monotonic()
+                    changed = await editor.patch("/api/streams/d050", json={"name": f"n{n}"})
+                    assert changed.status_code == 200, changed.text
+                    edits.append(time.monotonic() - started)
+                done.set()
+
+            async def poll() -> None:
+                while not done.is_set():
+                    started = time.monotonic()
+                    assert (await page.get("/api/health")).status_code == 200
+                    stalls.append(time.monotonic() - started)
+                    await asyncio.sleep(0.01)
+
+            await asyncio.gather(edit(), poll())
+            print(f"edits {max(edits):.3f} s, the page {max(stalls):.3f} s at most")
+            # the page is not held up for the length of an edit (on the loop: 90 %)
+            assert max(stalls) < 0.6 * max(edits), (max(stalls), max(edits))
+            over = {"id": "d100", "url": "rtmp://127.0.0.1:9/app", "key": f"k-{CANARY_KEY}"}
+            refused = await editor.post("/api/streams", json=over)
+            assert refused.status_code == 422 and "at most 100" in refused.text, refused.text
+    finally:
+        assert svc.stop() == 0
+        svc.cleanup()

@@ -25,6 +25,7 @@ _HOST_NAME = re.compile(
 )
 _RTMP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MIN_TOKEN_LENGTH = 16
+MAX_STREAMS = 100  # destinations; each is an ffmpeg when on (README, "Limits")
 MIN_KEY_LENGTH = 8  # no platform issues shorter keys; a shorter one is a typo
 
 
@@ -335,6 +336,10 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        if len(self.streams) > MAX_STREAMS:
+            raise ValueError(
+                f"{len(self.streams)} streams; mqttrelay runs at most {MAX_STREAMS} destinations"
+            )
         seen: set[str] = set()
         for stream in self.streams:
             if stream.id in seen:

@@ -56,3 +56,13 @@ def check_destination_url(url: str) -> str:
                     f"its platform: {', '.join(_NAMED_SRT_OPTIONS)}, ... are)"
                 )
     return url
+
+
+def server_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a destination URL: what a key is issued for."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port

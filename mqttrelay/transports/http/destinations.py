@@ -114,6 +114,8 @@ def presets() -> list[PresetOut]:
 
 
 def _refused(exc: EditRefused) -> HTTPException:
+    if exc.field is not None:  # named as a validation error names its field
+        return HTTPException(exc.status, [{"loc": ["body", exc.field], "msg": str(exc.detail)}])
     return HTTPException(exc.status, exc.detail)
 
 
@@ -181,7 +183,7 @@ def destination_routes(
     @routes.get("/api/settings", responses={409: {}})
     async def get_settings() -> SettingsOut:
         try:
-            return SettingsOut(**asdict(need_editor().settings()))
+            return SettingsOut(**asdict(await need_editor().settings()))
         except EditRefused as exc:
             raise _refused(exc) from None
 
