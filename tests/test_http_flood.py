@@ -95,11 +95,13 @@ async def test_slow_clients_on_the_page_port_stop_nothing_else(
             await eventually(held, 30, "the slow clients to hold the port")
             await asyncio.sleep(3)  # as long again, so whatever holds them piles up
             async with httpx.AsyncClient(base_url=base, headers=headers, timeout=15) as api:
+                took = []
                 for _ in range(3):  # a fresh connection each time, as a page's calls come
                     started = time.monotonic()
                     health = await api.get("/api/health", headers={"Connection": "close"})
                     assert health.status_code == 200, health.text
-                    assert time.monotonic() - started < 15
+                    took.append(time.monotonic() - started)
+                print(f"API under the flood: {', '.join(f'{t:.2f}' for t in took)} s")
                 async with aiomqtt.Client("127.0.0.1", broker.port) as mqtt:
                     await mqtt.publish("streamrelay/youtube/set", b"ON", qos=1)
                 await wait_publishing(platforms, key, 60)
