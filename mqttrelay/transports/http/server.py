@@ -11,11 +11,18 @@ client_header_timeout, Apache's mod_reqtimeout):
 - a request must arrive whole (head and body) within REQUEST_TIMEOUT_S of the
   connection, or of the previous answer on a kept-alive one;
 - at most `max_connections` are open: one over it closes the oldest connection
-  that has sent part of a request and not the rest (then the oldest that sent
-  nothing yet; at worst the new one). A request that is being answered, an
-  event stream included, is never closed. A real client sends its whole
-  request at once, so it is never the one "part-way" when its bytes are read;
-  a flood of slow clients only ever pushes out itself.
+  that has sent part of a request and not the rest, else the oldest that sent
+  nothing for GRACE_S; if neither exists it stays, up to `hard_limit`, past
+  which the new one is closed. A request that is being answered, an event
+  stream included, is never closed. A real client sends its whole request at
+  once, so it is never "part-way" when its bytes are read; a flood of slow
+  clients pushes out itself.
+
+uvicorn's own `limit_concurrency` is not used: it counts half-sent connections
+too, so a flood would make it answer 503 to the page's owner. The listen
+backlog is small because asyncio accepts up to that many sockets per wake-up
+before any is read: a large one lets a flood push out connections whose
+request is already waiting to be read.
 """
 
 from __future__ import annotations
