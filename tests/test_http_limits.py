@@ -18,11 +18,15 @@ from mqttrelay.lib.limits import QuietLoopErrors, raise_open_file_limit
 from mqttrelay.transports.http.server import (
     GRACE_S,
     MAX_CONNECTIONS,
+    ApiServer,
     ConnectionGuard,
     GuardedH11,
+    bind_api_socket,
     guard_for,
     uvicorn_config,
 )
+
+from .support import eventually
 
 
 class _Transport:
@@ -132,3 +136,43 @@ def test_accept_errors_are_logged_once_a_minute(caplog: pytest.LogCaptureFixture
     assert len(accept) == 1 and accept[0].exc_info is None
     assert "Too many open files" in accept[0].getMessage()
     assert any(r.getMessage() == "something else" for r in caplog.records)
+
+
+async def test_uvicorn_with_the_guard_closes_slow_clients_and_serves_whole_requests() -> None:
+    """The protocol inside a real uvicorn (it relies on uvicorn's h11 protocol)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = ConnectionGuard(4, 6, request_timeout_s=0.5)
+    sock = bind_api_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = ApiServer(uvicorn_config(app, guard))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+
+        async def running() -> bool:
+            return server.started
+
+        await eventually(running, 10, "uvicorn to start")
+        slow = []
+        for _ in range(8):  # more half-sent requests than the cap
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            slow.append((reader, writer))
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 200") and b"\r\nok\r\n" in answer
+        writer.close()
+        started = time.monotonic()
+        for reader, writer in slow:  # each closed: over the cap, or after its 0.5 s
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        assert time.monotonic() - started < 3 and len(guard.open) == 0
+        assert guard.closed == 8
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
