@@ -167,6 +167,11 @@ def test_example_config_in_repo_is_valid() -> None:
     example = Path(__file__).resolve().parent.parent / "config.yaml"
     config = load_config(
         example,
-        env={"FACEBOOK_KEY": "x", "YOUTUBE_KEY": "y", "TIKTOK_KEY": "z", "ONESTREAM_KEY": "w"},
+        env={
+            "FACEBOOK_KEY": "x" * 8,
+            "YOUTUBE_KEY": "y" * 8,
+            "TIKTOK_KEY": "z" * 8,
+            "ONESTREAM_KEY": "w" * 8,
+        },
     )
     assert config.streams

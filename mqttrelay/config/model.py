@@ -74,12 +74,13 @@ def check_stream_id(value: str) -> str:
 def check_stream_key(value: str) -> str:
     if not value:
         raise ValueError("key is empty (leave it out when the url holds everything)")
+    check_safe_text(value, "key")
     if len(value) < MIN_KEY_LENGTH:
         raise ValueError(
             f"key is {len(value)} character(s) long; platforms' keys have {MIN_KEY_LENGTH} or more "
             "(a typo, or the wrong environment variable?)"
         )
-    return check_safe_text(value, "key")
+    return value
 
 
 def check_stream_name(value: str) -> str:
