@@ -233,8 +233,9 @@ async def run(config: Config, config_path: Path | None = None) -> None:
     for problem in await encoder_problems(config.ffmpeg.path, config.profiles):
         raise StartupError(problem)
     open_files = raise_open_file_limit()
-    loop.set_exception_handler(QuietLoopErrors())
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(loop.set_exception_handler, loop.get_exception_handler())
+        loop.set_exception_handler(QuietLoopErrors())
         try:
             sock = bind_api_socket(config.api.host, config.api.port)
         except OSError as exc:
