@@ -48,10 +48,11 @@ from benchmarks.common import MEDIA_BYTES, POLL_S, arrived, wait_for_keys
 from benchmarks.profiles import bench_profiles
 from benchmarks.shaped import bench_shaped
 from benchmarks.standby import bench_standby
-from mqttrelay.app import Service, _Server, bind_api_socket
+from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import Router
 from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.server import ApiServer, bind_api_socket
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from tests.support import (
     Mosquitto,
@@ -152,7 +153,9 @@ async def service(
     bridge = MqttBridge(manager, config.mqtt, None)
     bridge.start()
     api = create_app(ApiContext(manager, None, None, config.timezone))
-    server = _Server(uvicorn.Config(api, port=config.api.port, log_level="warning", lifespan="off"))
+    server = ApiServer(
+        uvicorn.Config(api, port=config.api.port, log_level="warning", lifespan="off")
+    )
     http = asyncio.create_task(
         server.serve(sockets=[bind_api_socket("127.0.0.1", config.api.port)])
     )

@@ -19,10 +19,11 @@ from typing import Any
 import psutil
 import uvicorn
 
-from mqttrelay.app import Service, _Server, bind_api_socket
+from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.engine.standby import StreamShape, loop_argv
 from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.server import ApiServer, bind_api_socket
 from tests.support import (
     NginxRtmp,
     Publisher,
@@ -61,7 +62,7 @@ async def running(config: Config) -> AsyncIterator[Service]:
     service = Service(config)
     await service.start()
     api = create_app(ApiContext(service.router, None, None, config.timezone))
-    server = _Server(uvicorn.Config(api, log_level="warning", lifespan="off"))
+    server = ApiServer(uvicorn.Config(api, log_level="warning", lifespan="off"))
     http = asyncio.create_task(
         server.serve(sockets=[bind_api_socket("127.0.0.1", config.api.port)])
     )

@@ -10,12 +10,9 @@ import contextlib
 import logging
 import secrets
 import signal
-import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
-
-import uvicorn
+from typing import Literal
 
 from mqttrelay.config import Config, ConfigError, is_loopback, load_config, policy_problems
 from mqttrelay.control.clock import Clock
@@ -34,8 +31,15 @@ from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.ingest.managed import ManagedNginx, NginxError
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
 from mqttrelay.lib.redact import known_secrets, remember_secrets
 from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.server import (
+    ApiServer,
+    bind_api_socket,
+    guard_for,
+    uvicorn_config,
+)
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from mqttrelay.transports.mqtt.discovery import configuration_url
 
@@ -53,43 +57,6 @@ def check_api_exposure(config: Config) -> None:
             "not set: set a token (clients send 'Authorization: Bearer <token>') or bind "
             "api.host to 127.0.0.1"
         )
-
-
-def bind_api_socket(host: str, port: int) -> socket.socket:
-    """Bind before anything starts, so a busy port is a clear error, not a crash."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise StartupError(
-            f"cannot listen on {host}:{port} for the web page and API: {exc.strerror or exc}"
-        ) from None
-    sock.set_inheritable(False)
-    return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn in our loop; our own SIGTERM/SIGINT handling stays in charge."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def uvicorn_config(app: Any) -> uvicorn.Config:
-    """uvicorn without its own log handlers (log_config=None): its lines go to the
-    root handler, whose formatter masks secrets like every other line."""
-    return uvicorn.Config(
-        app,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=3,
-    )
 
 
 class Service:
@@ -265,8 +232,17 @@ async def run(config: Config, config_path: Path | None = None) -> None:
     stop = asyncio.Event()
     for problem in await encoder_problems(config.ffmpeg.path, config.profiles):
         raise StartupError(problem)
+    open_files = raise_open_file_limit()
     async with contextlib.AsyncExitStack() as stack:
-        sock = bind_api_socket(config.api.host, config.api.port)
+        stack.callback(loop.set_exception_handler, loop.get_exception_handler())
+        loop.set_exception_handler(QuietLoopErrors())
+        try:
+            sock = bind_api_socket(config.api.host, config.api.port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {config.api.host}:{config.api.port} for the web page and "
+                f"API: {exc.strerror or exc}"
+            ) from None
         stack.callback(sock.close)
         service = Service(config)
         hook_secret = _hook_secret(config)
@@ -323,7 +299,7 @@ async def run(config: Config, config_path: Path | None = None) -> None:
         )
         app.state.history.start()
         stack.push_async_callback(app.state.history.stop)
-        server = _Server(uvicorn_config(app))
+        server = ApiServer(uvicorn_config(app, guard_for(open_files, RESERVE_FILES)))
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         stop_task = asyncio.create_task(stop.wait())
 

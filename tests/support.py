@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -349,10 +350,18 @@ class ServiceProcess:
     """`mqttrelay run` as a user starts it, with its state file beside its config;
     a test may kill it and start it again."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        nofile: int | None = None,
+    ) -> None:
+        """nofile: the service's open-file limit (soft and hard), as a small host sets it."""
         self.config = config
         self.log = log
         self.env = env or {}
+        self.nofile = nofile
         self.cwd = config.parent / "cwd"  # where a stray relative file would land
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -366,8 +375,12 @@ class ServiceProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mqttrelay", "run", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.cwd, env=dict(os.environ, **self.env),
+                cwd=self.cwd, env=dict(os.environ, **self.env), preexec_fn=self._limits,
             )  # fmt: skip
+
+    def _limits(self) -> None:
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def wait_api(self, deadline_s: float = 30) -> None:
         wait_port(self.port, deadline_s)

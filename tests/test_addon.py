@@ -151,7 +151,7 @@ def test_options_match_the_schema_and_what_mqttrelay_reads(config: dict[str, Any
             assert key not in options
     assert set(schema) == set(ContainerOptions.model_fields)
     # what the Supervisor writes to /data/options.json, from defaults and a user's entries
-    entry = {"id": "youtube", "name": "YouTube", "url": "rtmp://a.example/live2", "key": "k"}
+    entry = {"id": "youtube", "name": "YouTube", "url": "rtmp://a.example/live2", "key": "k-123456"}
     for field, kind in schema["destinations"][0].items():
         assert value_fits(entry[field], kind)
     filled = {**options, "destinations": [entry], "mqtt_port": 1884, "obs_key": "o"}

@@ -200,7 +200,7 @@ def test_exposed_api_needs_a_token(tmp_path: Path) -> None:
     config = Config.model_validate({"api": {"host": "0.0.0.0"}})
     with pytest.raises(StartupError, match=r"api\.token is not set"):
         check_api_exposure(config)
-    check_api_exposure(Config.model_validate({"api": {"host": "0.0.0.0", "token": "x"}}))
+    check_api_exposure(Config.model_validate({"api": {"host": "0.0.0.0", "token": "x" * 16}}))
     check_api_exposure(Config.model_validate({"api": {"host": "127.0.0.1"}}))
 
 

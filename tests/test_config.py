@@ -23,7 +23,7 @@ streams:
     key: ${FB_KEY}
   - id: tiktok
     url: rtmp://push.tiktok.example/live
-    key: tt-key
+    key: tt-key-1234
     enabled: true
 schedules:
   - stream: tiktok
@@ -45,7 +45,7 @@ def test_good_config_and_env_secret(tmp_path: Path) -> None:
     fb = config.stream("facebook")
     assert fb is not None and fb.target == "rtmps://live-api-s.facebook.com:443/rtmp/FB-SECRET"
     tiktok = config.stream("tiktok")
-    assert tiktok is not None and tiktok.target == "rtmp://push.tiktok.example/live/tt-key"
+    assert tiktok is not None and tiktok.target == "rtmp://push.tiktok.example/live/tt-key-1234"
     assert tiktok.name == "tiktok" and tiktok.enabled
     assert config.state_file == tmp_path / "state.json"
     assert "FB-SECRET" in config.secrets
@@ -131,7 +131,7 @@ def test_fuzzed_config_structure_only_gives_config_errors(raw: dict[str, object]
 
 def test_check_command_prints_one_line_per_problem(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("timezone: Nowhere/Here\nstreams: [{id: a, url: 'file:/x', key: K}]\n")
+    path.write_text("timezone: Nowhere/Here\nstreams: [{id: a, url: 'file:/x', key: K-12345678}]\n")
     result = subprocess.run(
         [sys.executable, "-m", "mqttrelay", "check", "--config", str(path)],
         capture_output=True,
@@ -149,7 +149,7 @@ def test_check_command_prints_one_line_per_problem(tmp_path: Path) -> None:
 
 def test_check_command_ok_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("streams: [{id: a, url: 'rtmp://h/app', key: K}]\n")
+    path.write_text("streams: [{id: a, url: 'rtmp://h/app', key: K-12345678}]\n")
     ok = subprocess.run(
         [sys.executable, "-m", "mqttrelay", "check", "--config", str(path)],
         capture_output=True, text=True, timeout=60,
@@ -167,6 +167,11 @@ def test_example_config_in_repo_is_valid() -> None:
     example = Path(__file__).resolve().parent.parent / "config.yaml"
     config = load_config(
         example,
-        env={"FACEBOOK_KEY": "x", "YOUTUBE_KEY": "y", "TIKTOK_KEY": "z", "ONESTREAM_KEY": "w"},
+        env={
+            "FACEBOOK_KEY": "x" * 8,
+            "YOUTUBE_KEY": "y" * 8,
+            "TIKTOK_KEY": "z" * 8,
+            "ONESTREAM_KEY": "w" * 8,
+        },
     )
     assert config.streams

@@ -17,7 +17,12 @@ from mqttrelay.config.edit import (
 )
 
 SAMPLE = (Path(__file__).parent.parent / "config.yaml").read_text()
-ENV = {"FACEBOOK_KEY": "f", "TIKTOK_KEY": "t", "YOUTUBE_KEY": "y", "ONESTREAM_KEY": "o"}
+ENV = {
+    "FACEBOOK_KEY": "f-key-123",
+    "TIKTOK_KEY": "t-key-123",
+    "YOUTUBE_KEY": "y-key-123",
+    "ONESTREAM_KEY": "o-key-123",
+}
 
 
 def test_an_edit_that_changes_nothing_leaves_the_sample_byte_for_byte() -> None:
@@ -26,11 +31,13 @@ def test_an_edit_that_changes_nothing_leaves_the_sample_byte_for_byte() -> None:
 
 
 def test_adding_keeps_every_comment_and_reference() -> None:
-    text = add_stream(SAMPLE, {"id": "kick", "url": "rtmps://k.example:443/app/", "key": "z"})
+    text = add_stream(
+        SAMPLE, {"id": "kick", "url": "rtmps://k.example:443/app/", "key": "z-key-123"}
+    )
     kept = [line for line in SAMPLE.splitlines() if line.strip()]
     assert [line for line in text.splitlines() if line.strip() and line in kept] == kept
     config = parse_config(text, env=ENV)
-    assert config.streams[-1].id == "kick" and config.streams[-1].target.endswith("/app/z")
+    assert config.streams[-1].id == "kick" and config.streams[-1].target.endswith("/app/z-key-123")
     assert "${FACEBOOK_KEY}" in text
     assert "\n\nschedules:" in text  # the blank line before the next section stays
 
@@ -41,7 +48,7 @@ def test_changing_a_name_keeps_an_env_key_and_null_values() -> None:
     out = update_stream(text, "a", {"name": "Alpha"})
     assert "key: ${K}   # from the environment" in out
     assert "password: null" in out
-    assert parse_config(out, env={"K": "v"}).streams[0].name == "Alpha"
+    assert parse_config(out, env={"K": "v-key-123"}).streams[0].name == "Alpha"
 
 
 def test_removing_a_key_and_a_stream() -> None:

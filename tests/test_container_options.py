@@ -90,7 +90,7 @@ def test_listed_destinations_are_kept_in_step_and_page_ones_left_alone() -> None
                 "id": "youtube",
                 "name": "YouTube",
                 "url": "rtmp://a.rtmp.youtube.com/live2",
-                "key": "k1",
+                "key": "k1-youtube",
             },
             {"id": "twitch", "url": "rtmp://live.twitch.tv/app", "key": ""},
         ]
@@ -98,21 +98,23 @@ def test_listed_destinations_are_kept_in_step_and_page_ones_left_alone() -> None
     first = settle(FIRST, listed)
     config = parse_config(first.text)
     assert [s.id for s in config.streams] == ["youtube", "twitch"]
-    assert config.streams[0].key == "k1" and config.streams[1].key is None
+    assert config.streams[0].key == "k1-youtube" and config.streams[1].key is None
     assert first.owned == ["youtube", "twitch"]
     # a destination added on the page, and a comment of the user's
     text = add_stream(
-        first.text, {"id": "tiktok", "url": "rtmp://push.tiktok.example/live", "key": "t"}
+        first.text, {"id": "tiktok", "url": "rtmp://push.tiktok.example/live", "key": "t-tiktok1"}
     )
     text = text.replace("streams:", "# my note\nstreams:")
     changed = {
-        "destinations": [{"id": "youtube", "url": "rtmp://b.rtmp.youtube.com/live2", "key": "k2"}]
+        "destinations": [
+            {"id": "youtube", "url": "rtmp://b.rtmp.youtube.com/live2", "key": "k2-youtube"}
+        ]
     }
     again = settle(text, changed, owned=first.owned)
     config = parse_config(again.text)
     assert [s.id for s in config.streams] == ["youtube", "tiktok"]
     assert config.streams[0].url == "rtmp://b.rtmp.youtube.com/live2"
-    assert config.streams[0].key == "k2" and config.streams[0].name == "youtube"
+    assert config.streams[0].key == "k2-youtube" and config.streams[0].name == "youtube"
     assert "# my note" in again.text and again.owned == ["youtube"]
     assert "removed destination twitch: no longer in the options" in again.notes
 

@@ -184,7 +184,7 @@ async def test_presets_are_valid_destinations(
             assert wanted in names
         for preset in presets:
             if preset["url"]:  # "custom" has none
-                body = {"id": f"p-{preset['id']}", "url": preset["url"], "key": "k"}
+                body = {"id": f"p-{preset['id']}", "url": preset["url"], "key": "k-123456"}
                 r = await client.post("/api/streams", json=body)
                 assert r.status_code == 201, (preset, r.text)
 

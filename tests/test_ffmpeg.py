@@ -69,10 +69,15 @@ def test_mask_ffmpeg_error_line() -> None:
     assert "rtmp://h/app/****: refused" in masked
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=4, max_size=30))
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=8, max_size=30))
 def test_mask_hides_any_key(key: str) -> None:
     text = f"Error: rtmp://host/app/{key} and playpath {key}"
     assert key not in mask(text, [key])
+
+
+def test_a_short_secret_is_masked_as_a_word_never_inside_one() -> None:
+    masked = mask("mqttrelay: password=a, user a; all relays", ["a"])
+    assert masked == "mqttrelay: password=****, user ****; all relays"
 
 
 def test_progress_blocks() -> None:

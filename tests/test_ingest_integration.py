@@ -40,10 +40,14 @@ def ingest_config(tmp_path: Path, platforms: NginxRtmp, **ingest: object) -> Con
                 {
                     "id": "youtube",
                     "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
-                    "key": "yt-key",
+                    "key": "yt-key-1234",
                     "enabled": True,
                 },
-                {"id": "facebook", "url": "rtmps://live-api-s.example.com:443/rtmp/", "key": "FBK"},
+                {
+                    "id": "facebook",
+                    "url": "rtmps://live-api-s.example.com:443/rtmp/",
+                    "key": "FBK-12345678",
+                },
             ],
         }
     )
@@ -91,13 +95,13 @@ def test_rendered_config_passes_nginx_t_and_says_what_it_must(
         "timeout 5s;",
     ):
         assert needed in text, needed
-    assert "yt-key" not in text and "FBK" not in text
+    assert "yt-key-1234" not in text and "FBK-12345678" not in text
     shown = render_nginx_conf(
         settings_from_config(
             config.ingest, config.api, str(tmp_path / "ngx"), push=config.streams, show_keys=True
         )
     )
-    assert "/dest/yt-key;" in shown
+    assert "/dest/yt-key-1234;" in shown
 
 
 def test_nginx_conf_command(tmp_path: Path) -> None:
@@ -143,7 +147,7 @@ def test_hostile_values_render_a_config_nginx_accepts(tmp_path: Path) -> None:
     config = Config.model_validate(
         {
             "ingest": {"url": "rtmp://127.0.0.1:1935/live/stream"},
-            "streams": [{"id": "yt", "url": "rtmp://127.0.0.1:1/app", "key": "K;}{x"}],
+            "streams": [{"id": "yt", "url": "rtmp://127.0.0.1:1/app", "key": "K;}{x-1234"}],
         }
     )
     text = render_nginx_conf(
@@ -253,7 +257,8 @@ async def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
             await eventually(live, 60, "the demo's tiktok to be live")
             # the demo's page manages destinations too: its config is a file
             added = await client.post(
-                "/api/streams", json={"id": "kick", "url": "rtmp://127.0.0.1:9/app", "key": "k"}
+                "/api/streams",
+                json={"id": "kick", "url": "rtmp://127.0.0.1:9/app", "key": "k-123456"},
             )
             assert added.status_code == 201, added.text
         children = psutil.Process(proc.pid).children(recursive=True)

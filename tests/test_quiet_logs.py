@@ -26,7 +26,7 @@ def test_three_quiet_minutes_log_nothing(tmp_path: Path, broker: Mosquitto) -> N
                 "mqtt": {"port": broker.port},
                 "api": {"port": free_port()},
                 "schedules": [{"stream": "all", "action": "off", "cron": "0 3 * * *"}],
-                "streams": [{"id": "youtube", "url": "rtmp://127.0.0.1:1/dest", "key": "k"}],
+                "streams": [{"id": "youtube", "url": "rtmp://127.0.0.1:1/dest", "key": "k-123456"}],
             }
         )
     )

@@ -10,9 +10,9 @@ def config(streams: list[dict[str, Any]], **extra: Any) -> Config:
     return Config.model_validate({"streams": streams, **extra})
 
 
-YT = {"id": "yt", "url": "rtmp://a.example/live2", "key": "K1"}
-FB = {"id": "fb", "url": "rtmps://b.example:443/rtmp/", "key": "K2"}
-TT = {"id": "tt", "url": "rtmp://c.example/app", "key": "K3"}
+YT = {"id": "yt", "url": "rtmp://a.example/live2", "key": "K1-yt-key"}
+FB = {"id": "fb", "url": "rtmps://b.example:443/rtmp/", "key": "K2-fb-key"}
+TT = {"id": "tt", "url": "rtmp://c.example/app", "key": "K3-tt-key"}
 
 
 def test_plan_names_each_kind_of_change() -> None:
@@ -20,8 +20,8 @@ def test_plan_names_each_kind_of_change() -> None:
     new = config(
         [
             {**YT, "name": "YouTube main"},  # only the name: the relay keeps running
-            {**FB, "key": "K2-new"},  # a new key: a new relay
-            {"id": "kick", "url": "rtmp://d.example/app", "key": "K4"},
+            {**FB, "key": "K2-fb-key-new"},  # a new key: a new relay
+            {"id": "kick", "url": "rtmp://d.example/app", "key": "K4-kick-key"},
         ],
         mqtt={"port": 1884},
     )
@@ -34,7 +34,7 @@ def test_plan_names_each_kind_of_change() -> None:
     assert result.restart_required == ["mqtt"]
     assert plan.renamed[0].name == "YouTube main"
     assert "restart needed for mqtt" in result.summary()
-    assert "K2" not in result.summary()
+    assert "K2-fb-key" not in result.summary()
 
 
 def test_same_config_changes_nothing() -> None:

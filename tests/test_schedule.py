@@ -115,7 +115,7 @@ def offline_config(tmp_path: Path, schedules: list[dict[str, object]], tz: str =
             "ingest": {"url": f"rtmp://127.0.0.1:{free_port()}/live/stream"},
             "mqtt": {"enabled": False},
             "streams": [
-                {"id": s, "url": "rtmp://127.0.0.1:9/app", "key": "k"}
+                {"id": s, "url": "rtmp://127.0.0.1:9/app", "key": "k-123456"}
                 for s in ("tiktok", "youtube")
             ],
             "schedules": schedules,

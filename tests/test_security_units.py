@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.app import uvicorn_config
 from mqttrelay.cli import MaskingFormatter
 from mqttrelay.config import Config, ConfigError, parse_config, policy_problems
 from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
@@ -28,6 +27,7 @@ from mqttrelay.transports.http.guard import (
     page_csp,
     response_headers,
 )
+from mqttrelay.transports.http.server import uvicorn_config
 
 
 def test_host_policy_accepts_addresses_and_known_names_only() -> None:
@@ -222,7 +222,7 @@ def test_rendered_values_cannot_break_out_of_their_line(tmp_path: Path) -> None:
         {
             "ingest": {"url": "rtmp://10.1.2.3:1935/live/stream", "publish_key": "pk"},
             "api": {"host": "10.1.2.3", "token": "t" * 16},
-            "streams": [{"id": "yt", "url": "rtmp://a.example/app", "key": "K;}{x"}],
+            "streams": [{"id": "yt", "url": "rtmp://a.example/app", "key": "K;}{x-1234"}],
         }
     )
     settings = settings_from_config(
@@ -235,7 +235,7 @@ def test_rendered_values_cannot_break_out_of_their_line(tmp_path: Path) -> None:
     )
     text = render_nginx_conf(settings)
     assert 'pid "/srv/a b;c/nginx.pid";' in text
-    assert 'push "rtmp://a.example/app/K;}{x";' in text
+    assert 'push "rtmp://a.example/app/K;}{x-1234";' in text
     assert (
         f"on_publish http://10.1.2.3:{config.api.port}/api/hooks/on_publish?secret={'s' * 20};"
         in text

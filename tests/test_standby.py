@@ -264,7 +264,8 @@ async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hoo
             "mqtt": {"enabled": False},
             "standby": {"image": str(red_png(tmp_path))},
             "streams": [{"id": "youtube", "name": "YouTube", "enabled": True,
-                         "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest", "key": "yt-key"}],
+                         "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                         "key": "yt-key-1234"}],
         }
     )  # fmt: skip
     runner = asyncio.create_task(app.run(config))
@@ -272,8 +273,8 @@ async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hoo
     try:
         await asyncio.to_thread(wait_port, config.api.port, 30)
         publisher.start()
-        await wait_publishing(platforms, "yt-key")
-        viewer = Viewer(platforms.url("yt-key"))
+        await wait_publishing(platforms, "yt-key-1234")
+        viewer = Viewer(platforms.url("yt-key-1234"))
         await viewer.start()
         try:
             await eventually(lambda: _async(len(viewer.video()) > 10), 30, "OBS at the platform")

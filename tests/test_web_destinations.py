@@ -82,6 +82,17 @@ async def test_add_from_a_preset_go_live_rekey_and_delete_on_a_phone(
         "The server address must start with rtmp://, rtmps:// or srt://"
     )
 
+    # another server: the key stays behind and the page asks for that server's own
+    await card.get_by_test_id("edit-url").fill(f"rtmp://127.0.0.1:{free_port()}/app")
+    await card.get_by_test_id("edit-save").tap()
+    await expect(card.get_by_test_id("edit-result")).to_contain_text("enter its stream key")
+    await expect(card.get_by_test_id("edit-url-key")).to_be_focused()
+    await card.get_by_test_id("edit-url-key").fill(f"yt4-{CANARY_KEY}")
+    await card.get_by_test_id("edit-save").tap()
+    await expect(card.get_by_test_id("edit-result")).to_have_text("Saved", timeout=10_000)
+    await wait_gone(platforms, f"yt3-{CANARY_KEY}")
+    assert f"yt4-{CANARY_KEY}" in (tmp_path / "config.yaml").read_text()
+
     await card.get_by_test_id("delete").tap()
     await expect(card).to_have_count(0, timeout=15_000)
     await wait_gone(platforms, f"yt3-{CANARY_KEY}")

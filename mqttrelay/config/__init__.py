@@ -8,7 +8,7 @@ from mqttrelay.config.file import (
     parse_config,
 )
 from mqttrelay.config.model import (
-    DESTINATION_SCHEMES,
+    MIN_KEY_LENGTH,
     MIN_TOKEN_LENGTH,
     RESERVED_STREAM_IDS,
     STREAM_ID_PATTERN,
@@ -21,7 +21,6 @@ from mqttrelay.config.model import (
     ScheduleConfig,
     StandbyConfig,
     StreamConfig,
-    check_destination_url,
     check_entered_key,
     check_host_name,
     check_stream_id,
@@ -32,12 +31,15 @@ from mqttrelay.config.model import (
     policy_problems,
 )
 from mqttrelay.config.profiles import ENCODERS, ProfileConfig
+from mqttrelay.config.urls import DESTINATION_SCHEMES, SRT_OPTIONS, check_destination_url
 
 __all__ = [
     "DESTINATION_SCHEMES",
     "ENCODERS",
+    "MIN_KEY_LENGTH",
     "MIN_TOKEN_LENGTH",
     "RESERVED_STREAM_IDS",
+    "SRT_OPTIONS",
     "STREAM_ID_PATTERN",
     "ApiConfig",
     "Config",

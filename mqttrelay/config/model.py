@@ -14,11 +14,10 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mqttrelay.config.profiles import PROFILE_NAME_PATTERN, ProfileConfig
+from mqttrelay.config.urls import check_destination_url, check_safe_text
 
 STREAM_ID_PATTERN = r"^[a-z0-9_-]+$"
 RESERVED_STREAM_IDS = {"all", "ingest", "status"}  # these name MQTT topics of their own
-DESTINATION_SCHEMES = ("rtmp", "rtmps", "srt")
-_UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Names rendered into nginx.conf and URLs: nothing nginx's parser or a URL gives a meaning
 _HOST_NAME = re.compile(
@@ -26,6 +25,8 @@ _HOST_NAME = re.compile(
 )
 _RTMP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MIN_TOKEN_LENGTH = 16
+MAX_STREAMS = 100  # destinations; each is an ffmpeg when on (README, "Limits")
+MIN_KEY_LENGTH = 8  # no platform issues shorter keys; a shorter one is a typo
 
 
 class ConfigError(Exception):
@@ -63,30 +64,6 @@ def check_host_name(value: str, what: str) -> str:
     return value
 
 
-def _check_safe_text(value: str, what: str) -> str:
-    if _UNSAFE_CHARS.search(value):
-        raise ValueError(f"{what} must not contain spaces or control characters")
-    if value.startswith("-"):
-        raise ValueError(f"{what} must not start with '-'")
-    return value
-
-
-def check_destination_url(url: str) -> str:
-    """Only rtmp/rtmps/srt URLs with a host: anything else could make ffmpeg
-    read or write files (file:, pipe:, concat:) or take the URL as an option."""
-    _check_safe_text(url, "url")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in DESTINATION_SCHEMES:
-        raise ValueError(f"url must start with {', '.join(s + '://' for s in DESTINATION_SCHEMES)}")
-    if not parts.hostname:
-        raise ValueError("url has no host")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as exc:
-        raise ValueError(f"url has a bad port: {exc}") from None
-    return url
-
-
 def check_stream_id(value: str) -> str:
     """Past its pattern: not one of the ids that name topics of their own."""
     if value in RESERVED_STREAM_IDS:
@@ -97,7 +74,13 @@ def check_stream_id(value: str) -> str:
 def check_stream_key(value: str) -> str:
     if not value:
         raise ValueError("key is empty (leave it out when the url holds everything)")
-    return _check_safe_text(value, "key")
+    check_safe_text(value, "key")
+    if len(value) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"key is {len(value)} character(s) long; platforms' keys have {MIN_KEY_LENGTH} or more "
+            "(a typo, or the wrong environment variable?)"
+        )
+    return value
 
 
 def check_entered_key(value: str) -> str:
@@ -175,7 +158,7 @@ class IngestConfig(_Model):
     @field_validator("url")
     @classmethod
     def _ingest_url(cls, value: str) -> str:
-        _check_safe_text(value, "url")
+        check_safe_text(value, "url")
         parts = urlsplit(value)
         if parts.scheme.lower() not in ("rtmp", "rtmps"):
             raise ValueError("ingest url must start with rtmp:// or rtmps://")
@@ -214,7 +197,7 @@ class IngestConfig(_Model):
     def _stat_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _check_safe_text(value, "stat_url")
+        check_safe_text(value, "stat_url")
         if urlsplit(value).scheme.lower() not in ("http", "https"):
             raise ValueError("stat_url must start with http:// or https://")
         return value
@@ -322,8 +305,9 @@ class ApiConfig(_Model):
         default=None,
         description="when set, every `/api` route, `/metrics`, `/api/docs` and "
         "`/openapi.json` need `Authorization: Bearer <token>`; the page asks for it once and "
-        'keeps it in the browser until "Sign out". Use 16 characters or more: '
-        "`mqttrelay check` fails on a shorter one and `run` warns; `${VAR}` works",
+        'keeps it in the browser until "Sign out". Use 16 characters or more: a shorter '
+        "one is refused (`check`, `run`, the container's `page_token`) when `api.host` is not "
+        "loopback; on loopback `check` fails on it and `run` warns; `${VAR}` works",
     )
     allowed_hosts: list[str] = Field(
         default=[],
@@ -350,6 +334,16 @@ class ApiConfig(_Model):
     @classmethod
     def _host(cls, value: str) -> str:
         return check_host_name(value, "api.host")
+
+    @model_validator(mode="after")
+    def _token_for_the_lan(self) -> ApiConfig:
+        short = self.token is not None and len(self.token) < MIN_TOKEN_LENGTH
+        if short and not is_loopback(self.host):
+            raise ValueError(
+                f"token is {len(self.token or '')} characters, too easy to guess for a page "
+                f"other machines reach (host {self.host}); use {MIN_TOKEN_LENGTH} or more"
+            )
+        return self
 
     @field_validator("ingress_proxy")
     @classmethod
@@ -396,13 +390,15 @@ class StreamConfig(_Model):
     name: str = Field(default="", description="what people see; empty: the id")
     url: str = Field(
         description="`rtmp://`, `rtmps://` or `srt://` with a host; no spaces, control "
-        "characters or leading `-`"
+        "characters or leading `-`. An `srt://` query takes only the options a caller needs "
+        "(`streamid`, `passphrase`, `pbkeylen`, `latency` and the other tuning options of "
+        "ffmpeg's libsrt); `mode`, `localip`, `localport` and the rest are refused"
     )
     key: str | None = Field(
         default=None,
-        description="the stream key; the relay writes to `url + key` (a `/` is added between "
-        "them when `url` has none). Without a key the url is used as it is, and its last "
-        "path segment and query are treated as secret; `${VAR}` works",
+        description="the stream key, 8 characters or more; the relay writes to `url + key` (a "
+        "`/` is added between them when `url` has none). Without a key the url is used as "
+        "it is, and its last path segment and query are treated as secret; `${VAR}` works",
     )
     enabled: bool = Field(
         default=False,
@@ -523,7 +519,9 @@ class Config(_Model):
         description="output profiles by name (`[a-z0-9_-]+`): size, fit, frame rate, bitrate "
         'caps, encoder (see "Output profiles" in the README)',
     )
-    streams: list[StreamConfig] = Field(default=[], description="the destinations")
+    streams: list[StreamConfig] = Field(
+        default=[], description=f"the destinations, at most {MAX_STREAMS}"
+    )
     schedules: list[ScheduleConfig] = Field(
         default=[], description='switches at set times (see "Schedules and timers" in the README)'
     )
@@ -541,6 +539,10 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        if len(self.streams) > MAX_STREAMS:
+            raise ValueError(
+                f"{len(self.streams)} streams; mqttrelay runs at most {MAX_STREAMS} destinations"
+            )
         seen: set[str] = set()
         for stream in self.streams:
             if stream.id in seen:

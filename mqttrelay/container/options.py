@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mqttrelay.config import StreamConfig
+from mqttrelay.config import MIN_TOKEN_LENGTH, StreamConfig
 from mqttrelay.config.edit import (
     EditError,
     add_stream,
@@ -61,6 +61,16 @@ class ContainerOptions(BaseModel):
     mqtt_username: str = ""
     mqtt_password: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("page_token")
+    @classmethod
+    def _long_token(cls, value: str) -> str:
+        if value and len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"page_token is {len(value)} characters; the page's port is reachable from "
+                f"other machines, so use {MIN_TOKEN_LENGTH} or more"
+            )
+        return value
 
     @field_validator("destinations")
     @classmethod

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 MASK = "****"
+MIN_FRAGMENT = 8  # shorter secrets are masked as whole words only
 
 _URL_IN_TEXT = re.compile(r"\b(?:rtmps?|rtmpt|rtmpe|srt)://[^\s'\"<>]+", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
@@ -75,9 +76,16 @@ def display_url(url: str, key: str | None) -> str:
 
 
 def mask(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask every known secret and the secret part of every stream URL in text."""
+    """Mask every known secret and the secret part of every stream URL in text.
+
+    A secret shorter than MIN_FRAGMENT (a short MQTT password, say; keys are
+    refused that short) is masked only where it stands alone, never inside a
+    word: a password "a" must not turn "mqttrelay" into "mqttrel****y"."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
+        if len(secret) >= MIN_FRAGMENT:
+            text = text.replace(secret, MASK)
+        else:
+            text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", MASK, text)
     return _URL_IN_TEXT.sub(_mask_match, text)
 
 

@@ -128,6 +128,8 @@ def key_in_url(url: str) -> str | None:
 
 
 def _refused(exc: EditRefused) -> HTTPException:
+    if exc.field is not None:  # named as a validation error names its field
+        return HTTPException(exc.status, [{"loc": ["body", exc.field], "msg": str(exc.detail)}])
     return HTTPException(exc.status, exc.detail)
 
 
@@ -195,7 +197,7 @@ def destination_routes(
     @routes.get("/api/settings", responses={409: {}})
     async def get_settings() -> SettingsOut:
         try:
-            return SettingsOut(**asdict(need_editor().settings()))
+            return SettingsOut(**asdict(await need_editor().settings()))
         except EditRefused as exc:
             raise _refused(exc) from None
 
