@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Unsent data a relay's socket may hold: past it, nothing can be dropped any more.
 UNSENT_MAX_BYTES = 16 * 1024
+# The kernel's pipe into a relay holds 64 KB by default: half a second at 1 Mbit/s.
+PIPE_BYTES = 32 * 1024
 _cap_refused = False  # the warning is given once
 
 
@@ -306,6 +308,9 @@ class Relay:
             assert proc.stdin is not None
             sub = self._feed.subscribe(proc.stdin, self.wake, int(self.stream.max_delay_s * 1000))
             self._sub = sub
+            fd = sub.pipe_fd()
+            if fd is not None:
+                socket_queue.resize_pipe(fd, PIPE_BYTES)
         self._unsent_capped = False
         tasks = [
             asyncio.create_task(self._read_progress(proc)),

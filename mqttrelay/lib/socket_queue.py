@@ -5,6 +5,7 @@ seconds of stream past any queue mqttrelay holds itself and can drop from."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -100,3 +101,10 @@ def pipe_fill(fd: int) -> int:
     except OSError:
         return 0
     return int(struct.unpack("i", raw)[0])
+
+
+def resize_pipe(fd: int, size: int) -> None:
+    """Make a pipe hold `size` bytes (rounded up to a page); a pipe holding more
+    now, or a kernel that refuses, keeps its size."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
