@@ -106,6 +106,7 @@ class Subscription:
         self._catching_up = True  # the cached group at the start is behind by design
         self._last_drop: float | None = None
         self._congested_until = 0.0
+        self._skipping = False  # the rest of this group is dropped (subscription.py, top)
         self._share = RecentShare()
         self._delays: deque[tuple[float, int]] = deque()  # (when, delay_ms), the trend window
         self.dropped_bytes = 0
@@ -201,7 +202,15 @@ class Subscription:
         while timestamp - self._offered[0][0] > TREND_WINDOW_S * 1000:
             self._offered.popleft()
         if keyframe:
+            self._skipping = False
             dropped = self._drop_if_behind(timestamp)
+        elif not keep and (self._skipping or self._too_late(timestamp)):
+            if not self._skipping:  # the rest of this group goes, with what is queued of it
+                self._skipping = True
+                dropped = self._drop_queued(starting=False)
+            self.dropped_bytes += offered
+            self._share.add(self._clock(), offered, dropped + offered)
+            return
         self.put(timestamp, batch, keep)
         self.flush()
         now = self._clock()
@@ -237,9 +246,22 @@ class Subscription:
         if self._catching_up and not self._chunks:
             return 0  # the cached group is in the pipe already: nothing left to drop
         starting, self._catching_up = self._catching_up, False
+        return self._drop_queued(starting)
+
+    def _too_late(self, timestamp: int) -> bool:
+        """Mid-group, has the delay the viewer will see passed the bound? Then the
+        rest of this group goes (the frames sent so far stay decodable) and the
+        stream resumes at the next keyframe."""
+        self._edge = max(self._edge, timestamp)
+        if self._catching_up:
+            return False
+        return self.delay_ms + self._drain_growth_ms() > self.max_delay_ms
+
+    def _drop_queued(self, starting: bool) -> int:
+        """Drop what is queued but codec headers; returns the bytes dropped."""
         kept = [chunk for chunk in self._chunks if chunk.keep]
         dropped = self._bytes - sum(len(chunk.data) for chunk in kept)
-        if dropped:
+        if dropped or not starting:  # each call is one drop, even of an empty queue
             self._chunks = deque(kept)
             self._bytes -= dropped
             self.dropped_bytes += dropped
