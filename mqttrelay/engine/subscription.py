@@ -32,10 +32,10 @@ DEFAULT_MAX_DELAY_MS = 2_000
 CONGESTION_HOLD_S = 10.0
 # A link a little slower than the stream takes long to reach the bound: a delay
 # that grew by this much over the trend window, to at least TREND_MIN_MS, is
-# congestion already (at 2.2 Mbit/s for 2.5 it grows about 0.14 s each second).
-TREND_WINDOW_S = 4.0
-TREND_GROWTH_MS = 400
-TREND_MIN_MS = 500
+# congestion already (at 2.2 Mbit/s for 2.55 it grows about 0.14 s each second).
+TREND_WINDOW_S = 3.0
+TREND_GROWTH_MS = 300
+TREND_MIN_MS = 400
 SHARE_WINDOW_S = 30.0
 
 
