@@ -29,6 +29,7 @@ from mqttrelay.config.model import (
     ingest_app_and_stream,
     is_loopback,
     policy_problems,
+    split_listen,
 )
 from mqttrelay.config.profiles import ENCODERS, ProfileConfig
 
@@ -60,4 +61,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "policy_problems",
+    "split_listen",
 ]

@@ -56,6 +56,18 @@ def ingest_app_and_stream(url: str) -> tuple[str, str]:
     return app, name
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """ "0.0.0.0:1935" or "[::]:1935" -> (host, port); ValueError naming what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(
+            "ingest.listen must be <address>:<port>, e.g. 0.0.0.0:1935 or 127.0.0.1:1935"
+        )
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    check_host_name(host, "ingest.listen's address")
+    return host, int(port)
+
+
 def check_host_name(value: str, what: str) -> str:
     """A DNS name or an IP address, and nothing that could end a config line or a URL."""
     if not _HOST_NAME.match(value):
@@ -117,6 +129,15 @@ class IngestConfig(_Model):
     manage: bool = False
     publish_key: str | None = None
     hook_secret: str | None = None  # default: made once, kept beside the state file
+    # the built-in RTMP ingest: OBS publishes here, to url's /<app>/<stream name>
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
 
     @field_validator("url")
     @classmethod
@@ -148,6 +169,22 @@ class IngestConfig(_Model):
     @model_validator(mode="after")
     def _lan_needs_key(self) -> IngestConfig:
         host = urlsplit(self.url).hostname or ""
+        if self.listen is not None:
+            if self.manage:
+                raise ValueError(
+                    "ingest.listen (the built-in ingest) and ingest.manage (nginx) both take "
+                    "OBS: set one of them"
+                )
+            if self.mode != "cached":
+                raise ValueError("ingest.listen needs ingest.mode: cached (relays read the hub)")
+            listen_host = split_listen(self.listen)[0]
+            if not is_loopback(listen_host) and not self.publish_key:
+                raise ValueError(
+                    f"ingest.listen is on {listen_host}, where other machines can publish to "
+                    "it: set ingest.publish_key (OBS then uses the stream key "
+                    "'stream?key=<publish_key>')"
+                )
+            return self
         if not is_loopback(host) and not self.publish_key:
             raise ValueError(
                 f"ingest.url is on {host}, where other machines can publish to it: set "
