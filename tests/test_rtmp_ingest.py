@@ -60,6 +60,19 @@ def source_argv(ffmpeg: str, url: str, codec: str = "libx264", seconds: float = 
     return argv
 
 
+def gstreamer_argv(url: str) -> list[str]:
+    """GStreamer publishing with rtmp2sink (gstreamer1.0-plugins-bad): H.264 + AAC."""
+    gst = require_tool("gst-launch-1.0")
+    pipeline = (
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=25/1"
+        " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=50 bitrate=400"
+        " ! h264parse ! queue ! flvmux name=mux streamable=true"
+        f" ! rtmp2sink location={url}"
+        " audiotestsrc is-live=true ! audioconvert ! voaacenc ! aacparse ! queue ! mux."
+    )
+    return [gst, "-q", *pipeline.split()]
+
+
 class Pub:
     """A process on the test's own loop (the server under test runs there too)."""
 
@@ -139,16 +152,20 @@ async def wait_platform(platforms: NginxRtmp, key: str, deadline_s: float = 40) 
     await eventually(check, deadline_s, f"{key} to publish audio and video")
 
 
-@pytest.mark.parametrize("publisher", ["ffmpeg5", "ffmpeg9"])
+@pytest.mark.parametrize("publisher", ["ffmpeg5", "ffmpeg9", "gstreamer"])
 async def test_h264_publisher_reaches_a_platform_through_the_builtin_ingest(
     publisher: str,
     tmp_path: Path,
     platforms: NginxRtmp,
     managers: Callable[[Config], Service],
 ) -> None:
-    ffmpeg = require_tool("ffmpeg") if publisher == "ffmpeg5" else ffmpeg9()
     service, config = await relay_to_nginx(tmp_path, platforms, managers, "ffmpeg")
-    pub = await Pub.start(source_argv(ffmpeg, publish_url(config)))
+    if publisher == "gstreamer":
+        argv = gstreamer_argv(publish_url(config))
+    else:
+        ffmpeg = require_tool("ffmpeg") if publisher == "ffmpeg5" else ffmpeg9()
+        argv = source_argv(ffmpeg, publish_url(config))
+    pub = await Pub.start(argv)
     try:
         await wait_live(service)
         info = service.router.ingest_state()
@@ -205,6 +222,39 @@ async def test_hevc_reaches_an_e_rtmp_platform_as_hevc_without_reencoding(
         await pub.stop()
         await service.router.set_enabled("tiktok", False)
         await platform.stop()
+
+
+async def test_hevc_to_h264_only_destination_and_old_ffmpeg_get_clear_reasons(
+    tmp_path: Path, platforms: NginxRtmp, managers: Callable[[Config], Service]
+) -> None:
+    """HEVC with the relays on Debian's ffmpeg 5.1: a destination that takes H.264
+    only (video_codecs) and one that does not say both get a reason, not a black
+    picture; neither relay starts an ffmpeg."""
+    config = builtin_config(tmp_path, f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest")
+    h264_only = config.streams[0].model_copy(update={"video_codecs": ["h264"]})
+    unsaid = config.streams[0].model_copy(update={"id": "youtube", "key": f"y-{CANARY_KEY}"})
+    config = config.model_copy(update={"streams": [h264_only, unsaid]})
+    service = managers(config)
+    await service.start()
+    pub = await Pub.start(source_argv(ffmpeg9(), publish_url(config), "libx265"))
+    try:
+        await wait_live(service, deadline_s=40)
+        for stream_id in ("tiktok", "youtube"):
+            await service.router.set_enabled(stream_id, True)
+
+        async def reasons() -> bool:
+            states = [service.router.stream_state(s) for s in ("tiktok", "youtube")]
+            return all(s.error_kind == "codec" for s in states)
+
+        await eventually(reasons, 30, "both relays to name the codec problem")
+        tiktok = service.router.stream_state("tiktok").last_error or ""
+        youtube = service.router.stream_state("youtube").last_error or ""
+        assert "takes H.264 only (video_codecs) and OBS sends HEVC" in tiktok
+        assert "ffmpeg 5.1" in youtube and "no Enhanced RTMP" in youtube
+        assert service.router.stream_state("tiktok").pid is None
+        assert not (await stat_streams(platforms))
+    finally:
+        await pub.stop()
 
 
 # -- the limits, with real sockets -------------------------------------------------
@@ -315,7 +365,9 @@ async def test_slow_handshake_and_oversize_message_are_dropped(
     srv, sink = await server(Limits(handshake_s=1.0, max_message_size=100_000))
     try:
         slow = await connect_from("127.0.0.3", srv.port)
-        await asyncio.get_running_loop().sock_sendall(slow, b"\x03" + bytes(500))  # then nothing: a slowloris handshake
+        await asyncio.get_running_loop().sock_sendall(
+            slow, b"\x03" + bytes(500)
+        )  # then nothing: a slowloris handshake
         started = time.monotonic()
         assert await closed(slow, 10)
         assert time.monotonic() - started < 5

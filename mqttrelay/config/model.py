@@ -296,6 +296,9 @@ class StreamConfig(_Model):
     profile: str | None = None  # a name in `profiles`; none: OBS's stream as it is (copy)
     # On a link slower than the stream, whole keyframe groups are dropped past this delay.
     max_delay_s: Annotated[float, Field(ge=0.5, le=60)] = 2.0
+    # The video codecs this platform takes (e.g. [h264] for one without Enhanced RTMP);
+    # none: it is not checked. OBS's HEVC or AV1 then gets a clear reason, not a black picture.
+    video_codecs: list[Literal["h264", "hevc", "av1", "vp9"]] | None = None
 
     @field_validator("id")
     @classmethod
