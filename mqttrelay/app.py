@@ -216,9 +216,9 @@ class Service:
         await self.router.stop()
         for encoder in self.encoders.values():
             await encoder.close()
-        await self.source.stop()
         if self.rtmp_server is not None:
-            await self.rtmp_server.stop()
+            await self.rtmp_server.stop()  # first: its publisher's end reaches the hub
+        await self.source.stop()
 
     async def _start_rtmp(self) -> None:
         if self.rtmp_server is None:

@@ -50,7 +50,9 @@ class RtmpFeed:
         """The server is started by the app, beside this feed."""
 
     async def stop(self) -> None:
-        self.rtmp_ended()
+        """The hub is stopping: what the server still hands over goes nowhere."""
+        self._publishing = False
+        self._on_header = self._on_tag = self._on_ended = None
 
     def poke(self) -> None: ...
 

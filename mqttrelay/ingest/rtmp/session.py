@@ -37,6 +37,7 @@ from mqttrelay.ingest.rtmp.media import AUDIO_FOURCCS, VIDEO_FOURCCS
 WINDOW = 2_500_000
 OUT_CHUNK_SIZE = 4096
 STREAM_ID = 1  # the one stream createStream hands out
+MAX_COMMAND_SIZE = 64 * 1024  # commands and onMetaData are small; AMF decoding costs CPU
 _CSID_CONTROL, _CSID_COMMAND, _CSID_STATUS = 2, 3, 5
 _PING_REQUEST, _PING_RESPONSE, _STREAM_BEGIN = 6, 7, 0
 
@@ -115,6 +116,9 @@ class Session:
         t = message.type_id
         if t in (AUDIO, VIDEO):
             return [Media(t, message.timestamp, message.payload)] if self.publishing else []
+        amf = (DATA_AMF0, DATA_AMF3, COMMAND_AMF0, COMMAND_AMF3)
+        if t in amf and len(message.payload) > MAX_COMMAND_SIZE:
+            raise ProtocolError(f"an AMF message of {len(message.payload)} bytes")
         if t in (DATA_AMF0, DATA_AMF3):
             return self._data(message)
         if t in (COMMAND_AMF0, COMMAND_AMF3):
