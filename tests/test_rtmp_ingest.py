@@ -86,6 +86,15 @@ class Pub:
         )
         return cls(proc)
 
+    @staticmethod
+    async def start_capture(argv: list[str], deadline_s: float = 40) -> str:
+        """Run to the end; its stdout."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), deadline_s)
+        return out.decode(errors="replace")
+
     async def kill(self) -> None:
         if self.proc.returncode is None:
             self.proc.kill()
@@ -222,6 +231,35 @@ async def test_hevc_reaches_an_e_rtmp_platform_as_hevc_without_reencoding(
         await pub.stop()
         await service.router.set_enabled("tiktok", False)
         await platform.stop()
+
+
+async def test_multitrack_publisher_sends_track_0_only(
+    tmp_path: Path, platforms: NginxRtmp, managers: Callable[[Config], Service]
+) -> None:
+    """ffmpeg 9 publishing two video tracks (E-RTMP v2: track 1 in multitrack
+    packets): the hub takes track 0, so a relay on Debian's ffmpeg 5.1 sends the
+    platform one 320x240 video and the audio."""
+    service, config = await relay_to_nginx(tmp_path, platforms, managers, "ffmpeg")
+    argv = source_argv(ffmpeg9(), publish_url(config))
+    second = ["-f", "lavfi", "-i", "testsrc=size=180x320:rate=25"]
+    argv[argv.index("-c:v") : argv.index("-c:v")] = [
+        *second, "-map", "0:v", "-map", "2:v", "-map", "1:a"
+    ]  # fmt: skip
+    pub = await Pub.start(argv)
+    try:
+        await wait_live(service)
+        await service.router.set_enabled("tiktok", True)
+        key = config.streams[0].target.rsplit("/", 1)[1]
+        await wait_platform(platforms, key)
+        out = await Pub.start_capture(
+            [require_tool("ffprobe"), "-v", "error", "-rw_timeout", "10000000",
+             "-show_entries", "stream=codec_type,width,height", "-of", "csv=p=0",
+             platforms.url(key)]
+        )  # fmt: skip
+        lines = sorted(line.strip(",") for line in out.split())
+        assert lines == ["audio", "video,320,240"], out
+    finally:
+        await pub.stop()
 
 
 async def test_hevc_to_h264_only_destination_and_old_ffmpeg_get_clear_reasons(
