@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -49,8 +50,13 @@ def ffmpeg9() -> str:
     return path
 
 
-def source_argv(ffmpeg: str, url: str, codec: str = "libx264", seconds: float = 0) -> list[str]:
+def source_argv(
+    ffmpeg: str, url: str, codec: str = "libx264", seconds: float = 0, audio: str = "aac"
+) -> list[str]:
     argv = build_test_source_argv(ffmpeg, url)
+    if audio != "aac":
+        argv[argv.index("aac")] = audio
+        argv[-1:-1] = ["-ar", "48000"]
     if codec != "libx264":
         argv[argv.index("libx264")] = codec
         argv[argv.index("zerolatency") - 1 : argv.index("zerolatency") + 1] = []
@@ -193,11 +199,21 @@ async def test_h264_publisher_reaches_a_platform_through_the_builtin_ingest(
         await pub.stop()
 
 
-async def test_hevc_reaches_an_e_rtmp_platform_as_hevc_without_reencoding(
-    tmp_path: Path, managers: Callable[[Config], Service]
+@pytest.mark.parametrize(
+    ("video", "audio", "seen"),
+    [("libx265", "aac", ("Video: hevc", "Audio: aac")),
+     ("libx264", "libopus", ("Video: h264", "Audio: opus"))],
+)  # fmt: skip
+async def test_e_rtmp_reaches_an_e_rtmp_platform_without_reencoding(
+    video: str,
+    audio: str,
+    seen: tuple[str, str],
+    tmp_path: Path,
+    managers: Callable[[Config], Service],
 ) -> None:
-    """ffmpeg 9 publishes HEVC; the relay (ffmpeg.path: ffmpeg 9) writes E-RTMP to
-    a platform that reads it (ffmpeg 9 listening), which gets HEVC."""
+    """ffmpeg 9 publishes HEVC (E-RTMP v1) or Opus (E-RTMP v2 audio); the relay
+    (ffmpeg.path: ffmpeg 9) writes E-RTMP to a platform that reads it (ffmpeg 9
+    listening), which gets the same codecs."""
     ff9 = ffmpeg9()
     port = free_port()
     received = tmp_path / "platform.flv"
@@ -211,11 +227,11 @@ async def test_hevc_reaches_an_e_rtmp_platform_as_hevc_without_reencoding(
     )
     service = managers(config)
     await service.start()
-    pub = await Pub.start(source_argv(ff9, publish_url(config), "libx265"))
+    pub = await Pub.start(source_argv(ff9, publish_url(config), video, audio=audio))
     try:
         await wait_live(service, deadline_s=40)
         assert service.hub is not None
-        assert service.hub.session_info().video_codec == "HEVC"
+        assert service.hub.session_info().video_codec == ("HEVC" if video == "libx265" else "H.264")
         await service.router.set_enabled("tiktok", True)
 
         async def grown() -> bool:
@@ -224,8 +240,7 @@ async def test_hevc_reaches_an_e_rtmp_platform_as_hevc_without_reencoding(
         await eventually(grown, 40, "the platform to receive the stream")
         probe = await Pub.start([ff9, "-hide_banner", "-i", str(received)])
         text = await probe.stop_after(30)
-        assert "Video: hevc" in text, text
-        assert "Audio: aac" in text
+        assert seen[0] in text and seen[1] in text, text
         assert "Input #0, flv" in text
     finally:
         await pub.stop()
@@ -479,3 +494,44 @@ async def test_second_publisher_refused_and_a_crashed_one_replaced() -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_malformed_input_over_sockets_never_stops_the_service(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Garbage at every stage (before, in and after the handshake, after connect),
+    from one address: each connection ends, one log line for the address, and a
+    real publisher is taken afterwards."""
+    srv, sink = await server(Limits(handshake_s=2.0, publish_s=2.0))
+    loop = asyncio.get_running_loop()
+    rng = random.Random(30)
+    try:
+
+        async def attack(n: int) -> bool:
+            garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))
+            if n % 4 == 0:
+                sock = await connect_from("127.0.0.4", srv.port)
+                await loop.sock_sendall(sock, garbage)
+            elif n % 4 == 1:
+                sock = await connect_from("127.0.0.4", srv.port)
+                await loop.sock_sendall(sock, b"\x03" + garbage)
+            else:
+                sock = await raw_publisher(srv.port, "wrong" if n % 4 == 2 else KEY)
+                await loop.sock_sendall(sock, garbage)
+            try:
+                return await closed(sock, 10)
+            finally:
+                sock.close()
+
+        # in rounds of 8: the address's cap of connections not publishing
+        for first in range(0, 40, 8):
+            ended = await asyncio.gather(*(attack(n) for n in range(first, first + 8)))
+            assert all(ended), (first, ended)
+        assert len(srv._conns) == 0
+        lines = [r.getMessage() for r in caplog.records if "127.0.0.4" in r.getMessage()]
+        assert len(lines) == 1, lines
+        pub = await Pub.start(source_argv(require_tool("ffmpeg"), url(srv), seconds=3))
+        await pub.wait(30)
+        assert sink.tags > 20
+    finally:
+        await srv.stop()
