@@ -63,7 +63,7 @@ async def test_standby_starts_when_the_publisher_drops(
                 10,
                 "the standby picture at the platform",
             )
-            assert time.monotonic() - stopped < 5  # (2 s of silence + hold would be later)
+            assert time.monotonic() - stopped < 5  # (the hub itself: under 1 s, test_rtmp_ingest)
         finally:
             await viewer.stop()
     finally:
