@@ -365,8 +365,9 @@ async def connect_from(address: str, port: int) -> socket.socket:
     return sock
 
 
-async def raw_publisher(port: int, key: str = KEY) -> socket.socket:
-    """A publisher written by hand: handshake, connect ... publish."""
+async def raw_publisher(port: int, key: str = KEY, then: bytes = b"") -> socket.socket:
+    """A publisher written by hand: handshake, connect ... publish, and `then`
+    in the same write (without waiting for the answers)."""
     loop = asyncio.get_running_loop()
     sock = socket.socket()
     sock.setblocking(False)
@@ -384,7 +385,8 @@ async def raw_publisher(port: int, key: str = KEY) -> socket.socket:
         sock,
         cmd(3, 0, "connect", 1.0, {"app": "live"})
         + cmd(3, 0, "createStream", 2.0, None)
-        + cmd(5, 1, "publish", 3.0, None, f"stream?key={key}", "live"),
+        + cmd(5, 1, "publish", 3.0, None, f"stream?key={key}", "live")
+        + then,
     )
     return sock
 
@@ -533,5 +535,32 @@ async def test_malformed_input_over_sockets_never_stops_the_service(
         pub = await Pub.start(source_argv(require_tool("ffmpeg"), url(srv), seconds=3))
         await pub.wait(30)
         assert sink.tags > 20
+    finally:
+        await srv.stop()
+
+
+async def test_small_cap_before_publishing_and_a_pipelining_publisher(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before its publish is accepted a connection may send commands only (64 KiB
+    a message: idle sockets hold little); a publisher that sends its first large
+    keyframe right behind publish, without waiting for the answer, is taken."""
+    srv, sink = await server()
+    loop = asyncio.get_running_loop()
+    try:
+        idle = await connect_from("127.0.0.5", srv.port)
+        await loop.sock_sendall(idle, b"\x03" + bytes(handshake.SIZE))
+        await asyncio.sleep(0.2)
+        await loop.sock_sendall(idle, bytes(handshake.SIZE))
+        big_command = amf0.encode("connect", 1.0, {"app": "x" * 70_000})
+        await loop.sock_sendall(idle, encode_message(3, COMMAND_AMF0, 0, 0, big_command, 128))
+        assert await closed(idle, 10)
+        assert "over the cap of 65536" in caplog.text and "127.0.0.5" in caplog.text
+
+        keyframe = b"\x17\x01\x00\x00\x00" + bytes(300_000)
+        sock = await raw_publisher(srv.port, KEY, then=encode_message(6, 9, 1, 0, keyframe, 128))
+        await eventually(lambda: _true(sink.tags == 1), 10, "the pipelined keyframe")
+        assert srv.publishing("live/stream")
+        sock.close()
     finally:
         await srv.stop()

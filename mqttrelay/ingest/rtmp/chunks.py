@@ -10,6 +10,7 @@ the bytes held for unfinished messages.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 DEFAULT_CHUNK_SIZE = 128
@@ -64,18 +65,25 @@ class ChunkReader:
         return len(self._buf) + self._held
 
     def feed(self, data: bytes) -> list[Message]:
+        return list(self.read(data))
+
+    def read(self, data: bytes) -> Iterator[Message]:
+        """The messages data completes, one at a time: what the caller does with
+        one (a publish accepted: a larger cap) holds for the chunks after it."""
         self._buf += data
-        out: list[Message] = []
         pos = 0
-        while True:
-            step = self._chunk(pos, out)
-            if step == 0:
-                break
-            pos += step
-        del self._buf[:pos]
+        try:
+            while True:
+                out: list[Message] = []
+                step = self._chunk(pos, out)
+                if step == 0:
+                    break
+                pos += step
+                yield from out
+        finally:
+            del self._buf[:pos]
         if len(self._buf) > self.max_message_size + 32:
             raise ChunkError("more unparsed input held than a message may have")
-        return out
 
     def _chunk(self, pos: int, out: list[Message]) -> int:
         """Read one chunk at pos into out; returns its length, 0 if incomplete."""

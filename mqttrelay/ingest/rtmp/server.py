@@ -54,7 +54,8 @@ class Limits:
     publish_s: float = 10.0  # connect to publish
     idle_s: float = 5.0  # a publisher silent this long is gone
     takeover_s: float = 2.0  # a publisher silent this long yields to a new one
-    max_message_size: int = MAX_MESSAGE_SIZE
+    max_message_size: int = MAX_MESSAGE_SIZE  # once publishing
+    max_command_size: int = 64 * 1024  # before: only commands come, so idle sockets hold little
     max_write_buffer: int = 1024 * 1024  # a client that reads nothing of ours
 
 
@@ -164,7 +165,7 @@ class RtmpServer:
             c0c1 = await reader.readexactly(handshake.C0C1_SIZE)
             self._write(conn, handshake.server_reply(c0c1, int(time.monotonic() * 1000)))
             handshake.check_c2(await reader.readexactly(handshake.SIZE))
-        chunks = ChunkReader(lim.max_message_size)
+        chunks = ChunkReader(lim.max_command_size)
         session = Session()
         deadline = conn.since + lim.handshake_s + lim.publish_s
         while True:
@@ -174,9 +175,11 @@ class RtmpServer:
                 return
             conn.last_data = time.monotonic()
             session.received(len(data))
-            for message in chunks.feed(data):
+            for message in chunks.read(data):
                 for event in session.handle(message):
                     self._event(conn, session, event)
+                if conn.stream is not None:
+                    chunks.max_message_size = lim.max_message_size
             self._write(conn, session.take_output())
             if conn.stream is None and time.monotonic() > deadline:
                 raise TimeoutError
