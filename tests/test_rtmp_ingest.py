@@ -231,7 +231,9 @@ async def test_e_rtmp_reaches_an_e_rtmp_platform_without_reencoding(
     try:
         await wait_live(service, deadline_s=40)
         assert service.hub is not None
-        assert service.hub.session_info().video_codec == ("HEVC" if video == "libx265" else "H.264")
+        info = service.hub.session_info()
+        assert info.video_codec == ("HEVC" if video == "libx265" else "H.264")
+        assert info.audio_codec == ("AAC" if audio == "aac" else "Opus")
         await service.router.set_enabled("tiktok", True)
 
         async def grown() -> bool:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mqttrelay.config import Config, split_listen
 from mqttrelay.engine.ffmpeg_check import enhanced_rtmp_problem, ffmpeg_version
 from mqttrelay.engine.flv import FlvTag, TagType
+from mqttrelay.engine.session_info import describe_session
 from mqttrelay.ingest.rtmp import amf0, handshake
 from mqttrelay.ingest.rtmp.chunks import (
     ABORT,
@@ -388,3 +389,10 @@ def test_session_fuzz_with_amf_messages(messages: list[tuple[int, list[Any]]]) -
     except (amf0.AmfError, ProtocolError):
         return
     assert not session.publishing  # only accept_publish publishes
+
+
+def test_session_info_names_e_rtmp_audio() -> None:
+    opus = FlvTag(TagType.AUDIO, 0, bytes([0x90]) + b"Opus" + b"OpusHead")
+    hevc = FlvTag(TagType.VIDEO, 0, bytes([0x90]) + b"hvc1" + b"conf")
+    info = describe_session(None, hevc, opus)
+    assert (info.video_codec, info.audio_codec) == ("HEVC", "Opus")
