@@ -14,7 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from mqttrelay.config import Config, ConfigError, is_loopback, load_config, policy_problems
+from mqttrelay.config import (
+    Config,
+    ConfigError,
+    ingest_app_and_stream,
+    is_loopback,
+    load_config,
+    policy_problems,
+    split_listen,
+)
 from mqttrelay.control.clock import Clock
 from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.persistence import Persistence, StateFile
@@ -22,13 +30,19 @@ from mqttrelay.control.reload import ReloadResult, plan_reload
 from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.engine.encoder import ProfileEncoder
 from mqttrelay.engine.factory import RelayFactory
-from mqttrelay.engine.ffmpeg_check import encoder_problems, ffmpeg_problem
+from mqttrelay.engine.ffmpeg_check import (
+    encoder_problems,
+    ffmpeg_enhanced_rtmp_problem,
+    ffmpeg_problem,
+)
 from mqttrelay.engine.hub import Hub
+from mqttrelay.engine.rtmp_feed import RtmpFeed
 from mqttrelay.engine.source import IngestSource
 from mqttrelay.engine.standby import LoopMaker, ffprobe_beside
 from mqttrelay.ingest.direct import DirectIngest
 from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.ingest.managed import ManagedNginx, NginxError
+from mqttrelay.ingest.rtmp.server import RtmpServer
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
@@ -73,6 +87,9 @@ class Service:
         remember_secrets(config.secrets)  # the log formatter masks these in every line
         self._relay_overrides = relay_overrides
         self.encoders: dict[str, ProfileEncoder] = {}
+        # the built-in ingest (ingest.listen) feeds the hub in-process, for good
+        self.rtmp_feed = RtmpFeed() if config.ingest.listen else None
+        self.rtmp_server = _rtmp_server(config, self.rtmp_feed)
         self.hub, self.source, self.relays = self._engine(config)
         self.clock = Clock(
             config.timezone,
@@ -111,6 +128,7 @@ class Service:
                 if standby
                 else None,
                 standby_max_s=standby.max_s if standby else 0.0,
+                feed=self.rtmp_feed,
             )
             if config.ingest.mode == "cached"
             else None
@@ -153,6 +171,7 @@ class Service:
         desired = {s.id: saved.streams.get(s.id, s.enabled) for s in self.config.streams}
         missed = self.clock.catch_up(saved, self.config.schedules, list(desired))
         desired.update({stream_id: change.enabled for stream_id, change in missed.items()})
+        await self._start_rtmp()
         self.clock.start(self.config.schedules)
         self.source.start()
         self.router.start(self.config.streams, desired)
@@ -164,7 +183,23 @@ class Service:
         await self.router.stop()
         for encoder in self.encoders.values():
             await encoder.close()
+        if self.rtmp_server is not None:
+            await self.rtmp_server.stop()  # first: its publisher's end reaches the hub
         await self.source.stop()
+
+    async def _start_rtmp(self) -> None:
+        if self.rtmp_server is None:
+            return
+        try:
+            await self.rtmp_server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {self.config.ingest.listen} for the built-in ingest: "
+                f"{exc.strerror or exc}"
+            ) from None
+        problem = await ffmpeg_enhanced_rtmp_problem(self.config.ffmpeg.path, self.owner)
+        if problem is not None:
+            log.warning("built-in ingest: %s", problem)
 
     async def reload(self, new: Config) -> ReloadResult:
         """Reconcile streams and schedules with a new config; untouched relays keep
@@ -324,6 +359,15 @@ async def run(config: Config, config_path: Path | None = None) -> None:
             log.error("the web server stopped unexpectedly")
         log.info("stopping")
     log.info("stopped")
+
+
+def _rtmp_server(config: Config, feed: RtmpFeed | None) -> RtmpServer | None:
+    """The built-in ingest: ingest.listen, for ingest.url's /<app>/<stream name>."""
+    if config.ingest.listen is None or feed is None:
+        return None
+    host, port = split_listen(config.ingest.listen)
+    app, name = ingest_app_and_stream(config.ingest.url)
+    return RtmpServer(host, port, {f"{app}/{name}": feed}, config.ingest.publish_key)
 
 
 def _hook_secret(config: Config) -> str:

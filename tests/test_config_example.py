@@ -57,7 +57,7 @@ def test_check_says_when_nothing_listens_for_obs(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(
         "ingest: {url: 'rtmp://192.168.1.5:1935/live/stream', publish_key: PK-SECRET-42}\n"
-        "streams: [{id: a, url: 'rtmp://h/app', key: K}]\n"
+        "streams: [{id: a, url: 'rtmp://h/app', key: K-0000001}]\n"
     )
     result = check(path, tmp_path)
     assert result.returncode == 0, result.stderr

@@ -119,7 +119,7 @@ def test_env_references_are_valid_where_they_are_allowed() -> None:
         "HOOK": "h" * 16,
         "MQTT_PASSWORD": "pw",
         "PAGE_TOKEN": "t" * 16,
-        "A_KEY": "k",
+        "A_KEY": "k" * 8,
     }
     assert parse_config(yaml.safe_dump(raw), env=env).api.token == "t" * 16
 

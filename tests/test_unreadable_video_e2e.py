@@ -267,7 +267,7 @@ async def test_a_default_application_without_hooks_hands_out_audio_only(
                 "state_file": str(tmp_path / "state.json"),
                 "ingest": {"url": ingest.url("stream")},
                 "mqtt": {"enabled": False},
-                "streams": [{"id": "youtube", "url": "rtmp://127.0.0.1:9/dest", "key": "k"}],
+                "streams": [{"id": "youtube", "url": "rtmp://127.0.0.1:9/dest", "key": "key-0001"}],
             }
         )
         service = managers(config)

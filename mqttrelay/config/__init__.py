@@ -29,6 +29,7 @@ from mqttrelay.config.model import (
     ingest_app_and_stream,
     is_loopback,
     policy_problems,
+    split_listen,
 )
 from mqttrelay.config.profiles import ENCODERS, ProfileConfig
 from mqttrelay.config.urls import DESTINATION_SCHEMES, SRT_OPTIONS, check_destination_url
@@ -64,4 +65,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "policy_problems",
+    "split_listen",
 ]

@@ -57,6 +57,18 @@ def ingest_app_and_stream(url: str) -> tuple[str, str]:
     return app, name
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """ "0.0.0.0:1935" or "[::]:1935" -> (host, port); ValueError naming what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(
+            "ingest.listen must be <address>:<port>, e.g. 0.0.0.0:1935 or 127.0.0.1:1935"
+        )
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    check_host_name(host, "ingest.listen's address")
+    return host, int(port)
+
+
 def check_host_name(value: str, what: str) -> str:
     """A DNS name or an IP address, and nothing that could end a config line or a URL."""
     if not _HOST_NAME.match(value):
@@ -154,6 +166,21 @@ class IngestConfig(_Model):
         "`.mqttrelay-hook-secret` beside the state file (0600). 16+ letters, digits, `_`, "
         "`-`; `${VAR}` works",
     )
+    listen: str | None = Field(
+        default=None,
+        description="`<address>:<port>` (e.g. `0.0.0.0:1935`): the built-in RTMP ingest, no "
+        'nginx (see "Built-in ingest (ingest.listen)" in the README). OBS publishes to '
+        "`ingest.url`'s `/<application>/<stream name>` on this address; needs `ingest.mode: "
+        "cached`, excludes `ingest.manage`, and a non-loopback address needs "
+        "`ingest.publish_key`",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
 
     @field_validator("url")
     @classmethod
@@ -185,6 +212,22 @@ class IngestConfig(_Model):
     @model_validator(mode="after")
     def _lan_needs_key(self) -> IngestConfig:
         host = urlsplit(self.url).hostname or ""
+        if self.listen is not None:
+            if self.manage:
+                raise ValueError(
+                    "ingest.listen (the built-in ingest) and ingest.manage (nginx) both take "
+                    "OBS: set one of them"
+                )
+            if self.mode != "cached":
+                raise ValueError("ingest.listen needs ingest.mode: cached (relays read the hub)")
+            listen_host = split_listen(self.listen)[0]
+            if not is_loopback(listen_host) and not self.publish_key:
+                raise ValueError(
+                    f"ingest.listen is on {listen_host}, where other machines can publish to "
+                    "it: set ingest.publish_key (OBS then uses the stream key "
+                    "'stream?key=<publish_key>')"
+                )
+            return self
         if not is_loopback(host) and not self.publish_key:
             raise ValueError(
                 f"ingest.url is on {host}, where other machines can publish to it: set "
@@ -420,6 +463,13 @@ class StreamConfig(_Model):
             'says `congested` (see "A slow link" in the README)',
         ),
     ] = 2.0
+    video_codecs: list[Literal["h264", "hevc", "av1", "vp9"]] | None = Field(
+        default=None,
+        description="the video codecs this platform takes, of `h264`, `hevc`, `av1`, `vp9` "
+        "(e.g. `[h264]` for one without Enhanced RTMP). When OBS sends another, the relay "
+        "does not start and says why (`error_kind` `codec`) instead of sending a picture the "
+        "platform drops; none: not checked",
+    )
 
     @field_validator("id")
     @classmethod

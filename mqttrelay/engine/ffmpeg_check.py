@@ -5,6 +5,7 @@ and that has the protocols relays need."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from collections.abc import Mapping
@@ -97,3 +98,34 @@ async def encoder_problems(ffmpeg: str, profiles: Mapping[str, ProfileConfig]) -
         for name, p in profiles.items()
         if p.encoder not in have
     ]
+
+
+# Enhanced RTMP (HEVC, AV1, VP9 in FLV) came in ffmpeg 6.1, multitrack and new
+# audio codecs in 8.0: an older relay reads none of it from the hub.
+ENHANCED_RTMP_SINCE = (6, 1)
+
+
+def ffmpeg_version(text: str) -> tuple[int, int] | None:
+    """`ffmpeg -version`'s first line -> (major, minor); None for a git build."""
+    match = re.match(r"ffmpeg version n?(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def enhanced_rtmp_problem(path: str, version_text: str) -> str | None:
+    """What this ffmpeg cannot relay from the built-in ingest, or None."""
+    version = ffmpeg_version(version_text)
+    if version is None or version >= ENHANCED_RTMP_SINCE:
+        return None
+    return (
+        f"{path} is ffmpeg {version[0]}.{version[1]}, which reads and writes no Enhanced RTMP: "
+        "HEVC, AV1 or VP9 from OBS cannot be relayed (H.264 can); set ffmpeg.path to an ffmpeg "
+        "6.1 or later (e.g. the one in the imageio-ffmpeg wheel)"
+    )
+
+
+async def ffmpeg_enhanced_rtmp_problem(path: str, owner: str) -> str | None:
+    try:
+        _, version = await _output([path, "-hide_banner", "-version"], owner)
+    except (OSError, TimeoutError):
+        return None  # ffmpeg_problem says why it cannot run
+    return enhanced_rtmp_problem(path, version)

@@ -24,6 +24,8 @@ _AUDIO_AAC = 10
 _FRAME_KEY = 1
 _EXT_HEADER_BIT = 0x80  # enhanced RTMP video header
 _EXT_PACKET_SEQUENCE_START = 0
+_EXT_PACKET_CODED_FRAMES = (1, 3)  # CodedFrames, CodedFramesX (no composition time)
+_EXT_AUDIO_FORMAT = 9  # enhanced RTMP audio header: a FourCC follows
 
 
 class FlvError(ValueError):
@@ -59,6 +61,8 @@ class FlvTag:
         if not self.is_video or not self.data:
             return False
         first = self.data[0]
+        if first & _EXT_HEADER_BIT and (first & 0x0F) not in _EXT_PACKET_CODED_FRAMES:
+            return False  # sequence start/end, metadata, multitrack: not a picture
         return ((first >> 4) & 0x07) == _FRAME_KEY and not self.is_sequence_header
 
     @property
@@ -72,6 +76,8 @@ class FlvTag:
                 return (first & 0x0F) == _EXT_PACKET_SEQUENCE_START
             return (first & 0x0F) in _VIDEO_CODECS_WITH_PACKET_TYPE and self.data[1] == 0
         if self.is_audio:
+            if (first >> 4) == _EXT_AUDIO_FORMAT:
+                return (first & 0x0F) == _EXT_PACKET_SEQUENCE_START
             return (first >> 4) == _AUDIO_AAC and self.data[1] == 0
         return False
 

@@ -16,10 +16,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from mqttrelay.engine.fanout import FanOut
 from mqttrelay.engine.ffmpeg import build_tap_argv as _tap_argv
 from mqttrelay.engine.flv import FlvHeader, FlvTag, TimestampRewriter, encode_header
+from mqttrelay.engine.rtmp_feed import RtmpFeed
 from mqttrelay.engine.session_info import SessionInfo, describe_session
 from mqttrelay.engine.snapshot import Snapshots
 from mqttrelay.engine.standby import LoopMaker, LoopPlayer, SessionSample
@@ -29,6 +31,28 @@ from mqttrelay.engine.video_watch import VideoWatch
 from mqttrelay.lib.aio import Notifier
 
 log = logging.getLogger(__name__)
+
+
+class Reader(Protocol):
+    """What reads the ingest for the hub: the tap, or the built-in ingest's
+    RtmpFeed (rtmp_feed.py), which is attached to the hub's callbacks."""
+
+    last_error: str | None
+
+    @property
+    def bitrate_kbps(self) -> float: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def poke(self) -> None: ...
+
+    def went_live(self) -> None: ...
+
+    def renew(self) -> None: ...
+
+    def add_secrets(self, secrets: list[str]) -> None: ...
 
 
 class Hub(Notifier):
@@ -43,8 +67,10 @@ class Hub(Notifier):
         grace_s: float = 2.0,
         standby: LoopMaker | None = None,
         standby_max_s: float = 600.0,
+        feed: RtmpFeed | None = None,
     ) -> None:
-        """With `standby`, OBS's absence is filled with its loop for up to standby_max_s."""
+        """With `standby`, OBS's absence is filled with its loop for up to standby_max_s.
+        With `feed` (the built-in ingest) the hub reads that instead of starting a tap."""
         super().__init__()
         self._loops = standby
         self._standby_max_s = standby_max_s
@@ -56,16 +82,21 @@ class Hub(Notifier):
         self._sample: SessionSample | None = None  # the session's first seconds, for the probe
         self._ingest_url = ingest_url
         self.snapshots = Snapshots(ffmpeg, owner, self.keyframe_flv, secrets)
-        self._tap = Tap(
-            _tap_argv(ffmpeg, ingest_url),
-            owner,
-            secrets,
-            grace_s,
-            self._on_header,
-            self._on_tag,
-            self._end_session,
-            lambda: self.live,
-        )
+        self._tap: Reader
+        if feed is not None:
+            feed.attach(self._on_header, self._on_tag, self._end_session)
+            self._tap = feed
+        else:
+            self._tap = Tap(
+                _tap_argv(ffmpeg, ingest_url),
+                owner,
+                secrets,
+                grace_s,
+                self._on_header,
+                self._on_tag,
+                self._end_session,
+                lambda: self.live,
+            )
         self._fanout = FanOut()
         self._video_watch = VideoWatch(self.notify)
         self._rewriter = TimestampRewriter()
@@ -117,7 +148,8 @@ class Hub(Notifier):
 
     def set_ffmpeg(self, ffmpeg: str) -> None:
         """A new ffmpeg for what starts from now on; running processes go on."""
-        self._tap.argv = _tap_argv(ffmpeg, self._ingest_url)
+        if isinstance(self._tap, Tap):
+            self._tap.argv = _tap_argv(ffmpeg, self._ingest_url)
         self.snapshots.ffmpeg = ffmpeg
         if self._loops is not None:
             self._loops.set_ffmpeg(ffmpeg)

@@ -16,6 +16,7 @@ import psutil
 from mqttrelay.config import StreamConfig
 from mqttrelay.engine import relay_errors
 from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
+from mqttrelay.engine.ffmpeg_check import ffmpeg_enhanced_rtmp_problem
 from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.outage import Outage
 from mqttrelay.engine.source import Feed, IngestSource
@@ -38,6 +39,8 @@ _cap_refused = False  # the warning is given once
 # Direct mode first waits for the ingest's next keyframe and probes it (an OBS
 # default of 250 frames is 8.3 s at 30 fps) before it connects to the platform.
 DIRECT_START_ALLOWANCE_S = 15.0
+# what each ffmpeg cannot carry of Enhanced RTMP (ffmpeg_check), asked once per path
+_ENHANCED_RTMP_PROBLEMS: dict[str, str | None] = {}
 
 
 @dataclass(frozen=True)
@@ -270,9 +273,29 @@ class Relay:
         finally:
             self.retry_at = None
 
+    async def _codec_problem(self) -> relay_errors.RelayError | None:
+        """OBS's codec against this destination and this ffmpeg (cached mode, sent
+        as it is: a profile re-encodes)."""
+        if self._hub is None or self._feed is not self._hub:
+            return None
+        codec = self._hub.session_info().video_codec
+        if codec in (None, "H.264"):
+            return None
+        ffmpeg = self.settings.ffmpeg
+        if ffmpeg not in _ENHANCED_RTMP_PROBLEMS:
+            problem = await ffmpeg_enhanced_rtmp_problem(ffmpeg, self.settings.owner)
+            _ENHANCED_RTMP_PROBLEMS[ffmpeg] = problem
+        return relay_errors.codec_problem(
+            codec, self.stream.video_codecs, _ENHANCED_RTMP_PROBLEMS[ffmpeg]
+        )
+
     async def _run_once(self) -> str | None:
         """Run the process once; None when it ended as wanted, else the reason."""
         cached = self._hub is not None
+        problem = await self._codec_problem()
+        if problem is not None:
+            self._explained = problem
+            return problem.headline
         target, tcurl = self.stream.target, None
         self._live_since_last_run = 0.0
         self._explained = None

@@ -17,7 +17,16 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 ErrorKind = Literal[
-    "refused", "unreachable", "dns", "tls", "rejected", "dropped", "timeout", "stalled", "ffmpeg"
+    "refused",
+    "unreachable",
+    "dns",
+    "tls",
+    "rejected",
+    "dropped",
+    "timeout",
+    "stalled",
+    "ffmpeg",
+    "codec",
 ]
 
 # Live at least this long before the platform closed: it ended a running stream
@@ -190,3 +199,32 @@ def other(message: str) -> RelayError:
     """Anything the relay says in its own words (ffmpeg missing, the tunnel, a
     full buffer): the message is the reason."""
     return RelayError("ffmpeg", message, "", message)
+
+
+# SessionInfo's codec names -> the names a destination's video_codecs uses
+CODEC_NAMES = {"H.264": "h264", "HEVC": "hevc", "AV1": "av1", "VP9": "vp9"}
+
+
+def codec_problem(
+    codec: str | None, accepted: Sequence[str] | None, enhanced_rtmp_problem: str | None
+) -> RelayError | None:
+    """Why OBS's video cannot go to this destination as it is, or None.
+    codec: what OBS sends (SessionInfo); accepted: the destination's
+    video_codecs (None: not said); enhanced_rtmp_problem: what the relay's
+    ffmpeg cannot carry (ffmpeg_check.enhanced_rtmp_problem), if anything."""
+    name = CODEC_NAMES.get(codec or "")
+    if name is None:
+        return None
+    if accepted is not None and name not in accepted:
+        takes = ", ".join(a.upper() if a != "h264" else "H.264" for a in accepted)
+        return RelayError(
+            "codec",
+            f"this destination takes {takes} only (video_codecs) and OBS sends {codec}",
+            "set OBS's encoder to H.264, or give this destination a profile (it re-encodes)",
+            f"OBS sends {codec}; video_codecs: {list(accepted)}",
+        )
+    if name != "h264" and enhanced_rtmp_problem is not None:
+        return RelayError(
+            "codec", f"OBS sends {codec}; {enhanced_rtmp_problem}", "", enhanced_rtmp_problem
+        )
+    return None

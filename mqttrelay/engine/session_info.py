@@ -11,6 +11,10 @@ from mqttrelay.engine.flv import FlvTag
 _VIDEO_CODECS = {2: "H.263", 4: "VP6", 7: "H.264", 12: "HEVC"}
 _AUDIO_CODECS = {2: "MP3", 10: "AAC", 11: "Speex"}
 _FOURCC = {b"avc1": "H.264", b"hvc1": "HEVC", b"av01": "AV1", b"vp09": "VP9"}
+_AUDIO_FOURCC = {  # enhanced RTMP audio (sound format 9)
+    b"mp4a": "AAC", b"Opus": "Opus", b"ac-3": "AC-3", b"ec-3": "E-AC-3", b"fLaC": "FLAC",
+    b".mp3": "MP3",
+}  # fmt: skip
 _MAX_DEPTH = 4
 
 
@@ -127,6 +131,8 @@ def _video_codec_of(tag: FlvTag | None) -> str | None:
 def _audio_codec_of(tag: FlvTag | None) -> str | None:
     if tag is None or not tag.data:
         return None
+    if tag.data[0] >> 4 == 9:
+        return _AUDIO_FOURCC.get(tag.data[1:5])
     return _AUDIO_CODECS.get(tag.data[0] >> 4)
 
 

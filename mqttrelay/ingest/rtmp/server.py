@@ -1,0 +1,275 @@
+"""The built-in ingest's listener: RTMP publishers in, tags to a sink per stream.
+
+Safe on a LAN by design: a bounded number of connections (a full house drops
+the oldest connection that is not publishing, first from the same address, so
+idle sockets cannot keep OBS out), a deadline for the handshake and another
+for publishing, a cap on message size, idle and slow clients dropped, and the
+publish key checked before any media is accepted. Malformed input ends that
+one connection with one log line naming the peer's address (at most one a
+minute per address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mqttrelay.ingest.rtmp import handshake
+from mqttrelay.ingest.rtmp.amf0 import AmfError
+from mqttrelay.ingest.rtmp.chunks import AUDIO, MAX_MESSAGE_SIZE, VIDEO, ChunkError, ChunkReader
+from mqttrelay.ingest.rtmp.handshake import HandshakeError
+from mqttrelay.ingest.rtmp.media import audio_track0, video_track0
+from mqttrelay.ingest.rtmp.session import (
+    Media,
+    ProtocolError,
+    PublishRequest,
+    Session,
+    Unpublish,
+)
+from mqttrelay.lib.aio import cancel_and_wait
+
+log = logging.getLogger(__name__)
+READ_SIZE = 65536
+
+
+class Sink(Protocol):
+    """Where one stream name's publisher goes (engine.rtmp_feed.RtmpFeed)."""
+
+    def rtmp_started(self) -> None: ...
+
+    def rtmp_media(self, type_id: int, timestamp: int, payload: bytes) -> None: ...
+
+    def rtmp_ended(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_connections: int = 64
+    max_pending_per_address: int = 8  # connections not (yet) publishing
+    handshake_s: float = 5.0  # C0 C1 ... C2
+    publish_s: float = 10.0  # connect to publish
+    idle_s: float = 5.0  # a publisher silent this long is gone
+    takeover_s: float = 2.0  # a publisher silent this long yields to a new one
+    max_message_size: int = MAX_MESSAGE_SIZE  # once publishing
+    max_command_size: int = 64 * 1024  # before: only commands come, so idle sockets hold little
+    max_write_buffer: int = 1024 * 1024  # a client that reads nothing of ours
+
+
+@dataclass(eq=False)
+class _Conn:
+    address: str
+    writer: asyncio.StreamWriter
+    since: float = field(default_factory=time.monotonic)
+    last_data: float = field(default_factory=time.monotonic)
+    stream: str | None = None  # the stream name it publishes
+
+    def drop(self) -> None:
+        self.writer.transport.abort()
+
+
+class RtmpServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sinks: dict[str, Sink],
+        publish_key: str | None,
+        limits: Limits | None = None,
+    ) -> None:
+        """sinks: 'app/name' -> where that stream's tags go."""
+        self.host, self.port = host, port
+        self._sinks = sinks
+        self._key = publish_key
+        self.limits = limits or Limits()
+        self._conns: dict[_Conn, asyncio.Task[None]] = {}
+        self._publishers: dict[str, _Conn] = {}
+        self._server: asyncio.Server | None = None
+        self._logged: dict[str, float] = {}
+        self.refused = 0  # connections turned away or dropped for a limit
+
+    async def start(self) -> None:
+        """Raises OSError when the address cannot be listened on."""
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        sock = self._server.sockets[0].getsockname()
+        self.port = sock[1]
+        log.info("built-in RTMP ingest listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        await cancel_and_wait(*self._conns.values())
+        self._conns.clear()
+
+    def publishing(self, stream: str) -> bool:
+        return stream in self._publishers
+
+    # -- connections -------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        conn = _Conn(str(peer[0]) if isinstance(peer, tuple) else "?", writer)
+        if not self._make_room(conn.address):
+            self.refused += 1
+            self._log_once(
+                conn.address, "connection refused: %d connections already", len(self._conns)
+            )
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns[conn] = task
+        try:
+            await self._serve(conn, reader)
+        except TimeoutError:
+            if conn.stream is None:
+                self._log_once(conn.address, "dropped: did not handshake and publish in time")
+            else:
+                log.warning(
+                    "built-in ingest: %s sent nothing for %.0f s, taking %s as ended",
+                    conn.address,
+                    self.limits.idle_s,
+                    conn.stream,
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client left; a publisher's session ends below
+        except (HandshakeError, ChunkError, AmfError, ProtocolError) as exc:
+            self._log_once(conn.address, "dropped: %s", exc)
+        finally:
+            self._conns.pop(conn, None)
+            self._end_publish(conn)
+            writer.transport.abort()
+
+    def _make_room(self, address: str) -> bool:
+        """Below the caps, or after dropping the oldest connection that is not
+        publishing (from this address first); False when every one publishes."""
+        pending = [c for c in self._conns if c.stream is None]
+        own = [c for c in pending if c.address == address]
+        if len(own) >= self.limits.max_pending_per_address:
+            own[0].drop()
+            self._conns.pop(own[0], None)
+        if len(self._conns) < self.limits.max_connections:
+            return True
+        if not pending:
+            return False
+        pending[0].drop()
+        self._conns.pop(pending[0], None)
+        return True
+
+    async def _serve(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
+        lim = self.limits
+        async with asyncio.timeout(lim.handshake_s):
+            c0c1 = await reader.readexactly(handshake.C0C1_SIZE)
+            self._write(conn, handshake.server_reply(c0c1, int(time.monotonic() * 1000)))
+            handshake.check_c2(await reader.readexactly(handshake.SIZE))
+        chunks = ChunkReader(lim.max_command_size)
+        session = Session()
+        deadline = conn.since + lim.handshake_s + lim.publish_s
+        while True:
+            wait = lim.idle_s if conn.stream else deadline - time.monotonic()
+            data = await asyncio.wait_for(reader.read(READ_SIZE), max(wait, 0.01))
+            if not data:
+                return
+            conn.last_data = time.monotonic()
+            session.received(len(data))
+            for message in chunks.read(data):
+                for event in session.handle(message):
+                    self._event(conn, session, event)
+                if conn.stream is not None:
+                    chunks.max_message_size = lim.max_message_size
+            self._write(conn, session.take_output())
+            if conn.stream is None and time.monotonic() > deadline:
+                raise TimeoutError
+
+    def _write(self, conn: _Conn, data: bytes) -> None:
+        if data:
+            conn.writer.write(data)
+        if conn.writer.transport.get_write_buffer_size() > self.limits.max_write_buffer:
+            raise ProtocolError("the client reads nothing of what it is sent")
+
+    # -- publishing --------------------------------------------------------------
+    def _event(
+        self, conn: _Conn, session: Session, event: PublishRequest | Media | Unpublish
+    ) -> None:
+        if isinstance(event, Media):
+            if conn.stream is not None:
+                self._media(conn.stream, event)
+        elif isinstance(event, PublishRequest):
+            self._publish(conn, session, event)
+        elif conn.stream is not None:
+            log.info("built-in ingest: %s stopped publishing %s", conn.address, conn.stream)
+            self._end_publish(conn)
+
+    def _publish(self, conn: _Conn, session: Session, request: PublishRequest) -> None:
+        stream = f"{request.app}/{request.name}"
+        sink = self._sinks.get(stream)
+        if sink is None:
+            self._refuse(conn, session, "NetStream.Publish.BadName", f"no stream {stream} here")
+            return
+        if self._key is not None and not hmac.compare_digest(
+            (request.key or "").encode(), self._key.encode()
+        ):
+            why = "wrong publish key" if request.key else "no publish key (use 'stream?key=...')"
+            self._refuse(conn, session, "NetStream.Publish.Denied", f"{stream}: {why}")
+            return
+        current = self._publishers.get(stream)
+        if current is not None:
+            silent = time.monotonic() - current.last_data
+            if silent < self.limits.takeover_s:
+                self._refuse(
+                    conn,
+                    session,
+                    "NetStream.Publish.BadName",
+                    f"{stream} is already being published",
+                )
+                return
+            log.info(
+                "built-in ingest: %s took over %s (the last publisher went silent)",
+                conn.address,
+                stream,
+            )
+            self._end_publish(current)
+            current.drop()
+        session.accept_publish()
+        conn.stream = stream
+        self._publishers[stream] = conn
+        codecs = ", ".join(session.fourccs) or "classic FLV only"
+        log.info(
+            "built-in ingest: %s publishes %s (announced codecs: %s)", conn.address, stream, codecs
+        )
+        sink.rtmp_started()
+
+    def _refuse(self, conn: _Conn, session: Session, code: str, description: str) -> None:
+        self.refused += 1
+        session.refuse_publish(code, description)
+        self._log_once(conn.address, "publish refused: %s", description)
+        # the status goes out, then the connection ends (the read loop sees EOF)
+        self._write(conn, session.take_output())
+        conn.writer.close()
+
+    def _media(self, stream: str, event: Media) -> None:
+        payload: bytes | None = event.payload
+        if event.type_id == VIDEO:
+            payload = video_track0(event.payload)
+        elif event.type_id == AUDIO:
+            payload = audio_track0(event.payload)
+        if payload:
+            self._sinks[stream].rtmp_media(event.type_id, event.timestamp, payload)
+
+    def _end_publish(self, conn: _Conn) -> None:
+        stream, conn.stream = conn.stream, None
+        if stream is not None and self._publishers.get(stream) is conn:
+            del self._publishers[stream]
+            self._sinks[stream].rtmp_ended()
+
+    def _log_once(self, address: str, text: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(address, -1e9) < 60:
+            return
+        if len(self._logged) >= 1024:
+            self._logged.clear()
+        self._logged[address] = now
+        log.warning("built-in ingest: %s: " + text, address, *args)
