@@ -41,7 +41,7 @@ async def test_standby_starts_when_the_publisher_drops(
             "mqtt": {"enabled": False},
             "standby": {"image": str(red_png(tmp_path))},
             "streams": [{"id": "youtube", "name": "YouTube", "enabled": True,
-                         "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest", "key": "yt-key-01"}],
+                         "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest", "key": "yt-key01"}],
         }
     )  # fmt: skip
     runner = asyncio.create_task(app.run(config))
@@ -49,8 +49,8 @@ async def test_standby_starts_when_the_publisher_drops(
     try:
         await asyncio.to_thread(wait_port, port, 30)
         publisher.start()
-        await wait_publishing(platforms, "yt-key-01")
-        viewer = Viewer(platforms.url("yt-key-01"))
+        await wait_publishing(platforms, "yt-key01")
+        viewer = Viewer(platforms.url("yt-key01"))
         await viewer.start()
         try:
             await eventually(lambda: _async(len(viewer.video()) > 10), 30, "OBS at the platform")
