@@ -155,8 +155,9 @@ class HistoryOut(BaseModel):
     now: float = Field(description="the service's clock (unix time), to line the pairs up")
     period_s: float
     span_s: float
-    ingest: list[tuple[float, float]]
-    streams: dict[str, list[tuple[float, float]]]
+    # each sample is [unix time, kbit/s]: a list, as a tuple's schema is not OpenAPI 3.1's
+    ingest: list[Annotated[list[float], Field(min_length=2, max_length=2)]]
+    streams: dict[str, list[Annotated[list[float], Field(min_length=2, max_length=2)]]]
 
 
 class TicketOut(BaseModel):
