@@ -38,7 +38,7 @@ def test_unit_sandboxing_score_is_the_one_in_the_readme() -> None:
     assert found, result.stdout[-2000:]
     score, verdict = found.groups()
     assert float(score) <= 2.0 and verdict == "OK"
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     assert f"`systemd-analyze security` scores it {score} ({verdict})" in readme
     for setting in ("ProtectProc=invisible", "ProcSubset=pid", "NoNewPrivileges=yes",
                     "ProtectSystem=strict", "PrivateTmp=yes"):  # fmt: skip

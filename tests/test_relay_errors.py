@@ -239,6 +239,6 @@ def test_detail_keeps_the_newest_lines_only() -> None:
 
 
 def test_the_readme_tells_every_kind() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "http.md").read_text()
     for kind in get_args(ErrorKind):
         assert f"\n| `{kind}` |" in readme, kind

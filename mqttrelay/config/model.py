@@ -25,7 +25,7 @@ _HOST_NAME = re.compile(
 )
 _RTMP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MIN_TOKEN_LENGTH = 16
-MAX_STREAMS = 100  # destinations; each is an ffmpeg when on (README, "Limits")
+MAX_STREAMS = 100  # destinations; each is an ffmpeg when on (docs/security.md)
 MIN_KEY_LENGTH = 8  # no platform issues shorter keys; a shorter one is a typo
 
 
@@ -169,7 +169,7 @@ class IngestConfig(_Model):
     listen: str | None = Field(
         default=None,
         description="`<address>:<port>` (e.g. `0.0.0.0:1935`): the built-in RTMP ingest, no "
-        'nginx (see "Built-in ingest (ingest.listen)" in the README). OBS publishes to '
+        "nginx (see docs/ingest.md). OBS publishes to "
         "`ingest.url`'s `/<application>/<stream name>` on this address; needs `ingest.mode: "
         "cached`, excludes `ingest.manage`, and a non-loopback address needs "
         "`ingest.publish_key`",
@@ -257,7 +257,7 @@ class FfmpegConfig(_Model):
     stunnel: str | None = Field(
         default="stunnel",
         description="`rtmps://` destinations go through a local stunnel (TLS with "
-        '`TCP_NODELAY`; switch-on as fast as RTMP, see "Measured here" in the README); '
+        "`TCP_NODELAY`; switch-on as fast as RTMP, see docs/how-it-works.md); "
         "`null`, or stunnel not installed (a warning says so): ffmpeg does the TLS itself, "
         "about 0.2 s slower to switch on",
     )
@@ -449,7 +449,7 @@ class StreamConfig(_Model):
     )
     profile: str | None = Field(
         default=None,
-        description='a name in `profiles` (see "Output profiles" in the README); none: '
+        description="a name in `profiles` (see docs/profiles.md); none: "
         "OBS's stream as it is (copy)",
     )
     max_delay_s: Annotated[
@@ -460,7 +460,7 @@ class StreamConfig(_Model):
             description="on a link too slow for the stream, how far (0.5-60 s) this platform "
             "may fall behind OBS before whole keyframe groups are dropped: the delay stays "
             "under this plus one keyframe interval, the connection is kept, and the status "
-            'says `congested` (see "A slow link" in the README)',
+            'says `congested` (see "A slow link" in docs/how-it-works.md)',
         ),
     ] = 2.0
     video_codecs: list[Literal["h264", "hevc", "av1", "vp9"]] | None = Field(
@@ -502,7 +502,7 @@ class StreamConfig(_Model):
 
 
 class ScheduleConfig(_Model):
-    """A switch at set times (see "Schedules and timers" in the README)."""
+    """A switch at set times (see docs/schedules.md)."""
 
     stream: str = Field(description="a stream's id, or `all`")
     action: Literal["on", "off"] = Field(
@@ -558,7 +558,7 @@ class Config(_Model):
     standby: StandbyConfig | None = Field(
         default=None,
         description="while OBS is away, feed every live relay a standby picture with silence "
-        'instead of nothing (see "Standby picture" in the README). Without this section '
+        "instead of nothing (see docs/standby.md). Without this section "
         "relays hold for `ingest.hold_s`; `standby: {}` turns it on with the built-in card. "
         "Cached mode only",
     )
@@ -567,13 +567,13 @@ class Config(_Model):
     ] = Field(
         default={},
         description="output profiles by name (`[a-z0-9_-]+`): size, fit, frame rate, bitrate "
-        'caps, encoder (see "Output profiles" in the README)',
+        "caps, encoder (see docs/profiles.md)",
     )
     streams: list[StreamConfig] = Field(
         default=[], description=f"the destinations, at most {MAX_STREAMS}"
     )
     schedules: list[ScheduleConfig] = Field(
-        default=[], description='switches at set times (see "Schedules and timers" in the README)'
+        default=[], description="switches at set times (see docs/schedules.md)"
     )
 
     @field_validator("timezone")
