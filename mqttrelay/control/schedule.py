@@ -1,7 +1,7 @@
 """Config schedules as APScheduler 3 triggers, with daylight-saving rules, and
 the catch-up of changes missed while mqttrelay was down (no I/O here).
 
-DST rules (documented in the README):
+DST rules (documented in docs/schedules.md):
 - a time the clock skips (02:30 when 02:00-03:00 does not exist) runs once,
   at the same instant an hour-shifted clock shows (03:30), and is logged;
 - a time the clock shows twice (01:30 in New York, 02:30 in Paris when the

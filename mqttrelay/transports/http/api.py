@@ -81,7 +81,7 @@ class StreamOut(BaseModel):
         None, description="a long outage in words (it is still tried); null when none"
     )
     error_kind: ErrorKind | None = Field(
-        None, description="what last_error is about, for machines (README, 'Errors')"
+        None, description="what last_error is about, for machines (docs/http.md, 'Errors')"
     )
     error_detail: str | None = Field(None, description="ffmpeg's (masked) lines behind last_error")
 
