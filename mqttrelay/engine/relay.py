@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 UNSENT_MAX_BYTES = 16 * 1024
 # The kernel's pipe into a relay holds 64 KB by default: half a second at 1 Mbit/s.
 PIPE_BYTES = 32 * 1024
+IDLE_PIPE_BYTES = 4 * 1024  # below this in its pipe (and nothing queued), a relay keeps up
 _cap_refused = False  # the warning is given once
 
 
@@ -445,6 +446,10 @@ class Relay:
             pids.append(self._tunnel.pid)
         if not self._unsent_capped:
             self._unsent_capped = self._cap_unsent(pids)
+        if in_pipe < IDLE_PIPE_BYTES and sub.backlog_bytes == sub.downstream_bytes:
+            # ffmpeg keeps up with its pipe: its socket takes what it is given, and
+            # /proc (every socket of the host's network) is not read for nothing
+            return in_pipe
         return in_pipe + (socket_queue.unacked_bytes(pids) or 0)
 
     def _cap_unsent(self, pids: list[int]) -> bool:
