@@ -35,7 +35,7 @@ from .support import (
 )
 
 pytestmark = pytest.mark.integration
-KEY = "pubkey-0123"
+KEY = "pubkey-0123456789ab"
 
 
 def ffmpeg9() -> str:
@@ -565,4 +565,49 @@ async def test_small_cap_before_publishing_and_a_pipelining_publisher(
         assert srv.publishing("live/stream")
         sock.close()
     finally:
+        await srv.stop()
+
+
+async def test_one_key_guess_per_connection_and_no_message_flood() -> None:
+    """A refused publish ends the connection's reading (the guesses queued behind it in
+    the same write are never checked), and a flood of empty messages before `publish`
+    is cut instead of stalling the loop."""
+    srv, sink = await server()
+    loop = asyncio.get_running_loop()
+
+    def cmd(csid: int, stream: int, *values: Any) -> bytes:
+        return encode_message(csid, COMMAND_AMF0, stream, 0, amf0.encode(*values), 128)
+
+    guesses = b"".join(
+        cmd(5, 1, "publish", 4.0 + i, None, f"stream?key=guess-{i:04}", "live") for i in range(200)
+    )
+    sock = await raw_publisher(srv.port, key="wrong-key-0000000000", then=guesses)
+    try:
+        assert await closed(sock, 10)
+        assert srv.refused == 1 and sink.started == 0
+    finally:
+        sock.close()
+    # 1,000 zero-length audio messages (ignored before `publish`), after a type-0 header
+    flood = bytes([0x03]) + bytes(3) + bytes(3) + bytes([8]) + bytes(4)
+    flood += bytes([0xC3]) * 1000
+    sock = await raw_publisher(srv.port, then=b"")  # this one publishes with the key
+
+    async def published() -> bool:
+        return sink.started == 1
+
+    await eventually(published, 10, "the publisher with the key to be taken")
+    second = socket.socket()
+    second.setblocking(False)
+    await loop.sock_connect(second, ("127.0.0.1", srv.port))
+    try:
+        await loop.sock_sendall(second, b"\x03" + bytes(handshake.SIZE))
+        got = b""
+        while len(got) < 1 + 2 * handshake.SIZE:
+            got += await loop.sock_recv(second, 8192)
+        await loop.sock_sendall(second, got[1 : 1 + handshake.SIZE] + flood)
+        assert await closed(second, 10)
+        assert sink.started == 1  # the publisher with the key was never disturbed
+    finally:
+        second.close()
+        sock.close()
         await srv.stop()

@@ -20,7 +20,7 @@ from .test_relay_e2e import wait_publishing
 from .test_standby import SHAPES, is_red, red_png
 
 pytestmark = pytest.mark.integration
-KEY = "pubkey-0123"
+KEY = "pubkey-0123456789ab"
 
 
 async def _async(value: bool) -> bool:

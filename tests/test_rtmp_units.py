@@ -342,8 +342,12 @@ def test_listen_config() -> None:
     for words, ingest in problems.items():
         with pytest.raises(ValueError, match=re.escape(words)):
             Config.model_validate({"ingest": ingest})
-    lan = {"listen": "0.0.0.0:1935", "publish_key": "k-0123"}
-    assert Config.model_validate({"ingest": lan}).ingest.publish_key == "k-0123"
+    lan = {"listen": "0.0.0.0:1935", "publish_key": "k-0123456789abcdef"}
+    assert Config.model_validate({"ingest": lan}).ingest.publish_key == "k-0123456789abcdef"
+    # mqttrelay answers every guess itself: a short key, or one a URL would mangle, is refused
+    for weak in ("k-0123", "a+b%41-0123456789"):
+        with pytest.raises(ValueError, match="16 or more letters"):
+            Config.model_validate({"ingest": {"listen": "0.0.0.0:1935", "publish_key": weak}})
 
 
 def test_enhanced_rtmp_check_names_old_ffmpeg() -> None:

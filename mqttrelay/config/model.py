@@ -221,6 +221,12 @@ class IngestConfig(_Model):
             if self.mode != "cached":
                 raise ValueError("ingest.listen needs ingest.mode: cached (relays read the hub)")
             listen_host = split_listen(self.listen)[0]
+            key = self.publish_key
+            if key is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,}", key):
+                # mqttrelay itself answers each guess: a short key could be guessed
+                raise ValueError(
+                    "with ingest.listen, publish_key must be 16 or more letters, digits, '_' or '-'"
+                )
             if not is_loopback(listen_host) and not self.publish_key:
                 raise ValueError(
                     f"ingest.listen is on {listen_host}, where other machines can publish to "

@@ -59,6 +59,12 @@ class Limits:
     max_write_buffer: int = 1024 * 1024  # a client that reads nothing of ours
 
 
+# A publisher sends a dozen messages before `publish`; a flood of tiny ones is a peer
+# stalling the loop. Past the publish, messages are shared out every so many.
+MAX_MESSAGES_BEFORE_PUBLISH = 200
+YIELD_EVERY_MESSAGES = 256
+
+
 @dataclass(eq=False)
 class _Conn:
     address: str
@@ -66,6 +72,8 @@ class _Conn:
     since: float = field(default_factory=time.monotonic)
     last_data: float = field(default_factory=time.monotonic)
     stream: str | None = None  # the stream name it publishes
+    refused: bool = False  # its publish was refused: nothing more of it is read
+    messages: int = 0  # read before it publishes
 
     def drop(self) -> None:
         self.writer.transport.abort()
@@ -175,11 +183,19 @@ class RtmpServer:
                 return
             conn.last_data = time.monotonic()
             session.received(len(data))
-            for message in chunks.read(data):
+            for count, message in enumerate(chunks.read(data), 1):
+                if conn.stream is None:
+                    conn.messages += 1
+                    if conn.messages > MAX_MESSAGES_BEFORE_PUBLISH:
+                        raise ProtocolError("too many messages before publishing")
                 for event in session.handle(message):
                     self._event(conn, session, event)
+                if conn.refused:
+                    return  # one guess of the key per connection
                 if conn.stream is not None:
                     chunks.max_message_size = lim.max_message_size
+                if count % YIELD_EVERY_MESSAGES == 0:
+                    await asyncio.sleep(0)  # a flood of tiny messages shares the loop
             self._write(conn, session.take_output())
             if conn.stream is None and time.monotonic() > deadline:
                 raise TimeoutError
@@ -207,7 +223,9 @@ class RtmpServer:
         stream = f"{request.app}/{request.name}"
         sink = self._sinks.get(stream)
         if sink is None:
-            self._refuse(conn, session, "NetStream.Publish.BadName", f"no stream {stream} here")
+            self._refuse(
+                conn, session, "NetStream.Publish.BadName", f"no stream {stream[:80]} here"
+            )
             return
         if self._key is not None and not hmac.compare_digest(
             (request.key or "").encode(), self._key.encode()
@@ -244,6 +262,7 @@ class RtmpServer:
 
     def _refuse(self, conn: _Conn, session: Session, code: str, description: str) -> None:
         self.refused += 1
+        conn.refused = True
         session.refuse_publish(code, description)
         self._log_once(conn.address, "publish refused: %s", description)
         # the status goes out, then the connection ends (the read loop sees EOF)
