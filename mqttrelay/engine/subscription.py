@@ -31,11 +31,12 @@ DEFAULT_MAX_DELAY_MS = 2_000
 # A drop this recent still counts as congestion (the delay itself falls at once).
 CONGESTION_HOLD_S = 10.0
 # A link a little slower than the stream takes long to reach the bound: a delay
-# that grew by this much over the trend window, to at least TREND_MIN_MS, is
-# congestion already (at 2.2 Mbit/s for 2.55 it grows about 0.14 s each second).
+# whose floor (its least over a second: keyframe bursts come and go) rose this much
+# across the trend window, to at least TREND_MIN_MS, is congestion already (at 2.2
+# Mbit/s for 2.55 it grows about 0.14 s each second).
 TREND_WINDOW_S = 3.0
-TREND_GROWTH_MS = 300
-TREND_MIN_MS = 400
+TREND_GROWTH_MS = 200
+TREND_MIN_MS = 250
 SHARE_WINDOW_S = 30.0
 
 
@@ -162,8 +163,12 @@ class Subscription:
     def _growing(self, now: float, delay: int) -> bool:
         if delay < TREND_MIN_MS or not self._delays:
             return False
-        since, then = self._delays[0]
-        return now - since >= TREND_WINDOW_S * 0.9 and delay - then >= TREND_GROWTH_MS
+        since = self._delays[0][0]
+        if now - since < TREND_WINDOW_S * 0.9:
+            return False
+        floor_then = min(d for t, d in self._delays if t - since <= 1.0)
+        floor_now = min((d for t, d in self._delays if now - t <= 1.0), default=delay)
+        return floor_now >= TREND_MIN_MS and floor_now - floor_then >= TREND_GROWTH_MS
 
     # -- feeding ----------------------------------------------------------------
     def put(self, timestamp: int, data: bytes, keep: bool = False) -> None:
