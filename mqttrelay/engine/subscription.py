@@ -31,12 +31,12 @@ DEFAULT_MAX_DELAY_MS = 2_000
 # A drop this recent still counts as congestion (the delay itself falls at once).
 CONGESTION_HOLD_S = 10.0
 # A link a little slower than the stream takes long to reach the bound: a delay
-# whose floor (its least over a second: keyframe bursts come and go) rose this much
+# whose floor (its least over half a second: keyframe bursts come and go) rose this much
 # across the trend window, to at least TREND_MIN_MS, is congestion already (at 2.2
 # Mbit/s for 2.55 it grows about 0.14 s each second).
-TREND_WINDOW_S = 3.0
-TREND_GROWTH_MS = 200
-TREND_MIN_MS = 250
+TREND_WINDOW_S = 2.0
+TREND_GROWTH_MS = 150
+TREND_MIN_MS = 200
 SHARE_WINDOW_S = 30.0
 
 
@@ -166,8 +166,8 @@ class Subscription:
         since = self._delays[0][0]
         if now - since < TREND_WINDOW_S * 0.9:
             return False
-        floor_then = min(d for t, d in self._delays if t - since <= 1.0)
-        floor_now = min((d for t, d in self._delays if now - t <= 1.0), default=delay)
+        floor_then = min(d for t, d in self._delays if t - since <= 0.5)
+        floor_now = min((d for t, d in self._delays if now - t <= 0.5), default=delay)
         return floor_now >= TREND_MIN_MS and floor_now - floor_then >= TREND_GROWTH_MS
 
     # -- feeding ----------------------------------------------------------------
