@@ -34,15 +34,10 @@ def video_track0(data: bytes) -> bytes | None:
     packet_type = data[0] & 0x0F
     if packet_type == V_MODEX:
         return None  # v2 modifier packets (nanosecond offsets): not needed downstream
-    if packet_type == V_MULTITRACK:
-        found = _track0(data)
-        if found is None:
-            return None
-        packet_type, fourcc, body = found
-    else:
-        if len(data) < 5:
-            return None
-        fourcc, body = data[1:5], data[5:]
+    found = _fourcc_body(data, packet_type, V_MULTITRACK)
+    if found is None:
+        return None
+    packet_type, fourcc, body = found
     if fourcc == b"avc1":
         return _classic_avc(frame_type, packet_type, body)
     return bytes([EX_VIDEO | frame_type << 4 | packet_type]) + fourcc + body
@@ -55,18 +50,23 @@ def audio_track0(data: bytes) -> bytes | None:
     packet_type = data[0] & 0x0F
     if packet_type == A_MODEX:
         return None
-    if packet_type == A_MULTITRACK:
-        found = _track0(data)
-        if found is None:
-            return None
-        packet_type, fourcc, body = found
-    else:
-        if len(data) < 5:
-            return None
-        fourcc, body = data[1:5], data[5:]
+    found = _fourcc_body(data, packet_type, A_MULTITRACK)
+    if found is None:
+        return None
+    packet_type, fourcc, body = found
     if fourcc == b"mp4a" and packet_type in (A_SEQ_START, A_CODED):
         return bytes([_AAC_FIRST_BYTE, 0 if packet_type == A_SEQ_START else 1]) + body
     return bytes([EX_AUDIO_FORMAT << 4 | packet_type]) + fourcc + body
+
+
+def _fourcc_body(data: bytes, packet_type: int, multitrack: int) -> tuple[int, bytes, bytes] | None:
+    """(packet type, FourCC, body) of an extended video or audio payload (its track 0
+    when it is a multitrack packet), or None when it is too short."""
+    if packet_type == multitrack:
+        return _track0(data)
+    if len(data) < 5:
+        return None
+    return packet_type, data[1:5], data[5:]
 
 
 def _track0(data: bytes) -> tuple[int, bytes, bytes] | None:
