@@ -446,7 +446,7 @@ class Relay:
             pids.append(self._tunnel.pid)
         if not self._unsent_capped:
             self._unsent_capped = self._cap_unsent(pids)
-        if in_pipe < IDLE_PIPE_BYTES and sub.backlog_bytes == sub.downstream_bytes:
+        if in_pipe < IDLE_PIPE_BYTES and sub.held_bytes == 0:
             # ffmpeg keeps up with its pipe: its socket takes what it is given, and
             # /proc (every socket of the host's network) is not read for nothing
             return in_pipe

@@ -122,8 +122,13 @@ class Subscription:
         return 0 if oldest is None else max(0, self._edge - oldest)
 
     @property
+    def held_bytes(self) -> int:
+        """What mqttrelay itself still holds for the relay: its queue and write buffer."""
+        return self._bytes + self._pipe_buffered()
+
+    @property
     def backlog_bytes(self) -> int:
-        return self._bytes + self._pipe_buffered() + self.downstream_bytes
+        return self.held_bytes + self.downstream_bytes
 
     def dropped_share(self) -> float:
         return self._share.share(self._clock())
