@@ -89,8 +89,27 @@ def test_a_new_connection_gets_time_to_send_then_the_hard_limit_holds() -> None:
     _admit(guard, fourth)  # nobody may go, but under the hard limit: kept
     assert not any(c.transport.aborted for c in (young, third, fourth))
     fifth = _Conn(h11.IDLE, False, 0)
-    _admit(guard, fifth)  # over the hard limit: the new one goes
-    assert fifth.transport.aborted and len(guard.open) == 3
+    _admit(guard, fifth)  # over the hard limit: the oldest that sent nothing goes
+    assert young.transport.aborted and not fifth.transport.aborted
+    assert list(guard.open) == [third, fourth, fifth]  # type: ignore[comparison-overlap]
+
+
+def test_past_the_hard_limit_a_silent_flood_pushes_out_itself_not_the_page() -> None:
+    """A flood that opens connections faster than it sends on them fills the
+    guard with young silent ones; the page's request, newest when it comes and
+    whole as soon as it is read, must not be the one closed."""
+    guard = _guard(4, 8)
+    flood = [_Conn(h11.IDLE, False, 0) for _ in range(8)]
+    for conn in flood:
+        _admit(guard, conn)
+    page = _Conn(h11.IDLE, False, 0)
+    _admit(guard, page)
+    assert not page.transport.aborted and flood[0].transport.aborted
+    page.conn.their_state = h11.DONE  # its request is read: being answered
+    for _ in range(20):  # the flood goes on connecting
+        _admit(guard, _Conn(h11.IDLE, False, 0))
+    assert not page.transport.aborted and page in guard.open
+    assert len(guard.open) == 8
 
 
 def test_the_limits_leave_a_reserve_of_open_files() -> None:

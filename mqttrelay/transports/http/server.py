@@ -13,10 +13,13 @@ client_header_timeout, Apache's mod_reqtimeout):
 - at most `max_connections` are open: one over it closes the oldest connection
   that has sent part of a request and not the rest, else the oldest that sent
   nothing for GRACE_S; if neither exists it stays, up to `hard_limit`, past
-  which the new one is closed. A request that is being answered, an event
-  stream included, is never closed. A real client sends its whole request at
-  once, so it is never "part-way" when its bytes are read; a flood of slow
-  clients pushes out itself.
+  which the oldest connection that has sent nothing yet is closed. A request
+  that is being answered, an event stream included, is never closed. A real
+  client sends its whole request at once, so it is never "part-way" when its
+  bytes are read, and is silent only until they are read; a flood of slow or
+  silent clients pushes out itself. (Closing the newest past the hard limit
+  would close the page's own request whenever a flood opens connections faster
+  than it sends on them.)
 
 uvicorn's own `limit_concurrency` is not used: it counts half-sent connections
 too, so a flood would make it answer 503 to the page's owner. The listen
@@ -70,22 +73,21 @@ class ConnectionGuard:
     def admit(self, conn: GuardedH11) -> None:
         self.open[conn] = None
         if len(self.open) > self.max_connections:
-            victim = self._victim()
-            if victim is None and len(self.open) > self.hard_limit:
-                victim = conn
+            victim = self._victim(over_hard_limit=len(self.open) > self.hard_limit)
             if victim is not None:
                 self.close(victim, f"over the limit of {self.max_connections} connections")
 
-    def _victim(self) -> GuardedH11 | None:
+    def _victim(self, over_hard_limit: bool) -> GuardedH11 | None:
         """The oldest connection that sent part of a request, else the oldest that
-        sent nothing in GRACE_S."""
+        sent nothing in GRACE_S, else (past the hard limit) the oldest that sent
+        nothing yet, however young."""
         silent = None
         settled = time.monotonic() - GRACE_S
         for conn in self.open:
             if conn.waiting_for_client():
                 if conn.part_sent:
                     return conn
-                if silent is None and conn.since < settled:
+                if silent is None and (over_hard_limit or conn.since < settled):
                     silent = conn
         return silent
 
