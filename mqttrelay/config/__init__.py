@@ -9,6 +9,7 @@ from mqttrelay.config.file import (
 )
 from mqttrelay.config.model import (
     DESTINATION_SCHEMES,
+    MAIN_SOURCE,
     MIN_TOKEN_LENGTH,
     RESERVED_STREAM_IDS,
     STREAM_ID_PATTERN,
@@ -19,6 +20,7 @@ from mqttrelay.config.model import (
     IngestConfig,
     MqttConfig,
     ScheduleConfig,
+    SourceConfig,
     StandbyConfig,
     StreamConfig,
     check_destination_url,
@@ -35,6 +37,7 @@ from mqttrelay.config.profiles import ENCODERS, ProfileConfig
 __all__ = [
     "DESTINATION_SCHEMES",
     "ENCODERS",
+    "MAIN_SOURCE",
     "MIN_TOKEN_LENGTH",
     "RESERVED_STREAM_IDS",
     "STREAM_ID_PATTERN",
@@ -46,6 +49,7 @@ __all__ = [
     "MqttConfig",
     "ProfileConfig",
     "ScheduleConfig",
+    "SourceConfig",
     "StandbyConfig",
     "StreamConfig",
     "check_destination_url",

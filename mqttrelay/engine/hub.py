@@ -74,6 +74,8 @@ class Hub(Notifier):
         self._new_session = True  # the next tag starts a session (timestamps shift)
         self.live = False
         self.sessions = 0
+        self.backup: Hub | None = None  # another source's hub, standing in while this is away
+        self.on_backup = False  # the backup's picture is being fed to the relays now
 
     # -- public -------------------------------------------------------------
     def start(self) -> None:
