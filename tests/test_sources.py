@@ -29,8 +29,8 @@ from .test_relay_e2e import wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 
-WIDE = {"size": "320x180", "rate": 25, "sample_rate": 44100, "channels": 2}
-TALL = {"size": "180x320", "rate": 25, "sample_rate": 44100, "channels": 2}
+WIDE: dict[str, Any] = {"size": "320x180", "rate": 25, "sample_rate": 44100, "channels": 2}
+TALL: dict[str, Any] = {"size": "180x320", "rate": 25, "sample_rate": 44100, "channels": 2}
 
 
 def sources_config(tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, **extra: Any) -> Config:
