@@ -5,19 +5,22 @@ platforms' own stat page."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mqttrelay.app import Service
-from mqttrelay.config import Config
+from mqttrelay.config import Config, load_config
 from mqttrelay.control.router import Router
 
 from .conftest import CANARY_KEY
 from .support import (
+    Mosquitto,
     NginxRtmp,
     Publisher,
     eventually,
@@ -25,6 +28,8 @@ from .support import (
     require_tool,
     stat_streams,
 )
+from .test_destinations_live import jpeg_size, lab_service
+from .test_mqtt import collector
 from .test_relay_e2e import wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
@@ -169,3 +174,95 @@ async def test_two_sources_each_destination_gets_its_own_feed(
     await wait_status(router, "tall", "live", deadline_s=30)
     assert await publisher_client(platforms, tall_key) == tall_client
     assert router.stream_state("wide").pid == wide_before.pid
+
+
+async def test_sources_over_the_api_and_mqtt_and_moving_a_live_destination(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    wide: Publisher,
+    vertical: Publisher,
+    broker: Mosquitto,
+    managers: Callable[[Config], Service],
+) -> None:
+    path = tmp_path / "config.yaml"
+    raw = sources_config(tmp_path, ingest, platforms).model_dump(mode="json", exclude_defaults=True)
+    raw |= {"mqtt": {"port": broker.port, "node_id": "studio"}, "state_file": "state.json"}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    async with collector(broker.port) as seen, lab_service(path, managers) as (client, svc, _):
+        router = svc.router
+        await wait_source_live(router, "main")
+        await wait_source_live(router, "vertical")
+
+        r = await client.get("/api/sources")
+        assert r.status_code == 200
+        sources = {s["id"]: s for s in r.json()}
+        assert list(sources) == ["main", "vertical"]
+        assert sources["vertical"]["live"] and sources["vertical"]["name"] == "vertical"
+        assert (sources["vertical"]["width"], sources["vertical"]["height"]) == (180, 320)
+        assert (sources["main"]["width"], sources["main"]["height"]) == (320, 180)
+        assert sources["vertical"]["streams"] == ["tall"] and sources["main"]["streams"] == ["wide"]
+        assert (await client.get("/api/sources/nope")).status_code == 404
+        r = await client.get("/api/sources/vertical/snapshot")
+        assert r.status_code == 200 and jpeg_size(r.content) == (180, 320)
+        assert (await client.get("/api/streams/tall")).json()["source"] == "vertical"
+
+        # a new destination on a source; an unknown source is refused, naming it
+        body = {"id": "shorts", "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+                "key": f"sh-{CANARY_KEY}", "source": "vertical"}  # fmt: skip
+        r = await client.post("/api/streams", json=body)
+        assert r.status_code == 201 and r.json()["source"] == "vertical", r.text
+        r = await client.patch("/api/streams/shorts", json={"source": "nope"})
+        assert r.status_code == 422 and "unknown source 'nope'" in r.text
+
+        # a live destination moved to another source: one new connection, its picture
+        await router.set_enabled("wide", True)
+        wide_key = f"wide-{CANARY_KEY}"
+        await wait_publishing(platforms, wide_key)
+        await wait_status(router, "wide", "live")
+        before = await publisher_client(platforms, wide_key)
+        r = await client.patch("/api/streams/wide", json={"source": "vertical"})
+        assert r.status_code == 200 and r.json()["source"] == "vertical", r.text
+
+        async def moved() -> bool:
+            now = await publisher_client(platforms, wide_key)
+            return now is not None and now != before
+
+        await eventually(moved, 30, "wide to reconnect on the vertical source")
+        await wait_status(router, "wide", "live")
+        assert await video_size(platforms.url(wide_key)) == "180x320"
+        assert load_config(path).stream("wide").source == "vertical"  # type: ignore[union-attr]
+        again = await publisher_client(platforms, wide_key)
+        await asyncio.sleep(3)
+        assert await publisher_client(platforms, wide_key) == again  # once
+
+        # MQTT and Home Assistant: the vertical source's own topics and entities
+        info_topic = "streamrelay/host/studio/source/vertical/info"
+        await seen.wait("streamrelay/host/studio/source/vertical/status", b"live")
+        info = json.loads(seen.last(info_topic) or b"{}")
+        assert info["resolution"] == "180x320"
+        assert (
+            json.loads(seen.last("streamrelay/host/studio/ingest/info") or b"{}")["resolution"]
+            == "320x180"
+        )
+        assert seen.last("streamrelay/host/studio/ingest/status") == b"live"
+        topics = {s.topic for s in seen.seen}
+        for entity in ("binary_sensor/studio/source_vertical_live",
+                       "sensor/studio/source_vertical_resolution",
+                       "image/studio/source_vertical_picture"):  # fmt: skip
+            assert f"homeassistant/{entity}/config" in topics
+
+        async def picture() -> bool:
+            payload = seen.last("streamrelay/host/studio/source/vertical/picture")
+            return bool(payload) and payload.startswith(b"\xff\xd8")  # type: ignore[union-attr]
+
+        await eventually(picture, 30, "a JPEG on the vertical source's picture topic")
+
+        # the publish hooks name the source: only that one goes idle
+        r = await client.post("/api/hooks/on_publish_done", content=b"name=vertical&addr=x")
+        assert r.status_code == 200
+        await seen.wait("streamrelay/host/studio/source/vertical/status", b"idle")
+        assert router.ingest_state("main").live
+        assert seen.last("streamrelay/host/studio/ingest/status") == b"live"
+        for item in seen.seen:
+            assert CANARY_KEY.encode() not in item.payload, item.topic
