@@ -266,3 +266,34 @@ async def test_sources_over_the_api_and_mqtt_and_moving_a_live_destination(
         assert seen.last("streamrelay/host/studio/ingest/status") == b"live"
         for item in seen.seen:
             assert CANARY_KEY.encode() not in item.payload, item.topic
+
+
+async def test_a_backup_of_another_shape_is_refused_with_one_line(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    wide: Publisher,
+    vertical: Publisher,
+    managers: Callable[[Config], Service],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = sources_config(tmp_path, ingest, platforms)
+    ingest_cfg = config.ingest.model_copy(update={"backup": "vertical"})
+    service = managers(config.model_copy(update={"ingest": ingest_cfg}))
+    router = service.router
+    await service.start()
+    await wait_source_live(router, "main")
+    await wait_source_live(router, "vertical")
+    await router.set_enabled("wide", True)
+    await wait_publishing(platforms, f"wide-{CANARY_KEY}")
+    await wait_status(router, "wide", "live")
+    wide.stop()
+    await wait_status(router, "wide", "holding", deadline_s=15)
+    refused = [r.getMessage() for r in caplog.records if "backup not used" in r.getMessage()]
+    assert refused == [
+        "backup not used: the backup is 180x320, 25 fps, audio 44100 Hz 2 ch, the primary "
+        "was 320x180, 25 fps, audio 44100 Hz 2 ch: a backup must have the same size, frame "
+        "rate and audio layout"
+    ]
+    assert not router.source_state("main").on_backup
+    assert router.source_state("main").backup == "vertical"
