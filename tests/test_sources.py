@@ -23,6 +23,7 @@ from .support import (
     Mosquitto,
     NginxRtmp,
     Publisher,
+    Viewer,
     eventually,
     owned_processes,
     require_tool,
@@ -297,3 +298,77 @@ async def test_a_backup_of_another_shape_is_refused_with_one_line(
     ]
     assert not router.source_state("main").on_backup
     assert router.source_state("main").backup == "vertical"
+
+
+async def test_direct_mode_pulls_each_destinations_own_source(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    wide: Publisher,
+    vertical: Publisher,
+    managers: Callable[[Config], Service],
+) -> None:
+    config = sources_config(tmp_path, ingest, platforms)
+    direct = config.ingest.model_copy(update={"mode": "direct", "stat_url": ingest.stat_url})
+    service = managers(config.model_copy(update={"ingest": direct}))
+    router = service.router
+    await service.start()
+    assert service.hubs == {}
+    await wait_source_live(router, "vertical")
+    await router.set_enabled("tall", True)
+    await router.set_enabled("wide", True)
+    await wait_publishing(platforms, f"tall-{CANARY_KEY}")
+    await wait_publishing(platforms, f"wide-{CANARY_KEY}")
+    assert await video_size(platforms.url(f"tall-{CANARY_KEY}")) == "180x320"
+    assert await video_size(platforms.url(f"wide-{CANARY_KEY}")) == "320x180"
+    vertical.stop()
+    await wait_source_live(router, "vertical", live=False)  # from the stat page
+    assert router.ingest_state("main").live
+
+
+async def test_the_vertical_source_gets_a_vertical_standby_card(
+    tmp_path: Path,
+    ingest: NginxRtmp,
+    platforms: NginxRtmp,
+    wide: Publisher,
+    vertical: Publisher,
+    managers: Callable[[Config], Service],
+) -> None:
+    service = managers(sources_config(tmp_path, ingest, platforms, standby={}))
+    router = service.router
+    await service.start()
+
+    async def loops_ready() -> bool:
+        loops = [hub._loops.current if hub._loops else None for hub in service.hubs.values()]
+        return all(loop is not None for loop in loops)
+
+    await eventually(loops_ready, 60, "a standby loop for each source")
+    shapes = {i: h._loops.current.shape for i, h in service.hubs.items()}  # type: ignore[union-attr]
+    assert (shapes["vertical"].width, shapes["vertical"].height) == (180, 320)
+    assert (shapes["main"].width, shapes["main"].height) == (320, 180)
+    tall_key = f"tall-{CANARY_KEY}"
+    await router.set_enabled("tall", True)
+    await router.set_enabled("wide", True)
+    await wait_publishing(platforms, tall_key)
+    await wait_status(router, "wide", "live")
+    wide_pid = router.stream_state("wide").pid
+    viewer = Viewer(platforms.url(tall_key))
+    await viewer.start()
+    try:
+        await eventually(lambda: _true(len(viewer.video()) > 10), 30, "the viewer to see it")
+        client = await publisher_client(platforms, tall_key)
+        vertical.stop()
+        await wait_status(router, "tall", "standby", deadline_s=15)
+        since = time.monotonic()
+        await asyncio.sleep(5)
+        card = viewer.video(since)
+        assert len(card) > 25 and {f.size for f in card} == {"180x320"}
+        assert await publisher_client(platforms, tall_key) == client
+        assert router.stream_state("wide").status == "live"
+        assert router.stream_state("wide").pid == wide_pid
+    finally:
+        await viewer.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
