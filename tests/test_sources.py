@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
+from mqttrelay import app
 from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
 from mqttrelay.control.router import Router
+from mqttrelay.engine import tap
 
 from .conftest import CANARY_KEY
 from .support import (
@@ -28,8 +33,10 @@ from .support import (
     owned_processes,
     require_tool,
     stat_streams,
+    wait_port,
 )
 from .test_destinations_live import jpeg_size, lab_service
+from .test_ingest_integration import PUBLISH_KEY, ingest_config
 from .test_mqtt import collector
 from .test_relay_e2e import wait_publishing, wait_status
 
@@ -372,3 +379,52 @@ async def test_the_vertical_source_gets_a_vertical_standby_card(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_managed_ingest_takes_each_source_with_the_publish_key(
+    tmp_path: Path,
+    platforms: NginxRtmp,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    require_tool("ffmpeg")
+    monkeypatch.setattr(tap, "TAP_RETRY_S", 120.0)  # only the hooks start the taps in time
+    monkeypatch.setattr(tap, "SILENCE_END_S", 120.0)
+    base = ingest_config(tmp_path, platforms, manage=True, publish_key=PUBLISH_KEY)
+    tall_url = base.ingest.url.rsplit("/", 1)[0] + "/vertical"
+    ingest_section = base.ingest.model_dump() | {"sources": [{"id": "vertical", "url": tall_url}]}
+    config = Config.model_validate(base.model_dump() | {"ingest": ingest_section})
+    runner = asyncio.create_task(app.run(config))
+    try:
+        await asyncio.to_thread(wait_port, config.api.port, 30)
+
+        async def source(source_id: str) -> dict[str, Any]:
+            async with httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{config.api.port}/api/sources/{source_id}"
+                return dict((await client.get(url)).json())
+
+        wrong = Publisher(f"{tall_url}?key=wrong", **TALL)
+        wrong.start()
+        assert wrong.proc is not None
+        assert await asyncio.to_thread(wrong.proc.wait, 30) != 0  # refused by on_publish
+        right = Publisher(f"{tall_url}?key={PUBLISH_KEY}", **TALL)
+        right.start()
+        try:
+
+            async def live() -> bool:
+                return bool((await source("vertical"))["live"])
+
+            await eventually(live, 30, "the vertical source live after its on_publish")
+            assert (await source("vertical"))["height"] == 320
+            assert not (await source("main"))["live"]
+        finally:
+            right.stop()
+
+        async def idle() -> bool:
+            return not (await source("vertical"))["live"]
+
+        await eventually(idle, 30, "the vertical source idle after its on_publish_done")
+        assert PUBLISH_KEY not in caplog.text
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)  # app.run's own stop signal
+        await asyncio.wait_for(runner, 30)
