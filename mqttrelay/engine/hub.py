@@ -109,6 +109,7 @@ class Hub(Notifier):
         return self._player is not None or self.on_backup
 
     async def stop(self) -> None:
+        self._stop_backup()
         if self._player is not None:
             self._player.stop()
             self._player = None
@@ -309,7 +310,7 @@ class Hub(Notifier):
     def _end_session(self) -> None:
         self._sample = None
         self._video_watch.session_ended()
-        if self._player is None:  # else the standby's own session goes on
+        if self._player is None and not self.on_backup:  # else the stand-in goes on
             self._synced = False
             self._new_session = True
             self._fanout.drop_cache()
