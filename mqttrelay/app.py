@@ -146,7 +146,7 @@ class Service:
         self.hubs = {source_id: r.hub for source_id, r in readers.items() if r.hub is not None}
         for source_id, backup in config.ingest.backups.items():
             if source_id in self.hubs and backup in self.hubs:
-                self.hubs[source_id].set_backup(self.hubs[backup])
+                self.hubs[source_id].set_backup(self.hubs[backup], f"{source_id}'s backup {backup}")
         main = readers[MAIN_SOURCE]
         self.encoders = {}
         self._add_encoders(config)

@@ -297,12 +297,14 @@ async def test_a_backup_of_another_shape_is_refused_with_one_line(
     await wait_status(router, "wide", "live")
     wide.stop()
     await wait_status(router, "wide", "holding", deadline_s=15)
-    refused = [r.getMessage() for r in caplog.records if "backup not used" in r.getMessage()]
-    assert refused == [
-        "backup not used: the backup is 180x320, 25 fps, audio 44100 Hz 2 ch, the primary "
-        "was 320x180, 25 fps, audio 44100 Hz 2 ch: a backup must have the same size, frame "
-        "rate and audio layout"
-    ]
+    problem = (
+        "the backup is 180x320, 25 fps, audio 44100 Hz 2 ch, the primary was 320x180, 25 fps, "
+        "audio 44100 Hz 2 ch: a backup must have the same size, frame rate and audio layout"
+    )
+    refused = [r.getMessage() for r in caplog.records if "cannot stand in" in r.getMessage()]
+    # said once, as soon as both feeds were known: before it was needed
+    assert refused == [f"main's backup vertical cannot stand in: {problem}"]
+    assert router.source_state("main").backup_problem == problem
     assert not router.source_state("main").on_backup
     assert router.source_state("main").backup == "vertical"
 

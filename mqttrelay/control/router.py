@@ -98,6 +98,7 @@ class SourceState:
     name: str  # its stream name at the ingest (what OBS publishes to)
     backup: str | None  # the source standing in while this one is away
     on_backup: bool  # its destinations get the backup's picture now
+    backup_problem: str | None  # why the backup cannot stand in (another shape)
     streams: list[str]  # the destinations relaying it
     ingest: IngestState
 
@@ -444,6 +445,7 @@ class Router:
             name=names.get(source_id, ""),
             backup=self._sources.backups.get(source_id),
             on_backup=bool(getattr(reader, "on_backup", False)),
+            backup_problem=getattr(reader, "backup_problem", None),
             streams=[i for i, relay in self._relays.items() if relay.stream.source == source_id],
             ingest=self.ingest_state(source_id),
         )

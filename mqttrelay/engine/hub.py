@@ -79,7 +79,8 @@ class Hub(Notifier):
         self.on_backup = False  # the backup's picture is being fed to the relays now
         self._followers: list[Callable[[FlvTag], None]] = []  # hubs this one is backup for
         self._last_shape: FeedShape | None = None  # the platforms' last session of ours
-        self._refused: str | None = None  # the last backup refusal logged
+        self.backup_problem: str | None = None  # why the backup cannot stand in, once known
+        self._label = "backup"  # "<source>'s backup <id>", in log lines
 
     # -- public -------------------------------------------------------------
     def start(self) -> None:
@@ -216,6 +217,8 @@ class Hub(Notifier):
             self.sessions += 1
             log.info("ingest is live (session %d)", self.sessions)
             self._tap.went_live()
+            if self.backup is not None and self.backup.live:
+                self._check_pairing(feed_shape(self._obs_headers))
             self._begin_sample(tag)
             self.notify()
         self._keep_and_forward(tag)
@@ -324,10 +327,23 @@ class Hub(Notifier):
             self.notify()
 
     # -- backup -----------------------------------------------------------------
-    def set_backup(self, backup: Hub) -> None:
-        """Another source's hub whose picture stands in while this one is away."""
-        self.backup = backup
+    def set_backup(self, backup: Hub, label: str = "backup") -> None:
+        """Another source's hub whose picture stands in while this one is away;
+        `label` names the pairing in log lines."""
+        self.backup, self._label = backup, label
         backup.add_listener(self._backup_changed)
+
+    def _check_pairing(self, primary: FeedShape | None) -> bool:
+        """Can the backup stand in for this shape? A refusal is logged once, as soon
+        as both feeds are known (not only when it is needed)."""
+        backup = self.backup
+        if backup is None or not backup.live:
+            return False
+        problem = pairing_problem(primary, feed_shape(backup._obs_headers))
+        if problem is not None and problem != self.backup_problem:
+            log.warning("%s cannot stand in: %s", self._label, problem)
+        self.backup_problem = problem
+        return problem is None
 
     def _backup_live(self) -> bool:
         b = self.backup
@@ -335,6 +351,8 @@ class Hub(Notifier):
 
     def _backup_changed(self) -> None:
         """The backup went live or away: follow it, or leave it for the standby."""
+        if self.live and self.backup is not None and self.backup.live:
+            self._check_pairing(feed_shape(self._obs_headers))
         if self.on_backup and not self._backup_live():
             log.info("backup: the backup is away too")
             self._stop_standby()
@@ -348,11 +366,7 @@ class Hub(Notifier):
         backup = self.backup
         if backup is None or not self._backup_live() or self.standby_held:
             return False
-        problem = pairing_problem(self._last_shape, feed_shape(backup._obs_headers))
-        if problem is not None:
-            if problem != self._refused:
-                log.warning("backup not used: %s", problem)
-            self._refused = problem
+        if not self._check_pairing(self._last_shape):
             return False
         if self._player is not None:  # the standby was filling in: the backup follows it
             self._player.stop()

@@ -144,6 +144,9 @@ class SourceOut(IngestOut):
     name: str = Field(description="its stream name at the ingest (OBS's key, before any ?key=)")
     backup: str | None = Field(description="the source standing in while this one is away")
     on_backup: bool = Field(description="its destinations get the backup's picture now")
+    backup_problem: str | None = Field(
+        description="why the backup cannot stand in (another size, frame rate or audio)"
+    )
     streams: list[str] = Field(description="the destinations relaying it")
 
 
