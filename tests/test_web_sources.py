@@ -57,12 +57,14 @@ async def test_the_page_shows_each_source_and_a_destination_picks_one(
 
     # TikTok moves to the vertical source, then goes live with its picture
     card = page.locator('[data-testid="card"][data-stream="tiktok"]')
-    await card.get_by_test_id("edit-open").tap()
-    await expect(card.get_by_test_id("edit-source")).to_be_visible()
+    more = card.get_by_test_id("more-open")  # the phone-first page folds the details away
+    if await more.count() and await more.is_visible():
+        await more.click()
+    await card.get_by_test_id("edit-open").click()
+    await expect(card.get_by_test_id("edit-source")).to_be_visible(timeout=15_000)
     await card.get_by_test_id("edit-source").select_option("vertical")
-    await card.get_by_test_id("edit-save").tap()
-    await expect(card.get_by_test_id("edit-result")).to_have_text("Saved", timeout=15_000)
-    await expect(card.get_by_test_id("profile")).to_have_text("source vertical")
+    await expect(card.get_by_test_id("source-result")).to_have_text(" Source saved", timeout=15_000)
+    await expect(card.get_by_test_id("source-note")).to_have_text("source vertical")
     await shot(page, "web-phone-sources")
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, "the page scrolls sideways on a phone"
