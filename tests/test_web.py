@@ -59,18 +59,17 @@ def launch(
     platforms: NginxRtmp,
     broker: Mosquitto,
     api: Mapping[str, object] | None = None,
-    ingest_extra: Mapping[str, object] | None = None,
     **extra: object,
 ) -> WebService:
-    """`mqttrelay run` with two streams; `api`, `ingest_extra`: more of those
-    sections, `extra`: more config sections."""
+    """`mqttrelay run` with two streams; `api`: more of that section, `extra`:
+    more config sections."""
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
             {
                 "state_file": "state.json",
-                "ingest": {"url": ingest.url("stream"), **(ingest_extra or {})},
+                "ingest": {"url": ingest.url("stream")},
                 "mqtt": {"port": broker.port},
                 "api": {"port": port, **(api or {})},
                 "streams": [

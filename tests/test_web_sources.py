@@ -5,6 +5,8 @@ with two publishers (OBS's main output and a vertical one) and a platform."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +16,10 @@ import yaml
 from playwright.async_api import Browser, expect
 
 from .conftest import CANARY_KEY
-from .support import Mosquitto, NginxRtmp, Publisher
+from .support import Mosquitto, NginxRtmp, Publisher, free_port, wait_port
 from .test_relay_e2e import wait_publishing
 from .test_sources import vertical, video_size  # noqa: F401
-from .test_web import WebService, browser, launch, shot  # noqa: F401
+from .test_web import WebService, browser, shot  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +35,36 @@ def sources_service(
     vertical: Publisher,
     broker: Mosquitto,
 ) -> Iterator[WebService]:
-    more = {"sources": [{"id": "vertical", "url": ingest.url("vertical")}]}
-    service = launch(tmp_path, ingest, platforms, broker, ingest_extra=more)
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    ingest_section = {
+        "url": ingest.url("stream"),
+        "sources": [{"id": "vertical", "url": ingest.url("vertical")}],
+    }
+    streams = [
+        {"id": sid, "name": name, "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
+         "key": f"{sid}-{CANARY_KEY}"}
+        for sid, name in [("tiktok", "TikTok"), ("youtube", "YouTube")]
+    ]  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_file": "state.json",
+                "ingest": ingest_section,
+                "mqtt": {"port": broker.port},
+                "api": {"port": port},
+                "streams": streams,
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=(tmp_path / "service.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_port(port, 30)
+    service = WebService(f"http://127.0.0.1:{port}", proc)
     yield service
     service.stop()
     assert CANARY_KEY not in (tmp_path / "service.log").read_text()

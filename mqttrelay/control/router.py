@@ -435,7 +435,8 @@ class Router:
 
     @property
     def source_ids(self) -> list[str]:
-        return list(self._sources.readers)
+        """Every ingest source's id, `main` first."""
+        return [MAIN_SOURCE, *(i for i in self._sources.readers if i != MAIN_SOURCE)]
 
     def source_state(self, source_id: str) -> SourceState:
         reader = self._reader(source_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiomqtt
 
-from mqttrelay.config import MAIN_SOURCE, MqttConfig
+from mqttrelay.config import MqttConfig
 from mqttrelay.control.router import (
     ChangeEvent,
     IngestState,
@@ -161,7 +161,7 @@ class MqttBridge:
 
     def _more_sources(self) -> list[str]:
         """The ingest sources besides main, which has the ingest topics."""
-        return [i for i in self._router.source_ids if i != MAIN_SOURCE]
+        return self._router.source_ids[1:]  # main first
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         self._ctx = self._context()
