@@ -112,23 +112,9 @@ def check_stream_name(value: str) -> str:
 
 
 def check_ingest_url(value: str) -> str:
-    """rtmp(s)://host[:port]/<application>/<stream name>, nothing more."""
-    _check_safe_text(value, "url")
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("rtmp", "rtmps"):
-        raise ValueError("ingest url must start with rtmp:// or rtmps://")
-    check_host_name(parts.hostname or "", "the ingest url's host")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as exc:
-        raise ValueError(f"url has a bad port: {exc}") from None
-    names = parts.path.strip("/").split("/")
-    if len(names) != 2 or not all(_RTMP_NAME.match(n) for n in names) or parts.query:
-        raise ValueError(
-            "ingest url must end in /<application>/<stream name>, each of letters, "
-            "digits, '_', '-' or '.' (e.g. rtmp://127.0.0.1:1935/live/stream)"
-        )
-    return value
+    """rtmp(s)://host[:port]/<application>/<stream name>, nothing more: the checks
+    of ingest.url, for every source."""
+    return IngestConfig._ingest_url(value)
 
 
 def _same_ingest(a: str, b: str) -> bool:
@@ -233,7 +219,22 @@ class IngestConfig(_Model):
     @field_validator("url")
     @classmethod
     def _ingest_url(cls, value: str) -> str:
-        return check_ingest_url(value)
+        _check_safe_text(value, "url")
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("rtmp", "rtmps"):
+            raise ValueError("ingest url must start with rtmp:// or rtmps://")
+        check_host_name(parts.hostname or "", "the ingest url's host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"url has a bad port: {exc}") from None
+        names = parts.path.strip("/").split("/")
+        if len(names) != 2 or not all(_RTMP_NAME.match(n) for n in names) or parts.query:
+            raise ValueError(
+                "ingest url must end in /<application>/<stream name>, each of letters, "
+                "digits, '_', '-' or '.' (e.g. rtmp://127.0.0.1:1935/live/stream)"
+            )
+        return value
 
     @field_validator("hook_secret")
     @classmethod
