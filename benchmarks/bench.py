@@ -17,6 +17,9 @@
   outage longer than `hold_s`: the time until every platform has the stream
   again (new connections).
 - scale: mqttrelay's own CPU and memory with 1 to 50 live relays.
+- sources: two sources on one ingest (main and a vertical output), a destination
+  on each: switch-on from each source's cache, and the main destination's relay
+  and connection while the vertical one is toggled (benchmarks/sources.py).
 - shaped: a slow link to a platform (benchmarks/shaped.py; needs root): the delay
   at platforms behind 1 and 2.2 Mbit/s links, reconnects, status, recovery.
 
@@ -47,6 +50,7 @@ import uvicorn
 from benchmarks.common import MEDIA_BYTES, POLL_S, arrived, wait_for_keys
 from benchmarks.profiles import bench_profiles
 from benchmarks.shaped import bench_shaped
+from benchmarks.sources import bench_sources
 from benchmarks.standby import bench_standby
 from mqttrelay.app import Service
 from mqttrelay.config import Config
@@ -66,7 +70,9 @@ from tests.support import (
     stat_streams,
 )
 
-PARTS = ("toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles", "shaped")
+PARTS = (
+    "toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles", "shaped", "sources",
+)  # fmt: skip
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -432,6 +438,8 @@ async def lab_parts(tmp: Path, tries: int, rng: random.Random, parts: list[str])
             results["standby"] = await bench_standby(tmp / "standby")
         if "profiles" in parts:
             results["profiles"] = await bench_profiles(tmp / "profiles", min(tries, 10))
+        if "sources" in parts:
+            results["sources"] = await bench_sources(lab, service, min(tries, 10), rng)
     finally:
         lab.close()
     return results
@@ -453,7 +461,7 @@ async def main_async(
             f"on {t['on']}  off {t['off']}\n"
             f"        baseline on {t['baseline_on']}  ratio {t['ratio_median']}"
         )
-    for part in ("isolation", "outage", "long_outage"):
+    for part in ("isolation", "outage", "long_outage", "sources"):
         if part in results:
             print(f"{part}:", results[part])
     return results

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from mqttrelay.config import (
+    MAIN_SOURCE,
     Config,
     ConfigError,
     ingest_app_and_stream,
@@ -27,9 +28,9 @@ from mqttrelay.control.clock import Clock
 from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.persistence import Persistence, StateFile
 from mqttrelay.control.reload import ReloadResult, plan_reload
-from mqttrelay.control.router import ChangeEvent, Router
+from mqttrelay.control.router import ChangeEvent, Router, Sources
 from mqttrelay.engine.encoder import ProfileEncoder
-from mqttrelay.engine.factory import RelayFactory
+from mqttrelay.engine.factory import RelayFactory, SourceReader, encoder_key
 from mqttrelay.engine.ffmpeg_check import (
     encoder_problems,
     ffmpeg_enhanced_rtmp_problem,
@@ -42,7 +43,7 @@ from mqttrelay.engine.standby import LoopMaker, ffprobe_beside
 from mqttrelay.ingest.direct import DirectIngest
 from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.ingest.managed import ManagedNginx, NginxError
-from mqttrelay.ingest.rtmp.server import RtmpServer
+from mqttrelay.ingest.rtmp.server import RtmpServer, Sink
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
@@ -87,9 +88,13 @@ class Service:
         remember_secrets(config.secrets)  # the log formatter masks these in every line
         self._relay_overrides = relay_overrides
         self.encoders: dict[str, ProfileEncoder] = {}
-        # the built-in ingest (ingest.listen) feeds the hub in-process, for good
-        self.rtmp_feed = RtmpFeed() if config.ingest.listen else None
-        self.rtmp_server = _rtmp_server(config, self.rtmp_feed)
+        # the built-in ingest (ingest.listen) feeds each source's hub in-process, for good
+        self.rtmp_feeds = (
+            {source_id: RtmpFeed() for source_id in config.ingest.source_urls}
+            if config.ingest.listen
+            else {}
+        )
+        self.rtmp_server = _rtmp_server(config, self.rtmp_feeds)
         self.hub, self.source, self.relays = self._engine(config)
         self.clock = Clock(
             config.timezone,
@@ -103,6 +108,7 @@ class Service:
             config.ingest.mode,
             self.clock,
             lambda: [encoder.state() for encoder in self.encoders.values()],
+            self._sources(config),
         )
         self.persistence = Persistence(
             StateFile(config.state_file), self.router.desired, self.clock.pending
@@ -110,56 +116,73 @@ class Service:
         self.router.add_listener(self._changed)
 
     def _engine(self, config: Config) -> tuple[Hub | None, IngestSource, RelayFactory]:
-        """The ingest reader of config.ingest.mode and the relays' factory on it;
-        self.encoders becomes the profiles' encoders on that reader."""
-        standby = config.standby if config.standby and config.standby.enabled else None
-        hub = (
-            Hub(
-                config.ffmpeg.path,
-                config.ingest.url,
-                self.owner,
-                list(known_secrets()),
-                standby=LoopMaker(
-                    config.ffmpeg.path,
-                    ffprobe_beside(config.ffmpeg.path),
-                    standby.image,
-                    self.owner,
-                )
-                if standby
-                else None,
-                standby_max_s=standby.max_s if standby else 0.0,
-                feed=self.rtmp_feed,
-            )
-            if config.ingest.mode == "cached"
-            else None
-        )
-        source: IngestSource = (
-            hub if hub is not None else DirectIngest(config.ingest.url, config.ingest.stat_url)
-        )
+        """A reader per ingest source (config.ingest.mode's kind) and the relays'
+        factory on them; self.hubs and self.encoders become the cached mode's hubs
+        and the profiles' encoders on each."""
+        readers = {
+            source_id: self._reader(config, url, self.rtmp_feeds.get(source_id))
+            for source_id, url in config.ingest.source_urls.items()
+        }
+        self.readers = {source_id: r.reader for source_id, r in readers.items()}
+        self.hubs = {source_id: r.hub for source_id, r in readers.items() if r.hub is not None}
+        for source_id, backup in config.ingest.backups.items():
+            if source_id in self.hubs and backup in self.hubs:
+                self.hubs[source_id].set_backup(self.hubs[backup], f"{source_id}'s backup {backup}")
+        main = readers[MAIN_SOURCE]
         self.encoders = {}
-        self._add_encoders(hub, config)
+        self._add_encoders(config)
         relays = RelayFactory(
             config.ffmpeg,
             config.ingest,
             self.owner,
-            source,
-            hub,
+            main.reader,
+            main.hub,
             config.streams,
             self._relay_overrides,
             self.encoders,
+            readers,
         )
         relays.add_secrets(known_secrets())
-        return hub, source, relays
+        return main.hub, main.reader, relays
 
-    def _add_encoders(self, hub: Hub | None, config: Config) -> None:
-        """An encoder for each profile that has none yet (idle until a relay needs it)."""
-        if hub is None:
-            return
-        for name, profile in config.profiles.items():
-            if name not in self.encoders:
-                self.encoders[name] = ProfileEncoder(
-                    name, profile, config.ffmpeg.path, self.owner, hub, known_secrets
-                )
+    def _reader(self, config: Config, url: str, feed: RtmpFeed | None) -> SourceReader:
+        """One source's reader: a hub (cached mode) or the direct mode's state."""
+        if config.ingest.mode != "cached":
+            return SourceReader(DirectIngest(url, config.ingest.stat_url), None, url)
+        standby = config.standby if config.standby and config.standby.enabled else None
+        hub = Hub(
+            config.ffmpeg.path,
+            url,
+            self.owner,
+            list(known_secrets()),
+            standby=LoopMaker(
+                config.ffmpeg.path, ffprobe_beside(config.ffmpeg.path), standby.image, self.owner
+            )
+            if standby
+            else None,
+            standby_max_s=standby.max_s if standby else 0.0,
+            feed=feed,
+        )
+        return SourceReader(hub, hub, url)
+
+    def _add_encoders(self, config: Config) -> None:
+        """An encoder for each profile and source that has none yet (idle until a
+        relay needs it)."""
+        for source_id, hub in self.hubs.items():
+            for name, profile in config.profiles.items():
+                key = encoder_key(name, source_id)
+                if key not in self.encoders:
+                    self.encoders[key] = ProfileEncoder(
+                        key, profile, config.ffmpeg.path, self.owner, hub, known_secrets
+                    )
+
+    def _sources(self, config: Config) -> Sources:
+        """The readers as the router sees them: by id, with their stream names."""
+        return Sources(
+            self.readers,
+            {ingest_app_and_stream(url)[1]: i for i, url in config.ingest.source_urls.items()},
+            config.ingest.backups,
+        )
 
     def _changed(self, event: ChangeEvent) -> None:
         if event.kind in ("state", "config"):
@@ -173,7 +196,8 @@ class Service:
         desired.update({stream_id: change.enabled for stream_id, change in missed.items()})
         await self._start_rtmp()
         self.clock.start(self.config.schedules)
-        self.source.start()
+        for reader in self.readers.values():
+            reader.start()
         self.router.start(self.config.streams, desired)
         self.persistence.save()
 
@@ -184,8 +208,9 @@ class Service:
         for encoder in self.encoders.values():
             await encoder.close()
         if self.rtmp_server is not None:
-            await self.rtmp_server.stop()  # first: its publisher's end reaches the hub
-        await self.source.stop()
+            await self.rtmp_server.stop()  # first: its publishers' end reaches the hubs
+        for reader in self.readers.values():
+            await reader.stop()
 
     async def _start_rtmp(self) -> None:
         if self.rtmp_server is None:
@@ -206,9 +231,10 @@ class Service:
         running. Settings outside `streams` and `schedules` need a restart."""
         plan = plan_reload(self.config, new)
         remember_secrets(new.secrets)
-        self.source.add_secrets(new.secrets)
+        for reader in self.readers.values():
+            reader.add_secrets(new.secrets)
         self.relays.add_secrets(new.secrets)
-        self._add_encoders(self.hub, new)  # a profile added by the reload
+        self._add_encoders(new)  # a profile added by the reload
         profiles = new.profiles | self.config.profiles  # a changed one runs as it was
         self.config = self.config.model_copy(
             update={"streams": new.streams, "schedules": new.schedules, "profiles": profiles}
@@ -224,8 +250,8 @@ class Service:
         and the two settings the page changes, ffmpeg.path and ingest.mode."""
         if new.ffmpeg.path != self.config.ffmpeg.path:
             self.relays.set_ffmpeg(new.ffmpeg.path)
-            if self.hub is not None:
-                self.hub.set_ffmpeg(new.ffmpeg.path)
+            for hub in self.hubs.values():
+                hub.set_ffmpeg(new.ffmpeg.path)
             ffmpeg = self.config.ffmpeg.model_copy(update={"path": new.ffmpeg.path})
             self.config = self.config.model_copy(update={"ffmpeg": ffmpeg})
         if new.ingest.mode != self.config.ingest.mode:
@@ -236,13 +262,15 @@ class Service:
         """Relays that are on restart on the new reader; those off stay off."""
         ingest = self.config.ingest.model_copy(update={"mode": mode})
         self.config = self.config.model_copy(update={"ingest": ingest})
-        old, old_encoders = self.source, self.encoders
+        old, old_encoders = self.readers, self.encoders
         self.hub, self.source, self.relays = self._engine(self.config)
-        await self.router.replace_engine(self.relays, self.source, mode)
+        await self.router.replace_engine(self.relays, self.source, mode, self._sources(self.config))
         for encoder in old_encoders.values():
             await encoder.close()
-        await old.stop()
-        self.source.start()
+        for reader in old.values():
+            await reader.stop()
+        for reader in self.readers.values():
+            reader.start()
         log.info("ingest mode is now %s", mode)
 
     def editor(self, path: Path) -> ConfigEditor:
@@ -361,13 +389,17 @@ async def run(config: Config, config_path: Path | None = None) -> None:
     log.info("stopped")
 
 
-def _rtmp_server(config: Config, feed: RtmpFeed | None) -> RtmpServer | None:
-    """The built-in ingest: ingest.listen, for ingest.url's /<app>/<stream name>."""
-    if config.ingest.listen is None or feed is None:
+def _rtmp_server(config: Config, feeds: dict[str, RtmpFeed]) -> RtmpServer | None:
+    """The built-in ingest: ingest.listen, for each source's /<app>/<stream name>
+    (ingest.url's for main, each ingest.sources[].url's for the others)."""
+    if config.ingest.listen is None or not feeds:
         return None
     host, port = split_listen(config.ingest.listen)
-    app, name = ingest_app_and_stream(config.ingest.url)
-    return RtmpServer(host, port, {f"{app}/{name}": feed}, config.ingest.publish_key)
+    sinks: dict[str, Sink] = {}
+    for source_id, url in config.ingest.source_urls.items():
+        app, name = ingest_app_and_stream(url)
+        sinks[f"{app}/{name}"] = feeds[source_id]
+    return RtmpServer(host, port, sinks, config.ingest.publish_key)
 
 
 def _hook_secret(config: Config) -> str:

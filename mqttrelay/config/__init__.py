@@ -8,6 +8,7 @@ from mqttrelay.config.file import (
     parse_config,
 )
 from mqttrelay.config.model import (
+    MAIN_SOURCE,
     MIN_KEY_LENGTH,
     MIN_TOKEN_LENGTH,
     RESERVED_STREAM_IDS,
@@ -19,6 +20,7 @@ from mqttrelay.config.model import (
     IngestConfig,
     MqttConfig,
     ScheduleConfig,
+    SourceConfig,
     StandbyConfig,
     StreamConfig,
     check_entered_key,
@@ -37,6 +39,7 @@ from mqttrelay.config.urls import DESTINATION_SCHEMES, SRT_OPTIONS, check_destin
 __all__ = [
     "DESTINATION_SCHEMES",
     "ENCODERS",
+    "MAIN_SOURCE",
     "MIN_KEY_LENGTH",
     "MIN_TOKEN_LENGTH",
     "RESERVED_STREAM_IDS",
@@ -50,6 +53,7 @@ __all__ = [
     "MqttConfig",
     "ProfileConfig",
     "ScheduleConfig",
+    "SourceConfig",
     "StandbyConfig",
     "StreamConfig",
     "check_destination_url",

@@ -14,7 +14,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 # the fields of a destination the API may set, in the order they are written
-STREAM_FIELDS = ("id", "name", "url", "key", "enabled", "profile")
+STREAM_FIELDS = ("id", "name", "url", "key", "enabled", "profile", "source")
 
 
 class EditError(Exception):

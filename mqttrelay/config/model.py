@@ -17,6 +17,8 @@ from mqttrelay.config.profiles import PROFILE_NAME_PATTERN, ProfileConfig
 from mqttrelay.config.urls import check_destination_url, check_safe_text
 
 STREAM_ID_PATTERN = r"^[a-z0-9_-]+$"
+SOURCE_ID_PATTERN = r"^[a-z0-9_-]+$"
+MAIN_SOURCE = "main"  # ingest.url
 RESERVED_STREAM_IDS = {"all", "ingest", "status"}  # these name MQTT topics of their own
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Names rendered into nginx.conf and URLs: nothing nginx's parser or a URL gives a meaning
@@ -117,6 +119,50 @@ def check_stream_name(value: str) -> str:
     return value
 
 
+def check_ingest_url(value: str) -> str:
+    """rtmp(s)://host[:port]/<application>/<stream name>, nothing more: the checks
+    of ingest.url, for every source."""
+    return IngestConfig._ingest_url(value)
+
+
+def _same_ingest(a: str, b: str) -> bool:
+    """Same scheme, host, port and application: one nginx-rtmp application serves both."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme.lower(), pa.hostname, pa.port, ingest_app_and_stream(a)[0]) == (
+        pb.scheme.lower(),
+        pb.hostname,
+        pb.port,
+        ingest_app_and_stream(b)[0],
+    )
+
+
+class SourceConfig(_Model):
+    """One more feed on the same ingest (e.g. OBS's vertical canvas)."""
+
+    id: Annotated[
+        str,
+        Field(
+            pattern=SOURCE_ID_PATTERN,
+            max_length=32,
+            description="`[a-z0-9_-]+`, named by `streams[].source`; `main` is `ingest.url`",
+        ),
+    ]
+    url: str = Field(
+        description="the feed on the same ingest as `ingest.url` (same scheme, host, port "
+        "and application), another stream name: e.g. `rtmp://127.0.0.1:1935/live/vertical`"
+    )
+    backup: str | None = Field(
+        default=None,
+        description="another source whose picture this source's destinations get while "
+        'this one is away (see "Several feeds" in docs/ingest.md)',
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_ingest_url(value)
+
+
 class IngestConfig(_Model):
     """Where OBS publishes (an nginx-rtmp server) and how mqttrelay reads it."""
 
@@ -170,7 +216,8 @@ class IngestConfig(_Model):
         default=None,
         description="`<address>:<port>` (e.g. `0.0.0.0:1935`): the built-in RTMP ingest, no "
         "nginx (see docs/ingest.md). OBS publishes to "
-        "`ingest.url`'s `/<application>/<stream name>` on this address; needs `ingest.mode: "
+        "`ingest.url`'s `/<application>/<stream name>` on this address (and to each "
+        "`ingest.sources` url's, for that source); needs `ingest.mode: "
         "cached`, excludes `ingest.manage`, and a non-loopback address needs "
         "`ingest.publish_key`",
     )
@@ -181,6 +228,17 @@ class IngestConfig(_Model):
         if value is not None:
             split_listen(value)
         return value
+
+    sources: list[SourceConfig] = Field(
+        default=[],
+        description="more feeds on the same ingest besides `ingest.url` (the source `main`): "
+        "each an `id`, a `url` and optionally a `backup`; `streams[].source` picks one",
+    )
+    backup: str | None = Field(
+        default=None,
+        description="the source whose picture `main`'s destinations get while OBS's main "
+        'feed is away (see "Several feeds" in docs/ingest.md)',
+    )
 
     @field_validator("url")
     @classmethod
@@ -208,6 +266,40 @@ class IngestConfig(_Model):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,}", value):
             raise ValueError("hook_secret must be 16 or more letters, digits, '_' or '-'")
         return value
+
+    @model_validator(mode="after")
+    def _sources(self) -> IngestConfig:
+        urls = {MAIN_SOURCE: self.url}
+        for source in self.sources:
+            if source.id in urls:
+                raise ValueError(f"ingest.sources: source id '{source.id}' is used twice")
+            if not _same_ingest(source.url, self.url):
+                raise ValueError(
+                    f"ingest.sources '{source.id}': its url must be on the same ingest as "
+                    "ingest.url (same scheme, host, port and application)"
+                )
+            if source.url in urls.values():
+                raise ValueError(f"ingest.sources '{source.id}': its url is already a source")
+            urls[source.id] = source.url
+        for source_id, backup in self.backups.items():
+            if backup not in urls:
+                raise ValueError(
+                    f"source '{source_id}': unknown backup '{backup}' (sources: {', '.join(urls)})"
+                )
+            if backup == source_id:
+                raise ValueError(f"source '{source_id}' cannot be its own backup")
+        return self
+
+    @property
+    def source_urls(self) -> dict[str, str]:
+        """Every source's id and url, `main` first."""
+        return {MAIN_SOURCE: self.url} | {s.id: s.url for s in self.sources}
+
+    @property
+    def backups(self) -> dict[str, str]:
+        """source id -> its backup's id, for the sources that name one."""
+        named = {MAIN_SOURCE: self.backup} | {s.id: s.backup for s in self.sources}
+        return {k: v for k, v in named.items() if v is not None}
 
     @model_validator(mode="after")
     def _lan_needs_key(self) -> IngestConfig:
@@ -458,6 +550,15 @@ class StreamConfig(_Model):
         description="a name in `profiles` (see docs/profiles.md); none: "
         "OBS's stream as it is (copy)",
     )
+    source: Annotated[
+        str,
+        Field(
+            pattern=SOURCE_ID_PATTERN,
+            max_length=32,
+            description="the ingest feed this destination relays: `main` (`ingest.url`) or "
+            "an `ingest.sources` id",
+        ),
+    ] = MAIN_SOURCE
     max_delay_s: Annotated[
         float,
         Field(
@@ -608,6 +709,11 @@ class Config(_Model):
                 known = ", ".join(sorted(self.profiles)) or "none defined"
                 raise ValueError(
                     f"stream '{stream.id}': unknown profile '{stream.profile}' (profiles: {known})"
+                )
+            if stream.source not in self.ingest.source_urls:
+                known = ", ".join(self.ingest.source_urls)
+                raise ValueError(
+                    f"stream '{stream.id}': unknown source '{stream.source}' (sources: {known})"
                 )
             if stream.profile is not None and self.ingest.mode != "cached":
                 raise ValueError(

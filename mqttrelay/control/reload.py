@@ -16,7 +16,7 @@ RESTART_SECTIONS = (
 class ReloadResult:
     added: list[str]
     removed: list[str]
-    changed: list[str]  # relay restarted (url, key or profile changed)
+    changed: list[str]  # relay restarted (url, key, profile or source changed)
     renamed: list[str]  # only the name changed: relay untouched
     restart_required: list[str]  # config sections that only a restart applies
 
@@ -33,7 +33,7 @@ class ReloadResult:
 class ReloadPlan:
     added: list[StreamConfig]
     removed: list[str]
-    changed: list[StreamConfig]  # url, key or profile changed: a new relay
+    changed: list[StreamConfig]  # url, key, profile or source changed: a new relay
     renamed: list[StreamConfig]  # anything else changed: the running relay keeps going
     restart_required: list[str]
 
@@ -55,7 +55,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         before = running.get(stream.id)
         if before is None:
             added.append(stream)
-        elif (before.url, before.key, before.profile) != (stream.url, stream.key, stream.profile):
+        elif _relay_fields(before) != _relay_fields(stream):
             changed.append(stream)
         elif before != stream:
             renamed.append(stream)
@@ -72,3 +72,8 @@ def _needs_restart(old: Config, new: Config, section: str) -> bool:
     if section == "profiles":  # a new profile is added at once; a changed one needs a restart
         return any(new.profiles.get(name) != profile for name, profile in old.profiles.items())
     return bool(getattr(old, section) != getattr(new, section))
+
+
+def _relay_fields(stream: StreamConfig) -> tuple[object, ...]:
+    """What the running relay was made with: a change needs a new one."""
+    return (stream.url, stream.key, stream.profile, stream.source)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from mqttrelay.config import StreamConfig
+from mqttrelay.config import MAIN_SOURCE, StreamConfig
 from mqttrelay.control.reload import ReloadPlan
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.encoder import EncoderState
@@ -69,6 +69,7 @@ class StreamState:
         None  # of last_error: refused, dns, tls... (engine/relay_errors.py)
     )
     error_detail: str | None = None  # the masked raw lines behind last_error
+    source: str = MAIN_SOURCE  # the ingest source it relays
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,32 @@ class IngestState:
     problem: str | None = None
 
 
+@dataclass(frozen=True)
+class SourceState:
+    id: str
+    name: str  # its stream name at the ingest (what OBS publishes to)
+    backup: str | None  # the source standing in while this one is away
+    on_backup: bool  # its destinations get the backup's picture now
+    backup_problem: str | None  # why the backup cannot stand in (another shape)
+    streams: list[str]  # the destinations relaying it
+    ingest: IngestState
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Every ingest source's reader by id (`main` first), and the stream names
+    OBS publishes them to (the publish hooks name those)."""
+
+    readers: Mapping[str, IngestSource]
+    names: Mapping[str, str]  # stream name at the ingest -> source id
+    backups: Mapping[str, str] = field(default_factory=dict)  # source id -> backup id
+
+
+class UnknownSourceError(KeyError):
+    def __str__(self) -> str:
+        return f"unknown source '{self.args[0]}'"
+
+
 class StandbyError(Exception):
     """The standby cannot be held now; the message says why."""
 
@@ -106,6 +133,7 @@ class ChangeEvent:
 
     kind: Literal["state", "stats", "ingest", "config"]
     stream_id: str | None = None
+    source_id: str | None = None  # 'ingest': which source (None: main's, as before)
 
 
 Listener = Callable[[ChangeEvent], None]
@@ -150,8 +178,10 @@ class Router:
         mode: str,
         clock: Timekeeper,
         profiles: Callable[[], list[EncoderState]] = list,
+        sources: Sources | None = None,
     ) -> None:
-        """`profiles`: the output profiles' encoders, as they are now."""
+        """`profiles`: the output profiles' encoders, as they are now; `sources`:
+        every ingest source (`source` is `main`'s)."""
         self._make_relay = make_relay
         self._profiles = profiles
         self._source = source
@@ -163,8 +193,18 @@ class Router:
         self._lock = asyncio.Lock()
         self._version = 0
         self._edited: dict[str, int] = {}  # stream id -> the version of its last edit
-        self._on_ingest = lambda: self._emit(ChangeEvent("ingest"))
-        source.add_listener(self._on_ingest)
+        self._sources = sources or Sources({MAIN_SOURCE: source}, {})
+        self._listen(self._sources)
+
+    def _listen(self, sources: Sources) -> None:
+        self._unlisten: list[Callable[[], None]] = []
+        for source_id, reader in sources.readers.items():
+
+            def changed(source_id: str = source_id) -> None:
+                self._emit(ChangeEvent("ingest", source_id=source_id))
+
+            reader.add_listener(changed)
+            self._unlisten.append(lambda r=reader, c=changed: r.remove_listener(c))  # type: ignore[misc]
 
     # -- life cycle ---------------------------------------------------------
     def start(self, streams: list[StreamConfig], desired: Mapping[str, bool]) -> None:
@@ -218,14 +258,18 @@ class Router:
                 "load it again and repeat the change"
             )
 
-    async def replace_engine(self, make_relay: MakeRelay, source: IngestSource, mode: str) -> None:
-        """Another ingest reader (a mode change): every relay is made again on the new
-        one, each switched as it was; the caller stops the old reader."""
+    async def replace_engine(
+        self, make_relay: MakeRelay, source: IngestSource, mode: str, sources: Sources | None = None
+    ) -> None:
+        """Other ingest readers (a mode change): every relay is made again on the new
+        ones, each switched as it was; the caller stops the old readers."""
         async with self._lock:
             await asyncio.gather(*(relay.dispose() for relay in self._relays.values()))
-            self._source.remove_listener(self._on_ingest)
+            for unlisten in self._unlisten:
+                unlisten()
             self._make_relay, self._source, self._mode = make_relay, source, mode
-            source.add_listener(self._on_ingest)
+            self._sources = sources or Sources({MAIN_SOURCE: source}, {})
+            self._listen(self._sources)
             streams = [relay.stream for relay in self._relays.values()]
             self._relays = {}
             for stream in streams:
@@ -302,13 +346,18 @@ class Router:
             log.info("%s: %s: switching %s", stream_id, source, on_off(enabled))
             await self.set_enabled(stream_id, enabled, by_timer=True)
 
-    def notify_ingest_publishing(self) -> None:
-        """An on_publish hook: retry the ingest reader now instead of at its next poll."""
-        self._source.publisher_started()
+    def _reader_named(self, name: str | None) -> IngestSource:
+        """The source OBS publishes to under `name` (a hook's); none or unknown: main."""
+        source_id = self._sources.names.get(name or "", MAIN_SOURCE)
+        return self._sources.readers.get(source_id, self._source)
 
-    def notify_ingest_stopped(self) -> None:
+    def notify_ingest_publishing(self, name: str | None = None) -> None:
+        """An on_publish hook: retry the ingest reader now instead of at its next poll."""
+        self._reader_named(name).publisher_started()
+
+    def notify_ingest_stopped(self, name: str | None = None) -> None:
         """An on_publish_done hook: relays hold (or wait) now, not after a timeout."""
-        self._source.publisher_stopped()
+        self._reader_named(name).publisher_stopped()
 
     # -- queries ------------------------------------------------------------
     @property
@@ -349,6 +398,7 @@ class Router:
             problem=relay.problem,
             error_kind=relay.error_kind,
             error_detail=mask(relay.error_detail, known_secrets()) if relay.error_detail else None,
+            source=relay.stream.source,
         )
 
     def profiles(self) -> list[EncoderState]:
@@ -357,8 +407,14 @@ class Router:
     def snapshot(self) -> list[StreamState]:
         return [self.stream_state(stream_id) for stream_id in self._relays]
 
-    def ingest_state(self) -> IngestState:
-        source = self._source
+    def _reader(self, source_id: str) -> IngestSource:
+        try:
+            return self._sources.readers[source_id]
+        except KeyError:
+            raise UnknownSourceError(source_id) from None
+
+    def ingest_state(self, source_id: str = MAIN_SOURCE) -> IngestState:
+        source = self._reader(source_id)
         info = source.session_info() or SessionInfo()
         return IngestState(
             mode=self._mode,
@@ -377,9 +433,30 @@ class Router:
             problem=source.video_problem,
         )
 
-    async def ingest_snapshot(self) -> bytes:
+    @property
+    def source_ids(self) -> list[str]:
+        """Every ingest source's id, `main` first."""
+        return [MAIN_SOURCE, *(i for i in self._sources.readers if i != MAIN_SOURCE)]
+
+    def source_state(self, source_id: str) -> SourceState:
+        reader = self._reader(source_id)
+        names = {i: name for name, i in self._sources.names.items()}
+        return SourceState(
+            id=source_id,
+            name=names.get(source_id, ""),
+            backup=self._sources.backups.get(source_id),
+            on_backup=bool(getattr(reader, "on_backup", False)),
+            backup_problem=getattr(reader, "backup_problem", None),
+            streams=[i for i, relay in self._relays.items() if relay.stream.source == source_id],
+            ingest=self.ingest_state(source_id),
+        )
+
+    def sources(self) -> list[SourceState]:
+        return [self.source_state(source_id) for source_id in self._sources.readers]
+
+    async def ingest_snapshot(self, source_id: str = MAIN_SOURCE) -> bytes:
         """A JPEG of what OBS sends now; raises SnapshotError, saying why, if none."""
-        jpeg = await self._source.snapshot()
+        jpeg = await self._reader(source_id).snapshot()
         if jpeg is None:
             raise SnapshotError(f"the ingest picture needs ingest.mode: cached (not {self._mode})")
         return jpeg
@@ -387,6 +464,9 @@ class Router:
     def hold_standby(self, on: bool) -> IngestState:
         """ "Be right back" (on) or back (off), for every relay of this host."""
         reason = self._source.hold_standby(on)
+        for reader in self._sources.readers.values():
+            if reader is not self._source and reason is None:
+                reader.hold_standby(on)  # each source's own card
         if reason is not None:
             raise StandbyError(reason)
         return self.ingest_state()

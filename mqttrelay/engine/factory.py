@@ -8,7 +8,7 @@ import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 
-from mqttrelay.config import FfmpegConfig, IngestConfig, StreamConfig
+from mqttrelay.config import MAIN_SOURCE, FfmpegConfig, IngestConfig, StreamConfig
 from mqttrelay.engine.encoder import ProfileEncoder
 from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.relay import Relay, RelaySettings
@@ -16,6 +16,21 @@ from mqttrelay.engine.source import IngestSource
 from mqttrelay.engine.tls_tunnel import find_stunnel
 
 log = logging.getLogger(__name__)
+
+
+def encoder_key(profile: str, source: str) -> str:
+    """An output profile's encoder on a source: `main`'s keep the profile's name."""
+    return profile if source == MAIN_SOURCE else f"{profile}@{source}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceReader:
+    """One ingest source as the relays see it: its reader, its hub (cached mode)
+    and its URL (what a direct-mode relay pulls)."""
+
+    reader: IngestSource
+    hub: Hub | None
+    url: str
 
 
 class RelayFactory:
@@ -29,11 +44,14 @@ class RelayFactory:
         streams: Iterable[StreamConfig] = (),
         overrides: dict[str, float] | None = None,
         encoders: Mapping[str, ProfileEncoder] | None = None,
+        sources: Mapping[str, SourceReader] | None = None,
     ) -> None:
         """`streams` only tells whether a missing stunnel is worth a warning;
-        `overrides` change RelaySettings' timings (tests and benchmarks)."""
+        `overrides` change RelaySettings' timings (tests and benchmarks);
+        `sources`: every ingest source by id (`source` and `hub` are `main`'s)."""
         self.source = source
         self._hub = hub
+        self._sources = dict(sources or {}) | {MAIN_SOURCE: SourceReader(source, hub, ingest.url)}
         self._encoders = encoders if encoders is not None else {}  # shared: reloads add to it
         self._settings = dataclasses.replace(
             RelaySettings(
@@ -64,11 +82,21 @@ class RelayFactory:
         self._settings = dataclasses.replace(self._settings, secrets=known + added)
 
     def __call__(self, stream: StreamConfig, on_change: Callable[[Relay, bool], None]) -> Relay:
-        feed = self._encoders.get(stream.profile) if stream.profile else None
+        source = self._sources.get(stream.source)
+        if source is None:  # a source added by a reload: it runs after a restart
+            log.warning(
+                "%s: source %s needs a restart to run; relaying main meanwhile",
+                stream.id,
+                stream.source,
+            )
+            source = self._sources[MAIN_SOURCE]
+        key = encoder_key(stream.profile, stream.source) if stream.profile else None
+        feed = self._encoders.get(key) if key else None
         if stream.profile and feed is None:  # direct mode until a restart applies the config
             log.warning(
                 "%s: profile %s needs a restart to run; sent as it is", stream.id, stream.profile
             )
-        relay = Relay(stream, self._settings, self.source, self._hub, on_change, feed)
+        settings = dataclasses.replace(self._settings, ingest_url=source.url)
+        relay = Relay(stream, settings, source.reader, source.hub, on_change, feed)
         self._made.add(relay)
         return relay

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from mqttrelay.engine.backup import FeedShape, feed_shape, pairing_problem
 from mqttrelay.engine.fanout import FanOut
 from mqttrelay.engine.ffmpeg import build_tap_argv as _tap_argv
 from mqttrelay.engine.flv import FlvHeader, FlvTag, TimestampRewriter, encode_header
@@ -105,6 +106,12 @@ class Hub(Notifier):
         self._new_session = True  # the next tag starts a session (timestamps shift)
         self.live = False
         self.sessions = 0
+        self.backup: Hub | None = None  # another source's hub, standing in while this is away
+        self.on_backup = False  # the backup's picture is being fed to the relays now
+        self._followers: list[Callable[[FlvTag], None]] = []  # hubs this one is backup for
+        self._last_shape: FeedShape | None = None  # the platforms' last session of ours
+        self.backup_problem: str | None = None  # why the backup cannot stand in, once known
+        self._label = "backup"  # "<source>'s backup <id>", in log lines
 
     # -- public -------------------------------------------------------------
     def start(self) -> None:
@@ -130,10 +137,11 @@ class Hub(Notifier):
 
     @property
     def standby(self) -> bool:
-        """Is the standby picture being fed to the relays now?"""
-        return self._player is not None
+        """Is the standby picture (or the backup's) being fed to the relays now?"""
+        return self._player is not None or self.on_backup
 
     async def stop(self) -> None:
+        self._stop_backup()
         if self._player is not None:
             self._player.stop()
             self._player = None
@@ -204,10 +212,11 @@ class Hub(Notifier):
         self._video_watch.header(flags)
 
     def _on_tag(self, tag: FlvTag) -> None:
-        """A tag from the tap. During standby OBS's tags wait for its first keyframe
-        (its headers are held): that keyframe ends the standby, unless it is held."""
+        """A tag from the tap. During standby (or the backup) OBS's tags wait for its
+        first keyframe (its headers are held): that keyframe ends the standby, unless
+        it is held."""
         self._video_watch.tag(tag)
-        if self._player is not None:
+        if self._player is not None or self.on_backup:
             if tag.is_metadata or tag.is_sequence_header:
                 self._held[_kind(tag)] = tag
                 return
@@ -215,6 +224,7 @@ class Hub(Notifier):
                 return
             self._stop_standby()
             log.info("standby: OBS's picture follows")
+            self.notify()
             # the platforms last had the standby's headers: OBS's go out again first
             held, self._held = self._obs_headers | self._held, {}
             for header in held.values():
@@ -239,6 +249,8 @@ class Hub(Notifier):
             self.sessions += 1
             log.info("ingest is live (session %d)", self.sessions)
             self._tap.went_live()
+            if self.backup is not None and self.backup.live:
+                self._check_pairing(feed_shape(self._obs_headers))
             self._begin_sample(tag)
             self.notify()
         self._keep_and_forward(tag)
@@ -260,6 +272,8 @@ class Hub(Notifier):
 
     def _keep_and_forward(self, tag: FlvTag) -> None:
         self._fanout.put(tag)
+        for follower in self._followers:
+            follower(tag)
 
     # -- standby ----------------------------------------------------------------
     def _begin_sample(self, keyframe: FlvTag) -> None:
@@ -285,6 +299,7 @@ class Hub(Notifier):
                 return "the standby loop is not made yet (it takes OBS's first seconds)"
             self.standby_held = True
             if self._player is None:
+                self._stop_backup()  # by hand, the standby picture wins over the backup
                 self._start_standby()
             log.info("standby: held by hand (be right back)")
         elif not on and self.standby_held:
@@ -309,6 +324,7 @@ class Hub(Notifier):
         if self._player is not None:
             self._player.stop()
             self._player = None
+        self._stop_backup()
         self._fanout.flush()  # the standby's last tags go out before OBS's headers
         self._synced, self._new_session = False, True
         self._fanout.drop_cache()
@@ -329,17 +345,82 @@ class Hub(Notifier):
     def _end_session(self) -> None:
         self._sample = None
         self._video_watch.session_ended()
-        if self._player is None:  # else the standby's own session goes on
+        if self._player is None and not self.on_backup:  # else the stand-in goes on
             self._synced = False
             self._new_session = True
             self._fanout.drop_cache()
         if self.live:
             self.live = False
+            self._last_shape = feed_shape(self._obs_headers)
             self._obs_headers = {}
             log.info("ingest is no longer live")
-            if self._player is None:
+            if self._player is None and not self._start_backup():
                 self._start_standby()
             self.notify()
+
+    # -- backup -----------------------------------------------------------------
+    def set_backup(self, backup: Hub, label: str = "backup") -> None:
+        """Another source's hub whose picture stands in while this one is away;
+        `label` names the pairing in log lines."""
+        self.backup, self._label = backup, label
+        backup.add_listener(self._backup_changed)
+
+    def _check_pairing(self, primary: FeedShape | None) -> bool:
+        """Can the backup stand in for this shape? A refusal is logged once, as soon
+        as both feeds are known (not only when it is needed)."""
+        backup = self.backup
+        if backup is None or not backup.live:
+            return False
+        problem = pairing_problem(primary, feed_shape(backup._obs_headers))
+        if problem is not None and problem != self.backup_problem:
+            log.warning("%s cannot stand in: %s", self._label, problem)
+        self.backup_problem = problem
+        return problem is None
+
+    def _backup_live(self) -> bool:
+        b = self.backup
+        return b is not None and b.live and not b.standby
+
+    def _backup_changed(self) -> None:
+        """The backup went live or away: follow it, or leave it for the standby."""
+        if self.live and self.backup is not None and self.backup.live:
+            self._check_pairing(feed_shape(self._obs_headers))
+        if self.on_backup and not self._backup_live():
+            log.info("backup: the backup is away too")
+            self._stop_standby()
+            self._start_standby()
+            self.notify()
+        elif not self.live and not self.on_backup and self._start_backup():
+            self.notify()
+
+    def _start_backup(self) -> bool:
+        """Feed the backup's picture from its cached keyframe on; False if it cannot."""
+        backup = self.backup
+        if backup is None or not self._backup_live() or self.standby_held:
+            return False
+        if not self._check_pairing(self._last_shape):
+            return False
+        if self._player is not None:  # the standby was filling in: the backup follows it
+            self._player.stop()
+            self._player = None
+        log.info("backup: OBS is away, the platforms get the backup's picture")
+        self.on_backup, self._standby_fresh = True, True
+        # from its cached group, or (it went live just now) from the keyframe that
+        # it forwards next
+        fan = backup._fanout
+        start = fan.gop[0].timestamp if fan.gop else backup._rewriter.last_timestamp or 0
+        for header in (fan.metadata, fan.video_seq, fan.audio_seq):
+            if header is not None:
+                self._on_standby_tag(header.with_timestamp(start))
+        for tag in fan.gop:
+            self._on_standby_tag(tag)
+        backup._followers.append(self._on_standby_tag)
+        return True
+
+    def _stop_backup(self) -> None:
+        if self.on_backup and self.backup is not None:
+            self.on_backup = False
+            self.backup._followers.remove(self._on_standby_tag)
 
 
 def _kind(tag: FlvTag) -> str:

@@ -23,7 +23,13 @@ from mqttrelay import __version__
 from mqttrelay.config import ConfigError, is_loopback
 from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.reload import ReloadResult
-from mqttrelay.control.router import Router, StandbyError, UnknownStreamError
+from mqttrelay.control.router import (
+    Router,
+    SourceState,
+    StandbyError,
+    UnknownSourceError,
+    UnknownStreamError,
+)
 from mqttrelay.control.timers import Timer
 from mqttrelay.engine.relay_errors import ErrorKind
 from mqttrelay.engine.status import Status
@@ -84,6 +90,7 @@ class StreamOut(BaseModel):
         None, description="what last_error is about, for machines (docs/http.md, 'Errors')"
     )
     error_detail: str | None = Field(None, description="ffmpeg's (masked) lines behind last_error")
+    source: str = Field("main", description="the ingest source it relays (GET /api/sources)")
 
 
 class StreamUpdate(_Body):
@@ -133,6 +140,17 @@ class IngestOut(BaseModel):
         default=None,
         description="a publisher is there, but none of its video arrives: why, and what to do",
     )
+
+
+class SourceOut(IngestOut):
+    id: str = Field(description="`main` (ingest.url) or an ingest.sources id")
+    name: str = Field(description="its stream name at the ingest (OBS's key, before any ?key=)")
+    backup: str | None = Field(description="the source standing in while this one is away")
+    on_backup: bool = Field(description="its destinations get the backup's picture now")
+    backup_problem: str | None = Field(
+        description="why the backup cannot stand in (another size, frame rate or audio)"
+    )
+    streams: list[str] = Field(description="the destinations relaying it")
 
 
 class MqttOut(BaseModel):
@@ -199,6 +217,11 @@ def _timer_out(timer: Timer) -> TimerOut:
     return TimerOut(
         id=timer.id, stream=timer.stream_id, action="on" if timer.enabled else "off", at=timer.due
     )
+
+
+def _source_out(source: SourceState) -> SourceOut:
+    fields = asdict(source)
+    return SourceOut(**fields.pop("ingest"), **fields)
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -289,6 +312,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise HTTPException(404, str(exc)) from None
         return StreamOut(**asdict(state))
 
+    @app.get("/api/sources", dependencies=auth)
+    async def list_sources() -> list[SourceOut]:
+        """Every ingest source (`main` first) with its state, as /api/health's ingest."""
+        return [_source_out(source) for source in router.sources()]
+
+    @app.get("/api/sources/{source_id}", dependencies=auth, responses={404: {}})
+    async def get_source(source_id: str) -> SourceOut:
+        try:
+            return _source_out(router.source_state(source_id))
+        except UnknownSourceError as exc:
+            raise HTTPException(404, str(exc)) from None
+
     @app.put("/api/standby", dependencies=auth, responses={409: {}, 415: {}})
     async def put_standby(body: StandbyUpdate) -> IngestOut:
         """Hold the standby picture by hand ("be right back"), or release it: OBS's
@@ -349,14 +384,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
             log.warning("refused a publisher from %s: wrong or missing key", form.get("addr", "?"))
             return Response("wrong publish key", status_code=403)
         log.info("ingest: publisher started (%s)", form.get("name", "?"))
-        router.notify_ingest_publishing()
+        router.notify_ingest_publishing(form.get("name"))
         return Response("ok")
 
     @app.post("/api/hooks/on_publish_done", include_in_schema=False)
     async def on_publish_done(request: Request) -> Response:
         form = await hook_allowed(request)
         log.info("ingest: publisher stopped (%s)", form.get("name", "?"))
-        router.notify_ingest_stopped()
+        router.notify_ingest_stopped(form.get("name"))
         return Response("ok")
 
     @app.post("/api/reload", dependencies=auth, responses={422: {}})

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqttrelay.config import (
+    MAIN_SOURCE,
     STREAM_ID_PATTERN,
     check_destination_url,
     check_entered_key,
@@ -20,7 +21,13 @@ from mqttrelay.config import (
     check_stream_name,
 )
 from mqttrelay.control.destinations import ConfigEditor, EditRefused
-from mqttrelay.control.router import Router, StaleVersionError, StreamState, UnknownStreamError
+from mqttrelay.control.router import (
+    Router,
+    StaleVersionError,
+    StreamState,
+    UnknownSourceError,
+    UnknownStreamError,
+)
 from mqttrelay.engine.snapshot import SnapshotError
 
 
@@ -64,6 +71,7 @@ class StreamIn(_StreamFields):
     key: str | None = None
     enabled: bool = False
     profile: str | None = Field(None, description="an output profile of config.yaml")
+    source: str = Field("main", description="the ingest source it relays (GET /api/sources)")
 
     @field_validator("id")
     @classmethod
@@ -79,6 +87,9 @@ class StreamPatch(_StreamFields):
     url: str | None = None
     key: str | None = None
     profile: str | None = Field(None, description="null: OBS's stream as it is")
+    source: str | None = Field(
+        None, description="another ingest source: a live relay reconnects once, on its keyframe"
+    )
     version: int | None = None
 
 
@@ -229,8 +240,19 @@ def destination_routes(
     )
     async def snapshot() -> Response:
         """A JPEG of OBS's current picture (its latest keyframe), at most 1280 wide."""
+        return await source_snapshot(MAIN_SOURCE)
+
+    @routes.get(
+        "/api/sources/{source_id}/snapshot",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 503: {}},
+    )
+    async def source_snapshot(source_id: str) -> Response:
+        """A JPEG of a source's current picture (its latest keyframe)."""
         try:
-            jpeg = await router.ingest_snapshot()
+            jpeg = await router.ingest_snapshot(source_id)
+        except UnknownSourceError as exc:
+            raise HTTPException(404, str(exc)) from None
         except SnapshotError as exc:
             raise HTTPException(503, str(exc)) from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

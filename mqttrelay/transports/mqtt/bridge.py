@@ -161,7 +161,12 @@ class MqttBridge:
         return DiscoveryContext(
             self.topics, self._cfg.discovery_prefix, self._configuration_url,
             standby=ingest.standby_available, picture=ingest.mode == "cached",
+            sources=tuple(self._more_sources()),
         )  # fmt: skip
+
+    def _more_sources(self) -> list[str]:
+        """The ingest sources besides main, which has the ingest topics."""
+        return self._router.source_ids[1:]  # main first
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         self._ctx = self._context()
@@ -191,6 +196,12 @@ class MqttBridge:
             asyncio.create_task(self._publisher(client)),
             asyncio.create_task(self._periodic(client)),
             asyncio.create_task(publish_pictures(client, self._router, self.topics.ingest_picture)),
+            *(
+                asyncio.create_task(
+                    publish_pictures(client, self._router, self.topics.source_picture(i), i)
+                )
+                for i in self._more_sources()
+            ),
             asyncio.create_task(self._answer_home_assistant(client)),
         ]
         try:
@@ -377,9 +388,15 @@ class MqttBridge:
             ingest = self._router.ingest_state()
             await self._follow_entities(client, ingest)
             await self._states.ingest(client, ingest, self._ctx.standby)
+            await self._publish_sources(client)
 
     async def _publish_ingest(self, client: aiomqtt.Client) -> None:
         await self._states.ingest(client, self._router.ingest_state(), self._ctx.standby)
+        await self._publish_sources(client)
+
+    async def _publish_sources(self, client: aiomqtt.Client) -> None:
+        for source_id in self._more_sources():
+            await self._states.source(client, source_id, self._router.ingest_state(source_id))
 
     async def _follow_entities(self, client: aiomqtt.Client, ingest: IngestState) -> None:
         """After a mode change on the page: the standby and picture entities come or go."""

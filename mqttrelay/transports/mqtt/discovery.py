@@ -50,6 +50,18 @@ class Topics:
         """A JPEG of OBS's picture every few seconds while live (not retained)."""
         return f"{self.host_prefix}{self.node_id}/ingest/picture"
 
+    def source_status(self, source_id: str) -> str:
+        """`live` or `idle`, retained: one more ingest source (`main` keeps ingest/...)."""
+        return f"{self.host_prefix}{self.node_id}/source/{source_id}/status"
+
+    def source_info(self, source_id: str) -> str:
+        """JSON as ingest/info, for one more ingest source, retained."""
+        return f"{self.host_prefix}{self.node_id}/source/{source_id}/info"
+
+    def source_picture(self, source_id: str) -> str:
+        """A JPEG of that source's picture every few seconds while live (not retained)."""
+        return f"{self.host_prefix}{self.node_id}/source/{source_id}/picture"
+
     @property
     def standby(self) -> str:
         """ON while this host feeds the standby picture (with a `standby` section)."""
@@ -132,6 +144,7 @@ class DiscoveryContext:
     configuration_url: str | None
     standby: bool = False  # the config has a standby section: one more entity
     picture: bool = False  # cached mode: the ingest picture as an image entity
+    sources: tuple[str, ...] = ()  # ingest sources besides main: entities of their own
 
     @property
     def node_id(self) -> str:
@@ -329,6 +342,8 @@ def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
             "content_type": "image/jpeg",
         }
         out[config_topic(ctx.prefix, "image", ctx.node_id, "ingest_picture")] = picture
+    for source_id in ctx.sources:
+        out |= source_discovery(ctx, source_id)
     if ctx.standby:
         standby = _common(ctx, "binary_sensor", "standby", "Standby picture") | {
             "state_topic": ctx.topics.standby,
@@ -345,6 +360,34 @@ def ingest_discovery(ctx: DiscoveryContext) -> dict[str, dict[str, Any]]:
             "icon": "mdi:coffee",
         }
         out[config_topic(ctx.prefix, "switch", ctx.node_id, "brb")] = brb
+    return out
+
+
+def source_discovery(ctx: DiscoveryContext, source_id: str) -> dict[str, dict[str, Any]]:
+    """One more ingest source's live, resolution and (cached mode) picture entities."""
+    t, name, obj = ctx.topics, f"Source {source_id}", f"source_{source_id}"
+    live = _common(ctx, "binary_sensor", f"{obj}_live", f"{name} live") | {
+        "state_topic": t.source_status(source_id),
+        "payload_on": "live",
+        "payload_off": "idle",
+        "device_class": "running",
+    }
+    resolution = _common(ctx, "sensor", f"{obj}_resolution", f"{name} resolution") | {
+        "state_topic": t.source_info(source_id),
+        "value_template": "{{ value_json.resolution or 'None' }}",
+        "json_attributes_topic": t.source_info(source_id),
+        "icon": "mdi:monitor-screenshot",
+    }
+    out = {
+        config_topic(ctx.prefix, "binary_sensor", ctx.node_id, f"{obj}_live"): live,
+        config_topic(ctx.prefix, "sensor", ctx.node_id, f"{obj}_resolution"): resolution,
+    }
+    if ctx.picture:
+        picture = _common(ctx, "image", f"{obj}_picture", f"{name} picture") | {
+            "image_topic": t.source_picture(source_id),
+            "content_type": "image/jpeg",
+        }
+        out[config_topic(ctx.prefix, "image", ctx.node_id, f"{obj}_picture")] = picture
     return out
 
 

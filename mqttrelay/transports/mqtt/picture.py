@@ -12,6 +12,7 @@ import time
 
 import aiomqtt
 
+from mqttrelay.config import MAIN_SOURCE
 from mqttrelay.control.router import IngestState, Router
 from mqttrelay.engine.snapshot import SnapshotError
 from mqttrelay.lib.ratelimit import RateLimitedLog
@@ -38,21 +39,23 @@ def ingest_info(ingest: IngestState) -> str:
     )
 
 
-async def publish_pictures(client: aiomqtt.Client, router: Router, topic: str) -> None:
-    """Until cancelled or disconnected: a JPEG to `topic` every PICTURE_PERIOD_S while
-    OBS is live in cached mode."""
+async def publish_pictures(
+    client: aiomqtt.Client, router: Router, topic: str, source_id: str = MAIN_SOURCE
+) -> None:
+    """Until cancelled or disconnected: a JPEG of the source to `topic` every
+    PICTURE_PERIOD_S while it is live in cached mode."""
     warnings = RateLimitedLog(log, 300.0)
     last = -PICTURE_PERIOD_S
     with contextlib.suppress(aiomqtt.MqttError):
         while True:
             await asyncio.sleep(1.0)  # the first picture soon after OBS starts
             now = time.monotonic()
-            ingest = router.ingest_state()
+            ingest = router.ingest_state(source_id)
             if now - last < PICTURE_PERIOD_S or not ingest.live or ingest.mode != "cached":
                 continue  # direct mode has no picture (its entity is gone)
             last = now
             try:
-                jpeg = await router.ingest_snapshot()
+                jpeg = await router.ingest_snapshot(source_id)
             except SnapshotError as exc:
                 warnings.warning("no ingest picture for Home Assistant: %s", exc)
             else:

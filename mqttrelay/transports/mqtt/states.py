@@ -71,6 +71,12 @@ class StatePublisher:
             await self.retained(client, t.standby, "ON" if ingest.standby else "OFF")
             await self.retained(client, t.brb, "ON" if ingest.standby_held else "OFF")
 
+    async def source(self, client: aiomqtt.Client, source_id: str, ingest: IngestState) -> None:
+        """One more ingest source's topics (main's are the ingest topics above)."""
+        t = self.topics
+        await self.retained(client, t.source_status(source_id), "live" if ingest.live else "idle")
+        await self.retained(client, t.source_info(source_id), ingest_info(ingest))
+
 
 def kbps(state: StreamState) -> str:
     return f"{state.bitrate_kbps:g}" if state.status == "live" else "0"
