@@ -29,25 +29,25 @@ from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.persistence import Persistence, StateFile
 from mqttrelay.control.reload import ReloadResult, plan_reload
 from mqttrelay.control.router import ChangeEvent, Router, Sources
-from mqttrelay.engine.encoder import ProfileEncoder
-from mqttrelay.engine.factory import RelayFactory, SourceReader, encoder_key
-from mqttrelay.engine.ffmpeg_check import (
+from mqttrelay.ffmpeg.check import (
     encoder_problems,
     ffmpeg_enhanced_rtmp_problem,
     ffmpeg_problem,
 )
-from mqttrelay.engine.hub import Hub
-from mqttrelay.engine.rtmp_feed import RtmpFeed
-from mqttrelay.engine.source import IngestSource
-from mqttrelay.engine.standby import LoopMaker, ffprobe_beside
-from mqttrelay.ingest.direct import DirectIngest
-from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
-from mqttrelay.ingest.managed import ManagedNginx, NginxError
+from mqttrelay.hub.hub import Hub
+from mqttrelay.hub.source import IngestSource
+from mqttrelay.hub.standby import LoopMaker, ffprobe_beside
+from mqttrelay.ingest.nginx.direct import DirectIngest
+from mqttrelay.ingest.nginx.hook_secret import hook_secret_path, load_hook_secret
+from mqttrelay.ingest.nginx.managed import ManagedNginx, NginxError
+from mqttrelay.ingest.rtmp.feed import RtmpFeed
 from mqttrelay.ingest.rtmp.server import RtmpServer, Sink
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
 from mqttrelay.lib.redact import known_secrets, remember_secrets
+from mqttrelay.relays.encoder import ProfileEncoder
+from mqttrelay.relays.factory import RelayFactory, SourceReader, encoder_key
 from mqttrelay.transports.http.api import ApiContext, create_app
 from mqttrelay.transports.http.server import (
     ApiServer,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from mqttrelay import app
 from mqttrelay.config import Config, ConfigError, load_config, policy_problems
-from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
-from mqttrelay.ingest.nginx import render_include, render_nginx_conf, settings_from_config
+from mqttrelay.ingest.nginx.conf import render_include, render_nginx_conf, settings_from_config
+from mqttrelay.ingest.nginx.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.lib.redact import escape_control, known_secrets, mask, remember_secrets
 
 DEFAULT_CONFIG = Path("config.yaml")

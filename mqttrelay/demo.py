@@ -20,9 +20,9 @@ import yaml
 
 from mqttrelay import app
 from mqttrelay.config import Config, load_config
-from mqttrelay.engine.ffmpeg import build_test_source_argv
-from mqttrelay.ingest.managed import ManagedNginx, NginxError, find_executable
-from mqttrelay.ingest.nginx import NginxSettings
+from mqttrelay.ffmpeg.argv import build_test_source_argv
+from mqttrelay.ingest.nginx.conf import NginxSettings
+from mqttrelay.ingest.nginx.managed import ManagedNginx, NginxError, find_executable
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait, port_open
 from mqttrelay.transports.mqtt.discovery import Topics

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.ingest.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
+from mqttrelay.ingest.nginx.conf import RTMP_MODULE, NginxSettings, render_nginx_conf
 
 from .support import NginxRtmp, require_tool
 

@@ -26,8 +26,8 @@ import psutil
 import pytest
 import yaml
 
-from mqttrelay.engine.ffmpeg import build_test_source_argv
-from mqttrelay.ingest.nginx import RTMP_MODULE, NginxSettings, render_nginx_conf
+from mqttrelay.ffmpeg.argv import build_test_source_argv
+from mqttrelay.ingest.nginx.conf import RTMP_MODULE, NginxSettings, render_nginx_conf
 from mqttrelay.lib.process import marked_processes
 
 T = TypeVar("T")

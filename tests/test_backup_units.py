@@ -1,8 +1,8 @@
-"""engine/backup.py: which backup may stand in (plain values)."""
+"""hub/backup.py: which backup may stand in (plain values)."""
 
 from __future__ import annotations
 
-from mqttrelay.engine.backup import FeedShape, audio_layout, pairing_problem
+from mqttrelay.hub.backup import FeedShape, audio_layout, pairing_problem
 
 # AudioSpecificConfig: AAC LC, 44100 Hz (index 4), 2 channels / 48000 Hz (index 3), 1 channel
 STEREO_44K = bytes([0x12, 0x10])

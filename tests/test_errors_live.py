@@ -20,7 +20,7 @@ import pytest
 import yaml
 from playwright.async_api import Browser, expect
 
-from mqttrelay.ingest.nginx import RTMP_MODULE, quoted
+from mqttrelay.ingest.nginx.conf import RTMP_MODULE, quoted
 
 from .conftest import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, require_tool, wait_port

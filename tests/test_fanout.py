@@ -1,4 +1,4 @@
-"""The fan-out (engine/fanout.py) as a state machine, with fake pipes: what a relay
+"""The fan-out (hub/fanout.py) as a state machine, with fake pipes: what a relay
 attached now is handed, where batches start, and that a slow relay only ever
 costs itself. The real pipes and ffmpeg are in the integration tests."""
 
@@ -8,8 +8,8 @@ import asyncio
 import itertools
 from typing import cast
 
-from mqttrelay.engine.fanout import FanOut
-from mqttrelay.engine.flv import FlvReader, FlvTag, TagType
+from mqttrelay.hub.fanout import FanOut
+from mqttrelay.lib.flv import FlvReader, FlvTag, TagType
 
 from .test_subscription import FakePipe
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqttrelay.engine.ffmpeg import (
+from mqttrelay.ffmpeg.argv import (
     BitrateMeter,
     ProgressParser,
     bitrate_kbps,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqttrelay.engine.flv import (
+from mqttrelay.lib.flv import (
     FlvError,
     FlvReader,
     FlvTag,

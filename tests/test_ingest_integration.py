@@ -15,9 +15,9 @@ import pytest
 
 from mqttrelay import app
 from mqttrelay.config import Config
-from mqttrelay.engine import tap
-from mqttrelay.ingest.managed import explain_nginx_test
-from mqttrelay.ingest.nginx import render_nginx_conf, settings_from_config
+from mqttrelay.ingest.nginx import tap
+from mqttrelay.ingest.nginx.conf import render_nginx_conf, settings_from_config
+from mqttrelay.ingest.nginx.managed import explain_nginx_test
 
 from .support import NginxRtmp, Publisher, eventually, free_port, require_tool, wait_port
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mqttrelay.engine.ffmpeg import build_test_source_argv
+from mqttrelay.ffmpeg.argv import build_test_source_argv
 
 from .netns import Namespace, host_and_lan
 from .support import require_tool

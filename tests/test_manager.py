@@ -12,7 +12,7 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, UnknownStreamError
-from mqttrelay.engine.outage import backoff_delay
+from mqttrelay.relays.outage import backoff_delay
 
 from .conftest import CANARY_KEY, make_config
 from .support import NginxRtmp, Publisher, eventually, free_port, probe_codecs, start_nginx

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from mqttrelay.config import load_config
-from mqttrelay.ingest.nginx import (
+from mqttrelay.ingest.nginx.conf import (
     NginxSettings,
     render_include,
     render_nginx_conf,

@@ -1,4 +1,4 @@
-"""A destination's outage (engine/outage.py) as plain values: backoff, and when an
+"""A destination's outage (relays/outage.py) as plain values: backoff, and when an
 outage becomes a problem worth telling."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from mqttrelay.engine.outage import Outage
+from mqttrelay.relays.outage import Outage
 
 T0 = datetime(2026, 12, 6, 19, 0, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ import pytest
 from mqttrelay.config import ConfigError, parse_config
 from mqttrelay.config.profiles import ProfileConfig
 from mqttrelay.control.reload import plan_reload
-from mqttrelay.engine.ffmpeg_check import encoder_problems
-from mqttrelay.engine.profile_argv import (
+from mqttrelay.ffmpeg.check import encoder_problems
+from mqttrelay.ffmpeg.profile_argv import (
     build_profile_argv,
     encoders_listed,
     parse_progress_block,

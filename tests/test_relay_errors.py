@@ -10,7 +10,8 @@ from typing import get_args
 
 import pytest
 
-from mqttrelay.engine.relay_errors import (
+from mqttrelay.lib.redact import display_url, mask
+from mqttrelay.relays.relay_errors import (
     DROPPED_AFTER_S,
     ErrorKind,
     RelayError,
@@ -20,7 +21,6 @@ from mqttrelay.engine.relay_errors import (
     timed_out,
     where,
 )
-from mqttrelay.lib.redact import display_url, mask
 
 KEY = "SECRETKEY"
 

@@ -19,7 +19,7 @@ import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.engine.ffmpeg import build_test_source_argv
+from mqttrelay.ffmpeg.argv import build_test_source_argv
 from mqttrelay.ingest.rtmp import amf0, handshake
 from mqttrelay.ingest.rtmp.chunks import COMMAND_AMF0, encode_message
 from mqttrelay.ingest.rtmp.server import Limits, RtmpServer

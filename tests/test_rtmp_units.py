@@ -15,9 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqttrelay.config import Config, split_listen
-from mqttrelay.engine.ffmpeg_check import enhanced_rtmp_problem, ffmpeg_version
-from mqttrelay.engine.flv import FlvTag, TagType
-from mqttrelay.engine.session_info import describe_session
+from mqttrelay.ffmpeg.check import enhanced_rtmp_problem, ffmpeg_version
 from mqttrelay.ingest.rtmp import amf0, handshake
 from mqttrelay.ingest.rtmp.chunks import (
     ABORT,
@@ -37,6 +35,8 @@ from mqttrelay.ingest.rtmp.session import (
     Unpublish,
     split_key,
 )
+from mqttrelay.ingest.session_info import describe_session
+from mqttrelay.lib.flv import FlvTag, TagType
 
 # -- AMF0 ---------------------------------------------------------------------
 

@@ -15,8 +15,13 @@ import pytest
 
 from mqttrelay.cli import MaskingFormatter
 from mqttrelay.config import Config, ConfigError, parse_config, policy_problems
-from mqttrelay.ingest.hook_secret import hook_secret_path, load_hook_secret
-from mqttrelay.ingest.nginx import hooks_base_url, quoted, render_nginx_conf, settings_from_config
+from mqttrelay.ingest.nginx.conf import (
+    hooks_base_url,
+    quoted,
+    render_nginx_conf,
+    settings_from_config,
+)
+from mqttrelay.ingest.nginx.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.lib.files import UnsafeFolderError, private_dir, write_atomic
 from mqttrelay.lib.process import OWNER_ENV, child_environment
 from mqttrelay.lib.redact import display_url, escape_control, remember_secrets
@@ -255,8 +260,8 @@ def test_event_tickets_are_single_use_and_expire() -> None:
 
 
 def test_rtmps_goes_through_a_loopback_tunnel_with_the_platform_tcurl() -> None:
-    from mqttrelay.engine.ffmpeg import build_relay_argv
-    from mqttrelay.engine.tls_tunnel import stunnel_conf, through_tunnel
+    from mqttrelay.ffmpeg.argv import build_relay_argv
+    from mqttrelay.relays.tls_tunnel import stunnel_conf, through_tunnel
 
     url, tcurl = through_tunnel("rtmps://live-api-s.facebook.com:443/rtmp/FB-KEY", 40001)
     assert url == "rtmp://127.0.0.1:40001/rtmp/FB-KEY"

@@ -21,7 +21,7 @@ from mqttrelay import app
 from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
 from mqttrelay.control.router import Router
-from mqttrelay.engine import tap
+from mqttrelay.ingest.nginx import tap
 
 from .conftest import CANARY_KEY
 from .support import (

@@ -11,7 +11,7 @@ import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.engine.ffmpeg import build_test_source_argv
+from mqttrelay.ffmpeg.argv import build_test_source_argv
 
 from .conftest import CANARY_KEY
 from .support import NginxRtmp, eventually, free_port, require_tool

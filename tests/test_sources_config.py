@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from mqttrelay.config import Config
 from mqttrelay.control.reload import plan_reload
-from mqttrelay.engine.factory import encoder_key
+from mqttrelay.relays.factory import encoder_key
 
 MAIN = "rtmp://127.0.0.1:1935/live/stream"
 TALL = "rtmp://127.0.0.1:1935/live/vertical"

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from mqttrelay.config import ConfigError, load_config, parse_config
-from mqttrelay.engine.flv import FlvTag, TagType, encode_header
-from mqttrelay.engine.standby import (
+from mqttrelay.hub.standby import (
     SAMPLE_MS,
     Loop,
     LoopPlayer,
@@ -22,6 +21,7 @@ from mqttrelay.engine.standby import (
     loop_from_flv,
     parse_probe,
 )
+from mqttrelay.lib.flv import FlvTag, TagType, encode_header
 
 SHAPE = StreamShape(1280, 720, Fraction(30), "yuv420p", 48000, 2)
 

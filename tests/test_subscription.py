@@ -1,4 +1,4 @@
-"""A relay's subscription (engine/subscription.py) as a state machine: a fake pipe
+"""A relay's subscription (hub/subscription.py) as a state machine: a fake pipe
 that reads as fast or as slowly as a test says, and a fake clock. The real
 pipe and ffmpeg are in tests/test_shaped_link.py and the integration tests."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from mqttrelay.engine.subscription import (
+from mqttrelay.hub.subscription import (
     CONGESTION_HOLD_S,
     PIPE_BACKLOG_MAX_BYTES,
     RecentShare,

@@ -18,7 +18,7 @@ from playwright.async_api import Browser, Page, expect
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.ingest.direct import DirectIngest
+from mqttrelay.ingest.nginx.direct import DirectIngest
 
 from .conftest import CANARY_KEY
 from .support import (

@@ -10,11 +10,11 @@ import logging
 import pytest
 
 from mqttrelay.control.router import IngestState
-from mqttrelay.engine import video_watch
-from mqttrelay.engine.flv import FlvHeader, FlvTag, TagType
-from mqttrelay.engine.video_watch import VideoWatch
-from mqttrelay.ingest.direct import StatReading, parse_stat
+from mqttrelay.ingest import video_watch
+from mqttrelay.ingest.nginx.direct import StatReading, parse_stat
+from mqttrelay.ingest.video_watch import VideoWatch
 from mqttrelay.lib import video_check
+from mqttrelay.lib.flv import FlvHeader, FlvTag, TagType
 from mqttrelay.lib.video_check import (
     NO_VIDEO_AFTER_S,
     SIGN_AFTER_S,
@@ -102,7 +102,7 @@ async def test_watch_says_it_once_and_clears_when_video_arrives(
 ) -> None:
     changes = Changes()
     watch = VideoWatch(changes)
-    caplog.set_level(logging.INFO, "mqttrelay.engine.video_watch")
+    caplog.set_level(logging.INFO, "mqttrelay.ingest.video_watch")
     watch.publisher_started()
     await asyncio.sleep(0.15)
     assert watch.problem is None  # still within the wait

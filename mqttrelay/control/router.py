@@ -19,13 +19,13 @@ from typing import Literal, Protocol
 from mqttrelay.config import MAIN_SOURCE, StreamConfig
 from mqttrelay.control.reload import ReloadPlan
 from mqttrelay.control.timers import Timer
-from mqttrelay.engine.encoder import EncoderState
-from mqttrelay.engine.relay import Relay
-from mqttrelay.engine.relay_errors import ErrorKind
-from mqttrelay.engine.session_info import SessionInfo
-from mqttrelay.engine.snapshot import SnapshotError
-from mqttrelay.engine.source import IngestSource
+from mqttrelay.hub.snapshot import SnapshotError
+from mqttrelay.hub.source import IngestSource
+from mqttrelay.ingest.session_info import SessionInfo
 from mqttrelay.lib.redact import display_url, known_secrets, mask
+from mqttrelay.relays.encoder import EncoderState
+from mqttrelay.relays.relay import Relay
+from mqttrelay.relays.relay_errors import ErrorKind
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class StreamState:
     down_since: str | None = None  # ISO time of the first failed try of an outage
     problem: str | None = None  # a long outage, in words (it is still tried)
     error_kind: ErrorKind | None = (
-        None  # of last_error: refused, dns, tls... (engine/relay_errors.py)
+        None  # of last_error: refused, dns, tls... (relays/relay_errors.py)
     )
     error_detail: str | None = None  # the masked raw lines behind last_error
     source: str = MAIN_SOURCE  # the ingest source it relays

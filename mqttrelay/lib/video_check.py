@@ -3,8 +3,8 @@
 OBS set to HEVC or AV1 publishes Enhanced RTMP. nginx-rtmp accepts it, then
 hands its players audio only, or nothing with `wait_video on`: without this
 mqttrelay would only show the ingest idle and every destination waiting.
-The hub (cached mode, engine/video_watch.py) and the stat page poll (direct
-mode, ingest/direct.py) both ask this.
+The hub (cached mode, ingest/video_watch.py) and the stat page poll (direct
+mode, ingest/nginx/direct.py) both ask this.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mqttrelay.engine.ffmpeg import build_test_source_argv
-from mqttrelay.ingest.nginx import NginxSettings, render_nginx_conf
+from mqttrelay.ffmpeg.argv import build_test_source_argv
+from mqttrelay.ingest.nginx.conf import NginxSettings, render_nginx_conf
 
 from ..conftest import CANARY_KEY
 from ..netns import Namespace, gateway, hosts_beside_this_one

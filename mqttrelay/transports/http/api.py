@@ -31,9 +31,9 @@ from mqttrelay.control.router import (
     UnknownStreamError,
 )
 from mqttrelay.control.timers import Timer
-from mqttrelay.engine.relay_errors import ErrorKind
-from mqttrelay.engine.status import Status
 from mqttrelay.lib.ratelimit import RateLimitedLog
+from mqttrelay.relays.relay_errors import ErrorKind
+from mqttrelay.relays.status import Status
 from mqttrelay.transports.http.body import JsonBodyMiddleware
 from mqttrelay.transports.http.destinations import destination_routes
 from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets

@@ -28,7 +28,7 @@ from mqttrelay.control.router import (
     UnknownSourceError,
     UnknownStreamError,
 )
-from mqttrelay.engine.snapshot import SnapshotError
+from mqttrelay.hub.snapshot import SnapshotError
 
 
 class _Body(BaseModel):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mqttrelay import __version__
-from mqttrelay.engine.status import Status
+from mqttrelay.relays.status import Status
 
 SUPPORT_URL = "https://github.com/mqttrelay/mqttrelay"
 STATUS_OPTIONS = [s.value for s in Status]

@@ -14,7 +14,7 @@ import aiomqtt
 
 from mqttrelay.config import MAIN_SOURCE
 from mqttrelay.control.router import IngestState, Router
-from mqttrelay.engine.snapshot import SnapshotError
+from mqttrelay.hub.snapshot import SnapshotError
 from mqttrelay.lib.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from mqttrelay.engine.session_info import SessionInfo
-from mqttrelay.engine.subscription import Subscription
+from mqttrelay.hub.subscription import Subscription
+from mqttrelay.ingest.session_info import SessionInfo
 
 
 class Feed(Protocol):

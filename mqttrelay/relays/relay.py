@@ -14,18 +14,18 @@ from datetime import UTC, datetime
 import psutil
 
 from mqttrelay.config import StreamConfig
-from mqttrelay.engine import relay_errors
-from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
-from mqttrelay.engine.ffmpeg_check import ffmpeg_enhanced_rtmp_problem
-from mqttrelay.engine.hub import Hub
-from mqttrelay.engine.outage import Outage
-from mqttrelay.engine.source import Feed, IngestSource
-from mqttrelay.engine.status import Status
-from mqttrelay.engine.subscription import Subscription
-from mqttrelay.engine.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
+from mqttrelay.ffmpeg.argv import BitrateMeter, ProgressParser, build_relay_argv
+from mqttrelay.ffmpeg.check import ffmpeg_enhanced_rtmp_problem
+from mqttrelay.hub.hub import Hub
+from mqttrelay.hub.source import Feed, IngestSource
+from mqttrelay.hub.subscription import Subscription
 from mqttrelay.lib import process, socket_queue
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.redact import display_url
+from mqttrelay.relays import relay_errors
+from mqttrelay.relays.outage import Outage
+from mqttrelay.relays.status import Status
+from mqttrelay.relays.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mqttrelay.engine.flv import FlvTag
-from mqttrelay.engine.session_info import describe_session
+from mqttrelay.ingest.session_info import describe_session
+from mqttrelay.lib.flv import FlvTag
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,18 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from mqttrelay.engine.backup import FeedShape, feed_shape, pairing_problem
-from mqttrelay.engine.fanout import FanOut
-from mqttrelay.engine.ffmpeg import build_tap_argv as _tap_argv
-from mqttrelay.engine.flv import FlvHeader, FlvTag, TimestampRewriter, encode_header
-from mqttrelay.engine.rtmp_feed import RtmpFeed
-from mqttrelay.engine.session_info import SessionInfo, describe_session
-from mqttrelay.engine.snapshot import Snapshots
-from mqttrelay.engine.standby import LoopMaker, LoopPlayer, SessionSample
-from mqttrelay.engine.subscription import Subscription
-from mqttrelay.engine.tap import Tap
-from mqttrelay.engine.video_watch import VideoWatch
+from mqttrelay.ffmpeg.argv import build_tap_argv as _tap_argv
+from mqttrelay.hub.backup import FeedShape, feed_shape, pairing_problem
+from mqttrelay.hub.fanout import FanOut
+from mqttrelay.hub.snapshot import Snapshots
+from mqttrelay.hub.standby import LoopMaker, LoopPlayer, SessionSample
+from mqttrelay.hub.subscription import Subscription
+from mqttrelay.ingest.nginx.tap import Tap
+from mqttrelay.ingest.rtmp.feed import RtmpFeed
+from mqttrelay.ingest.session_info import SessionInfo, describe_session
+from mqttrelay.ingest.video_watch import VideoWatch
 from mqttrelay.lib.aio import Notifier
+from mqttrelay.lib.flv import FlvHeader, FlvTag, TimestampRewriter, encode_header
 
 log = logging.getLogger(__name__)
 

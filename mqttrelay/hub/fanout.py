@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from mqttrelay.engine.flv import FlvTag, encode_header
-from mqttrelay.engine.subscription import DEFAULT_MAX_DELAY_MS, Subscription
+from mqttrelay.hub.subscription import DEFAULT_MAX_DELAY_MS, Subscription
+from mqttrelay.lib.flv import FlvTag, encode_header
 
 GOP_CACHE_MAX_MS = 12_000  # without a keyframe for this long, the cache is dropped
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024

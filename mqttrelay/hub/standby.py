@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from mqttrelay.engine.flv import FlvError, FlvReader, FlvTag
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.flv import FlvError, FlvReader, FlvTag
 
 log = logging.getLogger(__name__)
 

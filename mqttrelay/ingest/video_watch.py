@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from mqttrelay.engine.flv import FlvHeader, FlvTag
+from mqttrelay.lib.flv import FlvHeader, FlvTag
 from mqttrelay.lib.video_check import video_problem, wait_for_video_s
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from mqttrelay.engine.flv import FlvHeader, FlvTag, TagType
-from mqttrelay.engine.session_info import parse_metadata
+from mqttrelay.ingest.session_info import parse_metadata
+from mqttrelay.lib.flv import FlvHeader, FlvTag, TagType
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 
 from mqttrelay.config import MAIN_SOURCE, FfmpegConfig, IngestConfig, StreamConfig
-from mqttrelay.engine.encoder import ProfileEncoder
-from mqttrelay.engine.hub import Hub
-from mqttrelay.engine.relay import Relay, RelaySettings
-from mqttrelay.engine.source import IngestSource
-from mqttrelay.engine.tls_tunnel import find_stunnel
+from mqttrelay.hub.hub import Hub
+from mqttrelay.hub.source import IngestSource
+from mqttrelay.relays.encoder import ProfileEncoder
+from mqttrelay.relays.relay import Relay, RelaySettings
+from mqttrelay.relays.tls_tunnel import find_stunnel
 
 log = logging.getLogger(__name__)
 

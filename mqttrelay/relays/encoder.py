@@ -18,17 +18,17 @@ from dataclasses import dataclass
 import psutil
 
 from mqttrelay.config.profiles import ProfileConfig
-from mqttrelay.engine.fanout import FanOut
-from mqttrelay.engine.flv import FlvError, FlvReader, encode_header
-from mqttrelay.engine.hub import Hub
-from mqttrelay.engine.profile_argv import (
+from mqttrelay.ffmpeg.profile_argv import (
     EncoderProgress,
     build_profile_argv,
     parse_progress_block,
 )
-from mqttrelay.engine.subscription import Subscription
+from mqttrelay.hub.fanout import FanOut
+from mqttrelay.hub.hub import Hub
+from mqttrelay.hub.subscription import Subscription
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.flv import FlvError, FlvReader, encode_header
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.lib.redact import mask
 

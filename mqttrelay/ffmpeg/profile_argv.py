@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mqttrelay.config.profiles import ProfileConfig
-from mqttrelay.engine.ffmpeg import FAST_PROBE
+from mqttrelay.ffmpeg.argv import FAST_PROBE
 
 VAAPI_DEVICE = "/dev/dri/renderD128"
 _DEFAULT_PRESETS = {"libx264": "veryfast", "h264_qsv": "veryfast", "h264_nvenc": "p4"}

@@ -17,9 +17,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from mqttrelay.engine.flv import FlvError, FlvHeader, FlvReader, FlvTag
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.flv import FlvError, FlvHeader, FlvReader, FlvTag
 
 log = logging.getLogger(__name__)
 _CONTEXT_ADDRESS = re.compile(r"@ 0x[0-9a-f]+")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mqttrelay.config.profiles import ProfileConfig
-from mqttrelay.engine.profile_argv import encoders_listed
+from mqttrelay.ffmpeg.profile_argv import encoders_listed
 from mqttrelay.lib import process
 
 CHECK_TIMEOUT_S = 10.0

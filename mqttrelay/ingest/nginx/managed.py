@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from mqttrelay.config import ApiConfig, IngestConfig
-from mqttrelay.ingest.nginx import (
+from mqttrelay.ingest.nginx.conf import (
     RTMP_MODULE,
     NginxSettings,
     render_nginx_conf,

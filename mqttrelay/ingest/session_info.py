@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from mqttrelay.engine.flv import FlvTag
+from mqttrelay.lib.flv import FlvTag
 
 _VIDEO_CODECS = {2: "H.263", 4: "VP6", 7: "H.264", 12: "HEVC"}
 _AUDIO_CODECS = {2: "MP3", 10: "AAC", 11: "Speex"}
