@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqttrelay.config import Config, split_listen
-from mqttrelay.engine.ffmpeg_check import enhanced_rtmp_problem, ffmpeg_version
+from mqttrelay.engine.ffmpeg import ffmpeg_version
+from mqttrelay.engine.ffmpeg_check import enhanced_rtmp_problem
 from mqttrelay.engine.flv import FlvTag, TagType
 from mqttrelay.engine.session_info import describe_session
 from mqttrelay.ingest.rtmp import amf0, handshake

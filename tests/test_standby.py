@@ -25,7 +25,8 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.engine import tap
-from mqttrelay.engine.standby import FONT, StreamShape, loop_argv, loop_from_flv
+from mqttrelay.engine.ffmpeg import StreamShape, loop_argv
+from mqttrelay.engine.standby import FONT, loop_from_flv
 from mqttrelay.transports.http.api import ApiContext, create_app
 
 from .conftest import make_config

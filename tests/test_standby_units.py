@@ -10,17 +10,15 @@ from pathlib import Path
 import pytest
 
 from mqttrelay.config import ConfigError, load_config, parse_config
+from mqttrelay.engine.ffmpeg import StreamShape, loop_argv, parse_probe
 from mqttrelay.engine.flv import FlvTag, TagType, encode_header
 from mqttrelay.engine.standby import (
     SAMPLE_MS,
     Loop,
     LoopPlayer,
     SessionSample,
-    StreamShape,
     ffprobe_beside,
-    loop_argv,
     loop_from_flv,
-    parse_probe,
 )
 
 SHAPE = StreamShape(1280, 720, Fraction(30), "yuv420p", 48000, 2)

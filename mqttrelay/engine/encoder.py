@@ -19,13 +19,14 @@ import psutil
 
 from mqttrelay.config.profiles import ProfileConfig
 from mqttrelay.engine.fanout import FanOut
+from mqttrelay.engine.ffmpeg import (
+    Progress,
+    ProgressParser,
+    build_profile_argv,
+    progress_field,
+)
 from mqttrelay.engine.flv import FlvError, FlvReader, encode_header
 from mqttrelay.engine.hub import Hub
-from mqttrelay.engine.profile_argv import (
-    EncoderProgress,
-    build_profile_argv,
-    parse_progress_block,
-)
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
@@ -74,7 +75,7 @@ class ProfileEncoder:
         self._wake = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
         self._ps: psutil.Process | None = None
-        self._progress = EncoderProgress(None, 0, None)
+        self._progress = Progress()
         self._slow = RateLimitedLog(log, 60.0)
         self.restarts = 0
         self.last_error: str | None = None
@@ -203,14 +204,11 @@ class ProfileEncoder:
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         """Progress blocks (key=value) and error lines, masked, on one stream."""
         assert proc.stderr is not None
-        fields: dict[str, str] = {}
+        parser = ProgressParser()
         while raw := await proc.stderr.readline():
             line = raw.decode("utf-8", "replace").strip()
-            key, sep, value = line.partition("=")
-            if sep and " " not in key:
-                fields[key] = value
-                if key == "progress":
-                    self._progress, fields = parse_progress_block(fields), {}
+            if progress_field(line) is not None:
+                self._progress = parser.feed_line(line) or self._progress
             elif line:
                 line = mask(line, list(self._secrets()))
                 self._tail.append(line)
