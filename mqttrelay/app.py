@@ -46,7 +46,7 @@ from mqttrelay.ingest.rtmp.server import RtmpServer
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
-from mqttrelay.lib.redact import known_secrets, remember_secrets
+from mqttrelay.lib.redact import Redactor
 from mqttrelay.transports.http.api import ApiContext, create_app
 from mqttrelay.transports.http.server import (
     ApiServer,
@@ -81,10 +81,18 @@ class Service:
     then the ingest reader, the relays and the clock start. Stop: the clock,
     a last write of the state file, the relays, the ingest reader."""
 
-    def __init__(self, config: Config, relay_overrides: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        relay_overrides: dict[str, float] | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        """`redactor`: the log formatter's (cli.py), else one of its own; whatever
+        logs or reads a child's output is handed this one."""
         self.config = config
         self.owner = str(config.state_file.resolve())  # marks every process we start
-        remember_secrets(config.secrets)  # the log formatter masks these in every line
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.redactor.add(config.secrets)
         self._relay_overrides = relay_overrides
         self.encoders: dict[str, ProfileEncoder] = {}
         # the built-in ingest (ingest.listen) feeds the hub in-process, for good
@@ -103,6 +111,7 @@ class Service:
             config.ingest.mode,
             self.clock,
             lambda: [encoder.state() for encoder in self.encoders.values()],
+            redactor=self.redactor,
         )
         self.persistence = Persistence(
             StateFile(config.state_file), self.router.desired, self.clock.pending
@@ -118,12 +127,13 @@ class Service:
                 config.ffmpeg.path,
                 config.ingest.url,
                 self.owner,
-                list(known_secrets()),
+                self.redactor,
                 standby=LoopMaker(
                     config.ffmpeg.path,
                     ffprobe_beside(config.ffmpeg.path),
                     standby.image,
                     self.owner,
+                    self.redactor,
                 )
                 if standby
                 else None,
@@ -147,8 +157,8 @@ class Service:
             config.streams,
             self._relay_overrides,
             self.encoders,
+            redactor=self.redactor,
         )
-        relays.add_secrets(known_secrets())
         return hub, source, relays
 
     def _add_encoders(self, hub: Hub | None, config: Config) -> None:
@@ -158,7 +168,7 @@ class Service:
         for name, profile in config.profiles.items():
             if name not in self.encoders:
                 self.encoders[name] = ProfileEncoder(
-                    name, profile, config.ffmpeg.path, self.owner, hub, known_secrets
+                    name, profile, config.ffmpeg.path, self.owner, hub, self.redactor
                 )
 
     def _changed(self, event: ChangeEvent) -> None:
@@ -205,9 +215,7 @@ class Service:
         """Reconcile streams and schedules with a new config; untouched relays keep
         running. Settings outside `streams` and `schedules` need a restart."""
         plan = plan_reload(self.config, new)
-        remember_secrets(new.secrets)
-        self.source.add_secrets(new.secrets)
-        self.relays.add_secrets(new.secrets)
+        self.redactor.add(new.secrets)  # everyone masks them from their next line
         self._add_encoders(self.hub, new)  # a profile added by the reload
         profiles = new.profiles | self.config.profiles  # a changed one runs as it was
         self.config = self.config.model_copy(
@@ -254,7 +262,9 @@ class Service:
         return await self.reload(load_config(path))
 
 
-async def run(config: Config, config_path: Path | None = None) -> None:
+async def run(
+    config: Config, config_path: Path | None = None, redactor: Redactor | None = None
+) -> None:
     """Run until SIGTERM or SIGINT, then stop every relay and return.
 
     Each part registers its own stop as it starts, so a failure half-way
@@ -279,7 +289,7 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 f"API: {exc.strerror or exc}"
             ) from None
         stack.callback(sock.close)
-        service = Service(config)
+        service = Service(config, redactor=redactor)
         hook_secret = _hook_secret(config)
         if config.ingest.manage:
             nginx = ManagedNginx.from_config(

@@ -31,7 +31,7 @@ from mqttrelay.engine.subscription import Subscription
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.ratelimit import RateLimitedLog
-from mqttrelay.lib.redact import mask
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,14 @@ class EncoderState:
 class ProfileEncoder:
     def __init__(
         self, name: str, profile: ProfileConfig, ffmpeg: str, owner: str, hub: Hub,
-        secrets: Callable[[], tuple[str, ...]],
+        redactor: Redactor,
     ) -> None:  # fmt: skip
         self.name = name
         self.profile = profile
         self.ffmpeg = ffmpeg
         self._owner = owner
         self._hub = hub
-        self._secrets = secrets
+        self._redactor = redactor
         self._fanout = FanOut()
         self._task: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
@@ -210,7 +210,7 @@ class ProfileEncoder:
             if progress_field(line) is not None:
                 self._progress = parser.feed_line(line) or self._progress
             elif line:
-                line = mask(line, list(self._secrets()))
+                line = self._redactor.mask(line)
                 self._tail.append(line)
                 log.warning("profile %s: ffmpeg: %s", self.name, line)
 

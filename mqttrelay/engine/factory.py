@@ -14,6 +14,7 @@ from mqttrelay.engine.hub import Hub
 from mqttrelay.engine.relay import Relay, RelaySettings
 from mqttrelay.engine.source import IngestSource
 from mqttrelay.engine.tls_tunnel import find_stunnel
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,12 @@ class RelayFactory:
         streams: Iterable[StreamConfig] = (),
         overrides: dict[str, float] | None = None,
         encoders: Mapping[str, ProfileEncoder] | None = None,
+        *,
+        redactor: Redactor,
     ) -> None:
         """`streams` only tells whether a missing stunnel is worth a warning;
-        `overrides` change RelaySettings' timings (tests and benchmarks)."""
+        `overrides` change RelaySettings' timings (tests and benchmarks); every
+        relay masks what it reads with `redactor`."""
         self.source = source
         self._hub = hub
         self._encoders = encoders if encoders is not None else {}  # shared: reloads add to it
@@ -39,7 +43,7 @@ class RelayFactory:
             RelaySettings(
                 ffmpeg=ffmpeg.path,
                 owner=owner,
-                secrets=(),
+                redactor=redactor,
                 ingest_url=ingest.url,
                 hold_s=ingest.hold_s,
                 connect_timeout_s=ffmpeg.connect_timeout_s,
@@ -56,12 +60,6 @@ class RelayFactory:
             relay.settings = dataclasses.replace(relay.settings, ffmpeg=ffmpeg)
         for encoder in self._encoders.values():
             encoder.ffmpeg = ffmpeg
-
-    def add_secrets(self, secrets: Iterable[str]) -> None:
-        """Keys to mask in what relays log; every relay made from now on masks them."""
-        known = self._settings.secrets
-        added = tuple(s for s in dict.fromkeys(secrets) if s not in known)
-        self._settings = dataclasses.replace(self._settings, secrets=known + added)
 
     def __call__(self, stream: StreamConfig, on_change: Callable[[Relay, bool], None]) -> Relay:
         feed = self._encoders.get(stream.profile) if stream.profile else None

@@ -29,6 +29,7 @@ from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tap import Tap
 from mqttrelay.engine.video_watch import VideoWatch
 from mqttrelay.lib.aio import Notifier
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ class Reader(Protocol):
 
     def renew(self) -> None: ...
 
-    def add_secrets(self, secrets: list[str]) -> None: ...
-
 
 class Hub(Notifier):
     """Supervises the tap and fans its tags out to subscriptions."""
@@ -63,7 +62,7 @@ class Hub(Notifier):
         ffmpeg: str,
         ingest_url: str,
         owner: str,
-        secrets: list[str],
+        redactor: Redactor,
         grace_s: float = 2.0,
         standby: LoopMaker | None = None,
         standby_max_s: float = 600.0,
@@ -81,7 +80,7 @@ class Hub(Notifier):
         self.standby_held = False  # "be right back": standby by hand while OBS sends
         self._sample: SessionSample | None = None  # the session's first seconds, for the probe
         self._ingest_url = ingest_url
-        self.snapshots = Snapshots(ffmpeg, owner, self.keyframe_flv, secrets)
+        self.snapshots = Snapshots(ffmpeg, owner, self.keyframe_flv, redactor)
         self._tap: Reader
         if feed is not None:
             feed.attach(self._on_header, self._on_tag, self._end_session)
@@ -90,7 +89,7 @@ class Hub(Notifier):
             self._tap = Tap(
                 _tap_argv(ffmpeg, ingest_url),
                 owner,
-                secrets,
+                redactor,
                 grace_s,
                 self._on_header,
                 self._on_tag,
@@ -142,9 +141,6 @@ class Hub(Notifier):
         await self._tap.stop()
         self._video_watch.stop()
         self._fanout.close()
-
-    def add_secrets(self, secrets: list[str]) -> None:
-        self._tap.add_secrets(secrets)
 
     def set_ffmpeg(self, ffmpeg: str) -> None:
         """A new ffmpeg for what starts from now on; running processes go on."""

@@ -25,7 +25,7 @@ from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
 from mqttrelay.lib import process, socket_queue
 from mqttrelay.lib.aio import cancel_and_wait
-from mqttrelay.lib.redact import display_url
+from mqttrelay.lib.redact import Redactor, display_url
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ _ENHANCED_RTMP_PROBLEMS: dict[str, str | None] = {}
 class RelaySettings:
     ffmpeg: str
     owner: str
-    secrets: tuple[str, ...]
+    redactor: Redactor  # masks every line read from ffmpeg and stunnel
     ingest_url: str
     hold_s: float = 30.0
     stop_grace_s: float = 3.0
@@ -306,7 +306,7 @@ class Relay:
         if self.settings.stunnel is not None and is_rtmps(target):
             if self._tunnel is None:
                 self._tunnel = TlsTunnel(
-                    self.settings.stunnel, self.settings.owner, self.settings.secrets
+                    self.settings.stunnel, self.settings.owner, self.settings.redactor
                 )
             try:
                 target, tcurl = await self._tunnel.ensure(target)
@@ -340,7 +340,7 @@ class Relay:
             asyncio.create_task(self._read_progress(proc)),
             asyncio.create_task(
                 process.read_stderr(
-                    proc.stderr, self.settings.secrets, self.stderr_tail, self._log_stderr
+                    proc.stderr, self.settings.redactor, self.stderr_tail, self._log_stderr
                 )
             ),
             asyncio.create_task(self._notify_exit(proc)),

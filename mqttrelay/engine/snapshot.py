@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from mqttrelay.engine.ffmpeg import last_line, snapshot_argv
 from mqttrelay.lib import process
-from mqttrelay.lib.redact import mask
+from mqttrelay.lib.redact import Redactor
 
 SNAPSHOT_CACHE_S = 2.0
 SNAPSHOT_TIMEOUT_S = 10.0
@@ -22,13 +22,13 @@ class SnapshotError(Exception):
 
 class Snapshots:
     def __init__(
-        self, ffmpeg: str, owner: str, keyframe: Callable[[], bytes | None], secrets: list[str]
+        self, ffmpeg: str, owner: str, keyframe: Callable[[], bytes | None], redactor: Redactor
     ) -> None:
         """`keyframe`: the FLV of the latest keyframe with its headers, or None."""
         self.ffmpeg = ffmpeg
         self._owner = owner
         self._keyframe = keyframe
-        self._secrets = secrets
+        self._redactor = redactor
         self._jpeg: bytes | None = None
         self._taken = 0.0
         self._lock = asyncio.Lock()
@@ -57,6 +57,6 @@ class Snapshots:
             raise SnapshotError("decoding the picture took too long") from None
         if code != 0 or not out.startswith(b"\xff\xd8"):
             line = last_line(err)
-            why = mask(line, self._secrets) if line else f"exit code {code}"
+            why = self._redactor.mask(line) if line else f"exit code {code}"
             raise SnapshotError(f"ffmpeg could not decode the picture: {why}")
         return out

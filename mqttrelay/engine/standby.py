@@ -22,6 +22,7 @@ from mqttrelay.engine.ffmpeg import StreamShape, last_line, loop_argv, parse_pro
 from mqttrelay.engine.flv import FlvError, FlvReader, FlvTag
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,11 @@ def _end_of_sequence(tag: FlvTag) -> bool:
 class LoopMaker:
     """Probes each session and keeps the loop for its shape (one per shape)."""
 
-    def __init__(self, ffmpeg: str, ffprobe: str, image: Path | None, owner: str) -> None:
+    def __init__(
+        self, ffmpeg: str, ffprobe: str, image: Path | None, owner: str, redactor: Redactor
+    ) -> None:
         self._ffmpeg = ffmpeg
+        self._redactor = redactor
         self._ffprobe = ffprobe
         self._image = image
         self._owner = owner
@@ -163,7 +167,8 @@ class LoopMaker:
             self._fail(f"{what}: took over {ENCODE_TIMEOUT_S:.0f} s")
             return None
         if code != 0:
-            self._fail(f"{what}: {last_line(err) or f'exit code {code}'}")
+            line = last_line(err)
+            self._fail(f"{what}: {self._redactor.mask(line) if line else f'exit code {code}'}")
             return None
         return out
 
