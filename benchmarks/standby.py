@@ -21,7 +21,7 @@ import uvicorn
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.hub.standby import StreamShape, loop_argv
+from mqttrelay.ffmpeg import StreamShape, loop_argv
 from mqttrelay.transports.http.api import ApiContext, create_app
 from mqttrelay.transports.http.server import ApiServer, bind_api_socket
 from tests.support import (

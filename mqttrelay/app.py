@@ -45,7 +45,7 @@ from mqttrelay.ingest.rtmp.server import RtmpServer, Sink
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
-from mqttrelay.lib.redact import known_secrets, remember_secrets
+from mqttrelay.lib.redact import Redactor
 from mqttrelay.relays.encoder import ProfileEncoder
 from mqttrelay.relays.factory import RelayFactory, SourceReader, encoder_key
 from mqttrelay.transports.http.api import ApiContext, create_app
@@ -82,10 +82,18 @@ class Service:
     then the ingest reader, the relays and the clock start. Stop: the clock,
     a last write of the state file, the relays, the ingest reader."""
 
-    def __init__(self, config: Config, relay_overrides: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        relay_overrides: dict[str, float] | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        """`redactor`: the log formatter's (cli.py), else one of its own; whatever
+        logs or reads a child's output is handed this one."""
         self.config = config
         self.owner = str(config.state_file.resolve())  # marks every process we start
-        remember_secrets(config.secrets)  # the log formatter masks these in every line
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.redactor.add(config.secrets)
         self._relay_overrides = relay_overrides
         self.encoders: dict[str, ProfileEncoder] = {}
         # the built-in ingest (ingest.listen) feeds each source's hub in-process, for good
@@ -109,6 +117,7 @@ class Service:
             self.clock,
             lambda: [encoder.state() for encoder in self.encoders.values()],
             self._sources(config),
+            redactor=self.redactor,
         )
         self.persistence = Persistence(
             StateFile(config.state_file), self.router.desired, self.clock.pending
@@ -141,8 +150,8 @@ class Service:
             self._relay_overrides,
             self.encoders,
             readers,
+            redactor=self.redactor,
         )
-        relays.add_secrets(known_secrets())
         return main.hub, main.reader, relays
 
     def _reader(self, config: Config, url: str, feed: RtmpFeed | None) -> SourceReader:
@@ -154,9 +163,13 @@ class Service:
             config.ffmpeg.path,
             url,
             self.owner,
-            list(known_secrets()),
+            self.redactor,
             standby=LoopMaker(
-                config.ffmpeg.path, ffprobe_beside(config.ffmpeg.path), standby.image, self.owner
+                config.ffmpeg.path,
+                ffprobe_beside(config.ffmpeg.path),
+                standby.image,
+                self.owner,
+                self.redactor,
             )
             if standby
             else None,
@@ -173,7 +186,7 @@ class Service:
                 key = encoder_key(name, source_id)
                 if key not in self.encoders:
                     self.encoders[key] = ProfileEncoder(
-                        key, profile, config.ffmpeg.path, self.owner, hub, known_secrets
+                        key, profile, config.ffmpeg.path, self.owner, hub, self.redactor
                     )
 
     def _sources(self, config: Config) -> Sources:
@@ -230,10 +243,7 @@ class Service:
         """Reconcile streams and schedules with a new config; untouched relays keep
         running. Settings outside `streams` and `schedules` need a restart."""
         plan = plan_reload(self.config, new)
-        remember_secrets(new.secrets)
-        for reader in self.readers.values():
-            reader.add_secrets(new.secrets)
-        self.relays.add_secrets(new.secrets)
+        self.redactor.add(new.secrets)
         self._add_encoders(new)  # a profile added by the reload
         profiles = new.profiles | self.config.profiles  # a changed one runs as it was
         self.config = self.config.model_copy(
@@ -282,7 +292,9 @@ class Service:
         return await self.reload(load_config(path))
 
 
-async def run(config: Config, config_path: Path | None = None) -> None:
+async def run(
+    config: Config, config_path: Path | None = None, redactor: Redactor | None = None
+) -> None:
     """Run until SIGTERM or SIGINT, then stop every relay and return.
 
     Each part registers its own stop as it starts, so a failure half-way
@@ -307,7 +319,7 @@ async def run(config: Config, config_path: Path | None = None) -> None:
                 f"API: {exc.strerror or exc}"
             ) from None
         stack.callback(sock.close)
-        service = Service(config)
+        service = Service(config, redactor=redactor)
         hook_secret = _hook_secret(config)
         if config.ingest.manage:
             nginx = ManagedNginx.from_config(

@@ -14,7 +14,7 @@ from mqttrelay import app
 from mqttrelay.config import Config, ConfigError, load_config, policy_problems
 from mqttrelay.ingest.nginx.conf import render_include, render_nginx_conf, settings_from_config
 from mqttrelay.ingest.nginx.hook_secret import hook_secret_path, load_hook_secret
-from mqttrelay.lib.redact import escape_control, known_secrets, mask, remember_secrets
+from mqttrelay.lib.redact import Redactor, escape_control
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -24,21 +24,21 @@ class MaskingFormatter(logging.Formatter):
     and escapes control characters in the message: text from outside (a hook's
     form, an MQTT topic) cannot forge a line of its own."""
 
-    def __init__(self, fmt: str, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, fmt: str, redactor: Redactor) -> None:
         super().__init__(fmt)
-        remember_secrets(secrets)
+        self._redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
         safe = logging.makeLogRecord(record.__dict__)
         safe.msg, safe.args = escape_control(record.getMessage()), None
-        # secrets a reload added are known from then on: read them at each line
-        return mask(super().format(safe), known_secrets())
+        # the service's redactor: secrets a reload added are masked from then on
+        return self._redactor.mask(super().format(safe))
 
 
-def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
+def setup_logging(level: str, redactor: Redactor) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+        MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", redactor)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -102,9 +102,11 @@ def _run(path: Path, log_level: str) -> int:
     config = _load(path)
     if config is None:
         return 2
-    setup_logging(log_level, config.secrets)
+    # one redactor for the process: the log formatter and the service share it
+    redactor = Redactor(config.secrets)
+    setup_logging(log_level, redactor)
     try:
-        asyncio.run(app.run(config, path))
+        asyncio.run(app.run(config, path, redactor))
     except app.StartupError as exc:
         print(f"mqttrelay: {exc}", file=sys.stderr)
         return 2
@@ -140,9 +142,10 @@ def cmd_container(_: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo  # imports the web stack only when needed
 
-    setup_logging(args.log_level)
+    redactor = Redactor()  # the service adds the demo config's secrets
+    setup_logging(args.log_level, redactor)
     try:
-        asyncio.run(run_demo(args.port))
+        asyncio.run(run_demo(args.port, redactor))
     except app.StartupError as exc:
         print(f"mqttrelay demo: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from mqttrelay.ingest.nginx.conf import NginxSettings
 from mqttrelay.ingest.nginx.managed import ManagedNginx, NginxError, find_executable
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait, port_open
+from mqttrelay.lib.redact import Redactor
 from mqttrelay.transports.mqtt.discovery import Topics
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def banner(config: Config, ports: dict[str, int], mqtt: bool) -> str:
     return "\n".join(lines)
 
 
-async def run_demo(api_port: int = 8088) -> None:
+async def run_demo(api_port: int = 8088, redactor: Redactor | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="mqttrelay-demo-"))
     mqtt = find_executable("mosquitto") is not None
     ports = {
@@ -180,7 +181,7 @@ async def run_demo(api_port: int = 8088) -> None:
             _keep_publishing(config.ingest.url, owner, config.ffmpeg.path)
         )
         print(banner(config, ports, mqtt), flush=True)
-        await app.run(config, config_path)
+        await app.run(config, config_path, redactor)
     finally:
         if publisher is not None:
             await cancel_and_wait(publisher)

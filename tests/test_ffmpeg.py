@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqttrelay.ffmpeg.argv import (
+from mqttrelay.ffmpeg import (
     BitrateMeter,
     ProgressParser,
     bitrate_kbps,
@@ -90,7 +90,7 @@ def test_progress_blocks() -> None:
     for line in ["total_size=12345", "speed=1.01x"]:
         assert parser.feed_line(line) is None
     last = parser.feed_line("progress=end\n")
-    assert last is not None and last.total_size == 12345 and last.ended and last.speed == "1.01x"
+    assert last is not None and last.total_size == 12345 and last.ended and last.speed == 1.01
     assert parser.feed_line("garbage without equals") is None
 
 

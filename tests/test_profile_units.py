@@ -11,13 +11,13 @@ import pytest
 from mqttrelay.config import ConfigError, parse_config
 from mqttrelay.config.profiles import ProfileConfig
 from mqttrelay.control.reload import plan_reload
-from mqttrelay.ffmpeg.check import encoder_problems
-from mqttrelay.ffmpeg.profile_argv import (
+from mqttrelay.ffmpeg import (
+    ProgressParser,
     build_profile_argv,
     encoders_listed,
-    parse_progress_block,
     picture_filter,
 )
+from mqttrelay.ffmpeg.check import encoder_problems
 
 BASE = """
 ingest: {url: "rtmp://127.0.0.1:1935/live/stream"}
@@ -97,10 +97,14 @@ def test_the_encoder_argv() -> None:
 
 
 def test_progress_and_encoder_listing() -> None:
-    block = {"fps": "25.0", "drop_frames": "3", "speed": "0.98x", "progress": "continue"}
-    progress = parse_progress_block(block)
+    # the encoder's stderr: -progress fields among ffmpeg's messages
+    parser = ProgressParser()
+    block = ["fps=25.0", "drop_frames=3", "speed=0.98x", "progress=continue"]
+    progress = [parser.feed_line(line) for line in block][-1]
+    assert progress is not None
     assert (progress.speed, progress.dropped_frames, progress.fps) == (0.98, 3, 25.0)
-    assert parse_progress_block({"speed": "N/A"}).speed is None
+    unknown = [parser.feed_line(line) for line in ("speed=N/A", "progress=continue")][-1]
+    assert unknown is not None and unknown.speed is None and unknown.dropped_frames == 0
     listing = " V....D libx264              libx264 H.264\n V....D h264_vaapi   VAAPI\n ------\n"
     assert encoders_listed("Encoders:\n V..... = Video\n" + listing) == {"libx264", "h264_vaapi"}
 

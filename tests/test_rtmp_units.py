@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqttrelay.config import Config, split_listen
-from mqttrelay.ffmpeg.check import enhanced_rtmp_problem, ffmpeg_version
+from mqttrelay.ffmpeg import ffmpeg_version
+from mqttrelay.ffmpeg.check import enhanced_rtmp_problem
 from mqttrelay.ingest.rtmp import amf0, handshake
 from mqttrelay.ingest.rtmp.chunks import (
     ABORT,

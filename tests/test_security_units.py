@@ -3,12 +3,14 @@ masking, log escaping, child environments, private files, config policy."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
 import logging
 import os
 import re
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,10 @@ from mqttrelay.ingest.nginx.conf import (
     settings_from_config,
 )
 from mqttrelay.ingest.nginx.hook_secret import hook_secret_path, load_hook_secret
+from mqttrelay.lib import process
 from mqttrelay.lib.files import UnsafeFolderError, private_dir, write_atomic
 from mqttrelay.lib.process import OWNER_ENV, child_environment
-from mqttrelay.lib.redact import display_url, escape_control, remember_secrets
+from mqttrelay.lib.redact import Redactor, display_url, escape_control
 from mqttrelay.transports.http.events import EventTickets
 from mqttrelay.transports.http.guard import (
     HostPolicy,
@@ -103,27 +106,54 @@ def test_control_characters_are_escaped() -> None:
     )
 
 
-def _formatted(logger_name: str, message: str, *args: object) -> str:
-    record = logging.LogRecord(logger_name, logging.WARNING, __file__, 1, message, args, None)
-    return MaskingFormatter("%(name)s: %(message)s").format(record)
-
-
 def test_log_lines_mask_secrets_added_later_and_cannot_be_forged() -> None:
-    remember_secrets(["reload-added-SECRET-99"])
-    line = _formatted(
-        "mqttrelay.transports.http.api", "publisher %s", "x\nERROR forged reload-added-SECRET-99"
+    redactor = Redactor(["config-SECRET-1"])
+    formatter = MaskingFormatter("%(name)s: %(message)s", redactor)
+    redactor.add(["reload-added-SECRET-99"])  # a reload, after logging was set up
+    message = "x\nERROR forged reload-added-SECRET-99 config-SECRET-1"
+    record = logging.LogRecord(
+        "mqttrelay.api", logging.WARNING, __file__, 1, "%s", (message,), None
     )
-    assert "\n" not in line and "reload-added-SECRET-99" not in line and "****" in line
+    line = formatter.format(record)
+    assert "\n" not in line and "SECRET" not in line and line.count("****") == 2
+
+
+def test_one_redactor_adds_removes_and_masks() -> None:
+    redactor = Redactor(["short", None, "", "a-much-longer-short-key"])
+    assert redactor.secrets == ("a-much-longer-short-key", "short")  # longest first
+    assert redactor.mask("a-much-longer-short-key, short, shorter") == "****, ****, shorter"
+    redactor.add(["short"])  # known already: nothing changes
+    redactor.remove(["short", "never-known"])
+    assert list(redactor.secrets) == ["a-much-longer-short-key"]
+    assert redactor.mask("short rtmp://h/app/KEY") == "short rtmp://h/app/****"
+
+
+async def test_a_secret_added_while_ffmpeg_runs_is_masked_from_its_next_line() -> None:
+    """The reader of a running ffmpeg holds the service's redactor, not a copy."""
+    redactor = Redactor(["first-key-0123"])
+    stderr = asyncio.StreamReader()
+    tail: deque[str] = deque(maxlen=5)
+    first_line = asyncio.Event()
+    reading = asyncio.create_task(
+        process.read_stderr(stderr, redactor, tail, lambda _: first_line.set())
+    )
+    stderr.feed_data(b"open first-key-0123\n")
+    await asyncio.wait_for(first_line.wait(), 10)
+    redactor.add(["added-key-4567"])
+    stderr.feed_data(b"open added-key-4567 first-key-0123\n")
+    stderr.feed_eof()
+    await asyncio.wait_for(reading, 10)
+    assert list(tail) == ["open ****", "open **** ****"]
 
 
 def test_uvicorn_logs_through_the_masking_handler() -> None:
     uvicorn_config(lambda *a: None)  # installs uvicorn's logging as run() does
     assert not logging.getLogger("uvicorn.error").handlers
     assert logging.getLogger("uvicorn.error").propagate
-    remember_secrets(["uvicorn-canary-SECRET"])
     out = io.StringIO()
     handler = logging.StreamHandler(out)
-    handler.setFormatter(MaskingFormatter("%(name)s: %(message)s"))
+    redactor = Redactor(["uvicorn-canary-SECRET"])
+    handler.setFormatter(MaskingFormatter("%(name)s: %(message)s", redactor))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -260,7 +290,7 @@ def test_event_tickets_are_single_use_and_expire() -> None:
 
 
 def test_rtmps_goes_through_a_loopback_tunnel_with_the_platform_tcurl() -> None:
-    from mqttrelay.ffmpeg.argv import build_relay_argv
+    from mqttrelay.ffmpeg import build_relay_argv
     from mqttrelay.relays.tls_tunnel import stunnel_conf, through_tunnel
 
     url, tcurl = through_tunnel("rtmps://live-api-s.facebook.com:443/rtmp/FB-KEY", 40001)

@@ -24,7 +24,8 @@ from mqttrelay import app
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, Router
-from mqttrelay.hub.standby import FONT, StreamShape, loop_argv, loop_from_flv
+from mqttrelay.ffmpeg import StreamShape, loop_argv
+from mqttrelay.hub.standby import FONT, loop_from_flv
 from mqttrelay.ingest.nginx import tap
 from mqttrelay.transports.http.api import ApiContext, create_app
 

@@ -10,16 +10,14 @@ from pathlib import Path
 import pytest
 
 from mqttrelay.config import ConfigError, load_config, parse_config
+from mqttrelay.ffmpeg import StreamShape, loop_argv, parse_probe
 from mqttrelay.hub.standby import (
     SAMPLE_MS,
     Loop,
     LoopPlayer,
     SessionSample,
-    StreamShape,
     ffprobe_beside,
-    loop_argv,
     loop_from_flv,
-    parse_probe,
 )
 from mqttrelay.lib.flv import FlvTag, TagType, encode_header
 

@@ -22,7 +22,7 @@ from mqttrelay.control.timers import Timer
 from mqttrelay.hub.snapshot import SnapshotError
 from mqttrelay.hub.source import IngestSource
 from mqttrelay.ingest.session_info import SessionInfo
-from mqttrelay.lib.redact import display_url, known_secrets, mask
+from mqttrelay.lib.redact import Redactor, display_url
 from mqttrelay.relays.encoder import EncoderState
 from mqttrelay.relays.relay import Relay
 from mqttrelay.relays.relay_errors import ErrorKind
@@ -179,10 +179,14 @@ class Router:
         clock: Timekeeper,
         profiles: Callable[[], list[EncoderState]] = list,
         sources: Sources | None = None,
+        *,
+        redactor: Redactor,
     ) -> None:
         """`profiles`: the output profiles' encoders, as they are now; `sources`:
-        every ingest source (`source` is `main`'s)."""
+        every ingest source (`source` is `main`'s); `redactor` masks the errors it
+        reports."""
         self._make_relay = make_relay
+        self._redactor = redactor
         self._profiles = profiles
         self._source = source
         self._mode = mode
@@ -384,7 +388,7 @@ class Router:
             restarts=relay.restarts,
             cpu_percent=cpu,
             rss_mb=rss,
-            last_error=mask(relay.last_error, known_secrets()) if relay.last_error else None,
+            last_error=self._redactor.mask(relay.last_error) if relay.last_error else None,
             next_change_at=upcoming.at.isoformat() if upcoming else None,
             next_change_to=on_off(upcoming.enabled) if upcoming else None,
             version=self._version,
@@ -397,7 +401,7 @@ class Router:
             down_since=relay.down_since.isoformat() if relay.down_since else None,
             problem=relay.problem,
             error_kind=relay.error_kind,
-            error_detail=mask(relay.error_detail, known_secrets()) if relay.error_detail else None,
+            error_detail=self._redactor.mask(relay.error_detail) if relay.error_detail else None,
             source=relay.stream.source,
         )
 
@@ -420,7 +424,7 @@ class Router:
             mode=self._mode,
             live=source.live,
             bitrate_kbps=source.bitrate_kbps,
-            last_error=mask(source.last_error, known_secrets()) if source.last_error else None,
+            last_error=self._redactor.mask(source.last_error) if source.last_error else None,
             standby=source.standby,
             standby_held=source.standby_held,
             standby_available=source.has_standby,

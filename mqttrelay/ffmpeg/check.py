@@ -5,32 +5,18 @@ and that has the protocols relays need."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from mqttrelay.config.profiles import ProfileConfig
-from mqttrelay.ffmpeg.profile_argv import encoders_listed
+from mqttrelay.ffmpeg import encoders_listed, ffmpeg_version, output_protocols, query_argv
 from mqttrelay.lib import process
 
 CHECK_TIMEOUT_S = 10.0
 # what relays write with: rtmp:// and srt:// destinations; rtmps:// needs TLS
 NEEDED_PROTOCOLS = {"rtmp": ("rtmp",), "rtmps": ("rtmps", "tls"), "srt": ("srt",)}
-
-
-def output_protocols(text: str) -> set[str]:
-    """`ffmpeg -protocols` -> the names listed under "Output:"."""
-    names: set[str] = set()
-    section = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.endswith(":"):
-            section = stripped[:-1].lower()
-        elif section == "output" and stripped:
-            names.add(stripped)
-    return names
 
 
 def missing_protocols(protocols: set[str]) -> list[str]:
@@ -69,10 +55,10 @@ async def ffmpeg_problem(path: str, owner: str) -> str | None:
     if problem is not None:
         return problem
     try:
-        code, version = await _output([path, "-hide_banner", "-version"], owner)
+        code, version = await _output(query_argv(path, "-version"), owner)
         if code != 0 or not version.startswith("ffmpeg version"):
             return f"{path}: this is not ffmpeg (`{path} -version` does not say 'ffmpeg version')"
-        code, listing = await _output([path, "-hide_banner", "-protocols"], owner)
+        code, listing = await _output(query_argv(path, "-protocols"), owner)
     except TimeoutError:
         return f"{path}: did not answer within {CHECK_TIMEOUT_S:.0f} s"
     except OSError as exc:
@@ -88,7 +74,7 @@ async def encoder_problems(ffmpeg: str, profiles: Mapping[str, ProfileConfig]) -
     if not profiles:
         return []
     try:
-        _, listing = await _output([ffmpeg, "-hide_banner", "-encoders"], "mqttrelay-check")
+        _, listing = await _output(query_argv(ffmpeg, "-encoders"), "mqttrelay-check")
     except (OSError, TimeoutError) as exc:
         return [f"ffmpeg.path: cannot run {ffmpeg} -encoders: {exc}"]
     have = encoders_listed(listing)
@@ -105,12 +91,6 @@ async def encoder_problems(ffmpeg: str, profiles: Mapping[str, ProfileConfig]) -
 ENHANCED_RTMP_SINCE = (6, 1)
 
 
-def ffmpeg_version(text: str) -> tuple[int, int] | None:
-    """`ffmpeg -version`'s first line -> (major, minor); None for a git build."""
-    match = re.match(r"ffmpeg version n?(\d+)\.(\d+)", text)
-    return (int(match[1]), int(match[2])) if match else None
-
-
 def enhanced_rtmp_problem(path: str, version_text: str) -> str | None:
     """What this ffmpeg cannot relay from the built-in ingest, or None."""
     version = ffmpeg_version(version_text)
@@ -125,7 +105,7 @@ def enhanced_rtmp_problem(path: str, version_text: str) -> str | None:
 
 async def ffmpeg_enhanced_rtmp_problem(path: str, owner: str) -> str | None:
     try:
-        _, version = await _output([path, "-hide_banner", "-version"], owner)
+        _, version = await _output(query_argv(path, "-version"), owner)
     except (OSError, TimeoutError):
         return None  # ffmpeg_problem says why it cannot run
     return enhanced_rtmp_problem(path, version)

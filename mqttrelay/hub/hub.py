@@ -30,6 +30,7 @@ from mqttrelay.ingest.session_info import SessionInfo, describe_session
 from mqttrelay.ingest.video_watch import VideoWatch
 from mqttrelay.lib.aio import Notifier
 from mqttrelay.lib.flv import FlvHeader, FlvTag, TimestampRewriter, encode_header
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ class Reader(Protocol):
 
     def renew(self) -> None: ...
 
-    def add_secrets(self, secrets: list[str]) -> None: ...
-
 
 class Hub(Notifier):
     """Supervises the tap and fans its tags out to subscriptions."""
@@ -64,7 +63,7 @@ class Hub(Notifier):
         ffmpeg: str,
         ingest_url: str,
         owner: str,
-        secrets: list[str],
+        redactor: Redactor,
         grace_s: float = 2.0,
         standby: LoopMaker | None = None,
         standby_max_s: float = 600.0,
@@ -82,7 +81,7 @@ class Hub(Notifier):
         self.standby_held = False  # "be right back": standby by hand while OBS sends
         self._sample: SessionSample | None = None  # the session's first seconds, for the probe
         self._ingest_url = ingest_url
-        self.snapshots = Snapshots(ffmpeg, owner, self.keyframe_flv, secrets)
+        self.snapshots = Snapshots(ffmpeg, owner, self.keyframe_flv, redactor)
         self._tap: Reader
         if feed is not None:
             feed.attach(self._on_header, self._on_tag, self._end_session)
@@ -91,7 +90,7 @@ class Hub(Notifier):
             self._tap = Tap(
                 _tap_argv(ffmpeg, ingest_url),
                 owner,
-                secrets,
+                redactor,
                 grace_s,
                 self._on_header,
                 self._on_tag,
@@ -150,9 +149,6 @@ class Hub(Notifier):
         await self._tap.stop()
         self._video_watch.stop()
         self._fanout.close()
-
-    def add_secrets(self, secrets: list[str]) -> None:
-        self._tap.add_secrets(secrets)
 
     def set_ffmpeg(self, ffmpeg: str) -> None:
         """A new ffmpeg for what starts from now on; running processes go on."""

@@ -8,23 +8,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from mqttrelay.ffmpeg import last_line, snapshot_argv
 from mqttrelay.lib import process
-from mqttrelay.lib.redact import mask
+from mqttrelay.lib.redact import Redactor
 
 SNAPSHOT_CACHE_S = 2.0
 SNAPSHOT_TIMEOUT_S = 10.0
-SNAPSHOT_MAX_WIDTH = 1280
-
-
-def snapshot_argv(ffmpeg: str) -> list[str]:
-    """One FLV keyframe on stdin -> one JPEG on stdout, at most 1280 wide."""
-    return [
-        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-        "-f", "flv", "-i", "pipe:0",
-        "-frames:v", "1", "-an",
-        "-vf", f"scale='min({SNAPSHOT_MAX_WIDTH},iw)':-2",
-        "-q:v", "4", "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1",
-    ]  # fmt: skip
 
 
 class SnapshotError(Exception):
@@ -33,13 +22,13 @@ class SnapshotError(Exception):
 
 class Snapshots:
     def __init__(
-        self, ffmpeg: str, owner: str, keyframe: Callable[[], bytes | None], secrets: list[str]
+        self, ffmpeg: str, owner: str, keyframe: Callable[[], bytes | None], redactor: Redactor
     ) -> None:
         """`keyframe`: the FLV of the latest keyframe with its headers, or None."""
         self.ffmpeg = ffmpeg
         self._owner = owner
         self._keyframe = keyframe
-        self._secrets = secrets
+        self._redactor = redactor
         self._jpeg: bytes | None = None
         self._taken = 0.0
         self._lock = asyncio.Lock()
@@ -67,7 +56,7 @@ class Snapshots:
         except TimeoutError:
             raise SnapshotError("decoding the picture took too long") from None
         if code != 0 or not out.startswith(b"\xff\xd8"):
-            lines = err.decode("utf-8", "replace").strip().splitlines()
-            why = mask(lines[-1], self._secrets) if lines else f"exit code {code}"
+            line = last_line(err)
+            why = self._redactor.mask(line) if line else f"exit code {code}"
             raise SnapshotError(f"ffmpeg could not decode the picture: {why}")
         return out

@@ -72,6 +72,3 @@ class IngestSource(Protocol):
 
     async def snapshot(self) -> bytes | None:
         """A JPEG of OBS's picture; None when this source cannot make one."""
-
-    def add_secrets(self, secrets: list[str]) -> None:
-        """Keys added by a reload, to mask in what this source logs."""

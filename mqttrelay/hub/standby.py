@@ -12,77 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
+from mqttrelay.ffmpeg import StreamShape, last_line, loop_argv, parse_probe, probe_argv
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.flv import FlvError, FlvReader, FlvTag
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
 SAMPLE_MS = 1500  # the first seconds of each session are probed for its shape
-LOOP_S = 2  # whole seconds: the loop holds whole keyframe groups
 PLAY_TICK_S = 0.04  # like the hub's feed interval
 PLAY_LEAD_MS = 40  # tags go out this much ahead of their time
 ENCODE_TIMEOUT_S = 120.0
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core
-CARD_TEXT = "We\u2019ll be right back"  # a typographic apostrophe needs no escaping
-CARD_COLOUR = "0x1d2733"
-# x264 encodes these; anything else is converted to yuv420p (what OBS sends)
-PIXEL_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuv444p", "nv12")
-
-
-@dataclass(frozen=True)
-class StreamShape:
-    """What the platforms were receiving, as the standby loop must match it."""
-
-    width: int
-    height: int
-    frame_rate: Fraction
-    pix_fmt: str
-    sample_rate: int | None  # None: the session had no audio
-    channels: int | None
-
-    def describe(self) -> str:
-        audio = f", {self.sample_rate} Hz x{self.channels}" if self.sample_rate else ""
-        return f"{self.width}x{self.height} {float(self.frame_rate):.3g} fps {self.pix_fmt}{audio}"
-
-
-def parse_probe(text: str) -> StreamShape | None:
-    """ffprobe's `-show_streams -of json` output -> the shape, or None if it has no video."""
-    try:
-        streams = json.loads(text).get("streams", [])
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    video = next((s for s in streams if s.get("codec_type") == "video"), None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    if video is None:
-        return None
-    try:
-        rate = _rate(video.get("avg_frame_rate"))
-        if not 1 <= rate <= 240:
-            rate = _rate(video.get("r_frame_rate"))
-        width, height = int(video["width"]), int(video["height"])
-        sample_rate = int(audio["sample_rate"]) if audio else None
-        channels = int(audio["channels"]) if audio else None
-    except (KeyError, ValueError, ZeroDivisionError, TypeError):
-        return None
-    if not (1 <= rate <= 240 and 16 <= width <= 8192 and 16 <= height <= 8192):
-        return None
-    return StreamShape(
-        width,
-        height,
-        rate.limit_denominator(1001),
-        video.get("pix_fmt") or "yuv420p",
-        sample_rate,
-        channels,
-    )
 
 
 def ffprobe_beside(ffmpeg: str) -> str:
@@ -91,60 +39,6 @@ def ffprobe_beside(ffmpeg: str) -> str:
     if path.parent != Path("."):
         return str(path.with_name(path.name.replace("ffmpeg", "ffprobe")))
     return "ffprobe"
-
-
-def _rate(text: object) -> Fraction:
-    """ffprobe's "30000/1001"; 0 for "0/0" or anything unreadable."""
-    try:
-        return Fraction(str(text))
-    except (ValueError, ZeroDivisionError):
-        return Fraction(0)
-
-
-def probe_argv(ffprobe: str) -> list[str]:
-    return [ffprobe, "-v", "error", "-show_streams", "-of", "json", "-f", "flv", "-i", "pipe:0"]
-
-
-def loop_argv(ffmpeg: str, shape: StreamShape, image: Path | None, font: str | None) -> list[str]:
-    """ffmpeg that writes LOOP_S seconds of the card (and silence) in this shape as FLV."""
-    w, h, rate = shape.width, shape.height, shape.frame_rate
-    fps = f"{rate.numerator}/{rate.denominator}"
-    gop = max(1, round(float(rate)))  # a keyframe every second
-    pix_fmt = shape.pix_fmt if shape.pix_fmt in PIXEL_FORMATS else "yuv420p"
-    if image is not None:
-        picture = ["-loop", "1", "-framerate", fps, "-i", str(image)]
-        fit = f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,"
-    else:
-        text = (
-            f",drawtext=fontfile={font}:text={CARD_TEXT}:fontcolor=white:"
-            "fontsize=h/12:x=(w-text_w)/2:y=(h-text_h)/2"
-            if font
-            else ""
-        )
-        picture = ["-f", "lavfi", "-i", f"color=c={CARD_COLOUR}:s={w}x{h}:r={fps}{text}"]
-        fit = ""
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *picture]
-    audio_out: list[str] = ["-an"]
-    if shape.sample_rate:
-        layout = "mono" if shape.channels == 1 else "stereo"
-        argv += [
-            "-f",
-            "lavfi",
-            "-i",
-            f"anullsrc=channel_layout={layout}:sample_rate={shape.sample_rate}",
-        ]
-        audio_out = ["-c:a", "aac", "-b:a", "64k", "-ar", str(shape.sample_rate),
-                     "-ac", str(shape.channels or 2)]  # fmt: skip
-    return [
-        *argv,
-        "-t", str(LOOP_S),
-        "-vf", f"{fit}format={pix_fmt},setsar=1",
-        "-r", fps,
-        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage",
-        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", "0",
-        *audio_out,
-        "-f", "flv", "pipe:1",
-    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -205,8 +99,11 @@ def _end_of_sequence(tag: FlvTag) -> bool:
 class LoopMaker:
     """Probes each session and keeps the loop for its shape (one per shape)."""
 
-    def __init__(self, ffmpeg: str, ffprobe: str, image: Path | None, owner: str) -> None:
+    def __init__(
+        self, ffmpeg: str, ffprobe: str, image: Path | None, owner: str, redactor: Redactor
+    ) -> None:
         self._ffmpeg = ffmpeg
+        self._redactor = redactor
         self._ffprobe = ffprobe
         self._image = image
         self._owner = owner
@@ -270,8 +167,8 @@ class LoopMaker:
             self._fail(f"{what}: took over {ENCODE_TIMEOUT_S:.0f} s")
             return None
         if code != 0:
-            lines = err.decode("utf-8", "replace").strip().splitlines()
-            self._fail(f"{what}: {lines[-1] if lines else f'exit code {code}'}")
+            line = last_line(err)
+            self._fail(f"{what}: {self._redactor.mask(line) if line else f'exit code {code}'}")
             return None
         return out
 

@@ -13,11 +13,11 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 import psutil
 
-from mqttrelay.lib.redact import mask
+from mqttrelay.lib.redact import Redactor
 
 OWNER_ENV = "MQTTRELAY_OWNER"
 # What a child may inherit: ffmpeg and nginx need no token, password or key
@@ -109,19 +109,18 @@ async def kill_process(proc: asyncio.subprocess.Process) -> None:
 
 async def read_stderr(
     stream: asyncio.StreamReader | None,
-    secrets: Iterable[str],
+    redactor: Redactor,
     tail: deque[str],
     logger: Callable[[str], None],
 ) -> None:
     """Read ffmpeg's stderr to its end, masking every line before anything sees it."""
     if stream is None:
         return
-    secret_list = list(secrets)
     while True:
         raw = await stream.readline()
         if not raw:
             return
-        line = mask(raw.decode("utf-8", "replace").rstrip(), secret_list)
+        line = redactor.mask(raw.decode("utf-8", "replace").rstrip())
         if line:
             tail.append(line)
             logger(line)

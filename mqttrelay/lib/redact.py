@@ -3,6 +3,7 @@
 Stream keys travel inside URLs (ffmpeg prints them in its own error lines), in
 user-info (`srt://user:pw@host`) and in query strings (`?passphrase=...`); every
 one of these is masked before anything is logged, published or answered.
+The secrets themselves live in one Redactor per service, never in a global.
 """
 
 from __future__ import annotations
@@ -16,23 +17,6 @@ MIN_FRAGMENT = 8  # shorter secrets are masked as whole words only
 
 _URL_IN_TEXT = re.compile(r"\b(?:rtmps?|rtmpt|rtmpe|srt)://[^\s'\"<>]+", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-
-# Every secret this process has been told of (config keys, tokens, passwords,
-# keys added by a reload): the log formatter masks them in every line.
-_known: set[str] = set()
-_known_sorted: tuple[str, ...] = ()
-
-
-def remember_secrets(values: Iterable[str | None]) -> None:
-    global _known_sorted
-    new = {v for v in values if v} - _known
-    if new:
-        _known.update(new)
-        _known_sorted = tuple(sorted(_known, key=len, reverse=True))
-
-
-def known_secrets() -> tuple[str, ...]:
-    return _known_sorted
 
 
 def _masked_head(scheme: str, netloc: str) -> str:
@@ -93,6 +77,43 @@ def _mask_match(match: re.Match[str]) -> str:
     url = match.group(0)
     trimmed = url.rstrip(":,.;)]")  # punctuation that ends a sentence, not the URL
     return mask_url(trimmed) + url[len(trimmed) :]
+
+
+class Redactor:
+    """The secrets this service knows (config keys, tokens, passwords, keys a reload
+    added) and the masking of text with them. The service makes one and hands it to
+    whoever logs or reads a child's output: the log formatter, the router, the tap,
+    relays, encoders, tunnels, snapshots. A secret added is masked by all of them at
+    once, from their next line on."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._known: set[str] = set()
+        self._sorted: tuple[str, ...] = ()
+        self.add(secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Longest first: a secret inside a longer one is masked with it."""
+        return self._sorted
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        new = {s for s in secrets if s} - self._known
+        if new:
+            self._known.update(new)
+            self._sort()
+
+    def remove(self, secrets: Iterable[str | None]) -> None:
+        gone = {s for s in secrets if s} & self._known
+        if gone:
+            self._known -= gone
+            self._sort()
+
+    def _sort(self) -> None:
+        self._sorted = tuple(sorted(self._known, key=len, reverse=True))
+
+    def mask(self, text: str) -> str:
+        """mask() with every secret known now."""
+        return mask(text, self._sorted)
 
 
 def escape_control(text: str) -> str:

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import psutil
 
 from mqttrelay.config.profiles import ProfileConfig
-from mqttrelay.ffmpeg.profile_argv import (
-    EncoderProgress,
+from mqttrelay.ffmpeg import (
+    Progress,
+    ProgressParser,
     build_profile_argv,
-    parse_progress_block,
+    progress_field,
 )
 from mqttrelay.hub.fanout import FanOut
 from mqttrelay.hub.hub import Hub
@@ -30,7 +31,7 @@ from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.flv import FlvError, FlvReader, encode_header
 from mqttrelay.lib.ratelimit import RateLimitedLog
-from mqttrelay.lib.redact import mask
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +61,21 @@ class EncoderState:
 class ProfileEncoder:
     def __init__(
         self, name: str, profile: ProfileConfig, ffmpeg: str, owner: str, hub: Hub,
-        secrets: Callable[[], tuple[str, ...]],
+        redactor: Redactor,
     ) -> None:  # fmt: skip
         self.name = name
         self.profile = profile
         self.ffmpeg = ffmpeg
         self._owner = owner
         self._hub = hub
-        self._secrets = secrets
+        self._redactor = redactor
         self._fanout = FanOut()
         self._task: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
         self._ps: psutil.Process | None = None
-        self._progress = EncoderProgress(None, 0, None)
+        self._progress = Progress()
         self._slow = RateLimitedLog(log, 60.0)
         self.restarts = 0
         self.last_error: str | None = None
@@ -203,16 +204,13 @@ class ProfileEncoder:
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         """Progress blocks (key=value) and error lines, masked, on one stream."""
         assert proc.stderr is not None
-        fields: dict[str, str] = {}
+        parser = ProgressParser()
         while raw := await proc.stderr.readline():
             line = raw.decode("utf-8", "replace").strip()
-            key, sep, value = line.partition("=")
-            if sep and " " not in key:
-                fields[key] = value
-                if key == "progress":
-                    self._progress, fields = parse_progress_block(fields), {}
+            if progress_field(line) is not None:
+                self._progress = parser.feed_line(line) or self._progress
             elif line:
-                line = mask(line, list(self._secrets()))
+                line = self._redactor.mask(line)
                 self._tail.append(line)
                 log.warning("profile %s: ffmpeg: %s", self.name, line)
 

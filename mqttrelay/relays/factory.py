@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from mqttrelay.config import MAIN_SOURCE, FfmpegConfig, IngestConfig, StreamConfig
 from mqttrelay.hub.hub import Hub
 from mqttrelay.hub.source import IngestSource
+from mqttrelay.lib.redact import Redactor
 from mqttrelay.relays.encoder import ProfileEncoder
 from mqttrelay.relays.relay import Relay, RelaySettings
 from mqttrelay.relays.tls_tunnel import find_stunnel
@@ -45,10 +46,13 @@ class RelayFactory:
         overrides: dict[str, float] | None = None,
         encoders: Mapping[str, ProfileEncoder] | None = None,
         sources: Mapping[str, SourceReader] | None = None,
+        *,
+        redactor: Redactor,
     ) -> None:
         """`streams` only tells whether a missing stunnel is worth a warning;
         `overrides` change RelaySettings' timings (tests and benchmarks);
-        `sources`: every ingest source by id (`source` and `hub` are `main`'s)."""
+        `sources`: every ingest source by id (`source` and `hub` are `main`'s);
+        every relay masks what it reads with `redactor`."""
         self.source = source
         self._hub = hub
         self._sources = dict(sources or {}) | {MAIN_SOURCE: SourceReader(source, hub, ingest.url)}
@@ -57,7 +61,7 @@ class RelayFactory:
             RelaySettings(
                 ffmpeg=ffmpeg.path,
                 owner=owner,
-                secrets=(),
+                redactor=redactor,
                 ingest_url=ingest.url,
                 hold_s=ingest.hold_s,
                 connect_timeout_s=ffmpeg.connect_timeout_s,
@@ -74,12 +78,6 @@ class RelayFactory:
             relay.settings = dataclasses.replace(relay.settings, ffmpeg=ffmpeg)
         for encoder in self._encoders.values():
             encoder.ffmpeg = ffmpeg
-
-    def add_secrets(self, secrets: Iterable[str]) -> None:
-        """Keys to mask in what relays log; every relay made from now on masks them."""
-        known = self._settings.secrets
-        added = tuple(s for s in dict.fromkeys(secrets) if s not in known)
-        self._settings = dataclasses.replace(self._settings, secrets=known + added)
 
     def __call__(self, stream: StreamConfig, on_change: Callable[[Relay, bool], None]) -> Relay:
         source = self._sources.get(stream.source)

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 import psutil
 
 from mqttrelay.config import StreamConfig
-from mqttrelay.ffmpeg.argv import BitrateMeter, ProgressParser, build_relay_argv
+from mqttrelay.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from mqttrelay.ffmpeg.check import ffmpeg_enhanced_rtmp_problem
 from mqttrelay.hub.hub import Hub
 from mqttrelay.hub.source import Feed, IngestSource
 from mqttrelay.hub.subscription import Subscription
 from mqttrelay.lib import process, socket_queue
 from mqttrelay.lib.aio import cancel_and_wait
-from mqttrelay.lib.redact import display_url
+from mqttrelay.lib.redact import Redactor, display_url
 from mqttrelay.relays import relay_errors
 from mqttrelay.relays.outage import Outage
 from mqttrelay.relays.status import Status
@@ -48,7 +48,7 @@ _ENHANCED_RTMP_PROBLEMS: dict[str, str | None] = {}
 class RelaySettings:
     ffmpeg: str
     owner: str
-    secrets: tuple[str, ...]
+    redactor: Redactor  # masks every line read from ffmpeg and stunnel
     ingest_url: str
     hold_s: float = 30.0
     stop_grace_s: float = 3.0
@@ -306,7 +306,7 @@ class Relay:
         if self.settings.stunnel is not None and is_rtmps(target):
             if self._tunnel is None:
                 self._tunnel = TlsTunnel(
-                    self.settings.stunnel, self.settings.owner, self.settings.secrets
+                    self.settings.stunnel, self.settings.owner, self.settings.redactor
                 )
             try:
                 target, tcurl = await self._tunnel.ensure(target)
@@ -340,7 +340,7 @@ class Relay:
             asyncio.create_task(self._read_progress(proc)),
             asyncio.create_task(
                 process.read_stderr(
-                    proc.stderr, self.settings.secrets, self.stderr_tail, self._log_stderr
+                    proc.stderr, self.settings.redactor, self.stderr_tail, self._log_stderr
                 )
             ),
             asyncio.create_task(self._notify_exit(proc)),

@@ -25,6 +25,7 @@ import psutil
 
 from mqttrelay.config import StreamConfig
 from mqttrelay.lib import process
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,10 @@ class TlsTunnel:
     run and stays ready (no connection to the platform while idle) until the relay
     is closed, so a switch-on costs only the TLS handshake."""
 
-    def __init__(self, stunnel: str, owner: str, secrets: Iterable[str]) -> None:
+    def __init__(self, stunnel: str, owner: str, redactor: Redactor) -> None:
         self._stunnel = stunnel
         self._owner = owner
-        self._secrets = list(secrets)
+        self._redactor = redactor
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr: asyncio.Task[None] | None = None
         self.stderr_tail: deque[str] = deque(maxlen=10)
@@ -153,7 +154,7 @@ class TlsTunnel:
         self._proc.stdin.write(conf.encode())
         self._proc.stdin.close()
         self._stderr = asyncio.create_task(
-            process.read_stderr(self._proc.stderr, self._secrets, self.stderr_tail, _ignore)
+            process.read_stderr(self._proc.stderr, self._redactor, self.stderr_tail, _ignore)
         )
         loop = asyncio.get_running_loop()
         end = loop.time() + START_DEADLINE_S

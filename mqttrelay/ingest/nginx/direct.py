@@ -106,9 +106,6 @@ class DirectIngest(Notifier):
     async def snapshot(self) -> None:
         return None
 
-    def add_secrets(self, secrets: list[str]) -> None:
-        """Nothing to mask: this source runs no process."""
-
     def start(self) -> None:
         if self._stat_url is not None and self._task is None:
             self._task = asyncio.create_task(self._poll(self._stat_url), name="ingest-stat")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.flv import FlvError, FlvHeader, FlvReader, FlvTag
+from mqttrelay.lib.redact import Redactor
 
 log = logging.getLogger(__name__)
 _CONTEXT_ADDRESS = re.compile(r"@ 0x[0-9a-f]+")
@@ -43,7 +44,7 @@ class Tap:
         self,
         argv: list[str],
         owner: str,
-        secrets: list[str],
+        redactor: Redactor,
         grace_s: float,
         on_header: Callable[[FlvHeader], None],
         on_tag: Callable[[FlvTag], None],
@@ -54,7 +55,7 @@ class Tap:
         session on (for the silence watch)."""
         self.argv = argv
         self._owner = owner
-        self._secrets = secrets
+        self._redactor = redactor
         self._grace_s = grace_s
         self._on_header = on_header
         self._on_tag = on_tag
@@ -80,9 +81,6 @@ class Tap:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
-
-    def add_secrets(self, secrets: list[str]) -> None:
-        self._secrets.extend(s for s in secrets if s not in self._secrets)
 
     def poke(self) -> None:
         """The ingest is (probably) publishing now: retry at once."""
@@ -131,7 +129,7 @@ class Tap:
         self._proc = proc
         helpers = [
             asyncio.create_task(
-                process.read_stderr(proc.stderr, self._secrets, self.stderr_tail, self._log_stderr)
+                process.read_stderr(proc.stderr, self._redactor, self.stderr_tail, self._log_stderr)
             ),
             asyncio.create_task(self._watch_silence()),
         ]

@@ -60,9 +60,6 @@ class RtmpFeed:
 
     def renew(self) -> None: ...
 
-    def add_secrets(self, secrets: list[str]) -> None:
-        """No process, nothing to mask."""
-
     # -- the server's side -------------------------------------------------------
     def rtmp_started(self) -> None:
         self._publishing = True
