@@ -4,10 +4,10 @@ Safe on a LAN by design: a bounded number of connections (a full house drops
 a connection that is not publishing, first from the same address: the one that
 got least far, longest idle first, so a flood of idle sockets from any number
 of addresses cannot push out OBS mid-handshake), a deadline for the handshake
-and another for publishing, a cap on message size, idle and slow clients dropped, and the
-publish key checked before any media is accepted. Malformed input ends that
-one connection with one log line naming the peer's address (at most one a
-minute per address).
+and another for publishing, a cap on message size, idle and slow clients
+dropped, and the publish key checked before any media is accepted. Malformed
+input, or a connection the network ends, ends that one connection with one
+log line naming the peer's address (at most one a minute per address).
 """
 
 from __future__ import annotations
