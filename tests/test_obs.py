@@ -22,7 +22,8 @@ from mqttrelay.config import Config
 from .conftest import CANARY_KEY
 from .netns import gateway, hosts_beside_this_one
 from .obs_studio import obs_argv, obs_env, write_obs_config
-from .support import NginxRtmp, free_port, require_tool
+from .support import NginxRtmp, eventually, free_port, require_tool
+from .test_rtmp_flood import Flood
 from .test_rtmp_ingest import KEY, wait_live, wait_platform
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,9 @@ async def stop_obs(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
+@pytest.mark.parametrize("flood", [False, True], ids=["quiet", "flood"])
 async def test_obs_studio_publishes_to_the_builtin_ingest(
+    flood: bool,
     tmp_path: Path,
     platforms: NginxRtmp,
     managers: Callable[[Config], Service],
@@ -83,6 +86,8 @@ async def test_obs_studio_publishes_to_the_builtin_ingest(
         )
         service = managers(config)
         await service.start()
+        ingest = service.rtmp_server
+        assert ingest is not None
         folder = tmp_path / "obs"
         (folder / "run").mkdir(parents=True, mode=0o700)
         write_obs_config(
@@ -90,17 +95,31 @@ async def test_obs_studio_publishes_to_the_builtin_ingest(
         )  # OBS's Server and Stream Key fields, as docs/ingest.md says
         log = (folder / "obs.log").open("wb")
         env = obs_env(folder) | {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        obs = await asyncio.create_subprocess_exec(
-            *lan.argv(*argv),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            cwd=folder,
-        )
+        # idle connections from 12 addresses keep coming while OBS connects
+        flooding = Flood(ingest.port, host) if flood else None
+        obs: asyncio.subprocess.Process | None = None
         try:
+            if flooding is not None:
+
+                async def full() -> bool:
+                    return len(ingest._conns) >= ingest.limits.max_connections
+
+                await eventually(full, 30, "the flood to fill the ingest")
+            obs = await asyncio.create_subprocess_exec(
+                *lan.argv(*argv),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=folder,
+            )
+            before = flooding.opened if flooding else 0
             await wait_live(service, deadline_s=120)
+            if flooding is not None:
+                assert not flooding.task.done()
+                assert flooding.opened - before > 2 * ingest.limits.max_connections
+                await flooding.stop()
             assert service.hub is not None
             info = service.hub.session_info()
             assert (info.video_codec, info.resolution) == ("H.264", "640x360"), info
@@ -117,7 +136,10 @@ async def test_obs_studio_publishes_to_the_builtin_ingest(
             await stop_obs(obs)
             await wait_live(service, False, 10)
         finally:
-            await stop_obs(obs)
+            if flooding is not None:
+                await flooding.stop()
+            if obs is not None:
+                await stop_obs(obs)
             log.close()
             await service.router.set_enabled("tiktok", False)
         obs_log = (folder / "obs.log").read_text(errors="replace")
