@@ -65,9 +65,9 @@ def host_and_lan(host_address: str = "10.253.0.2") -> Iterator[tuple[Namespace, 
 
 
 @contextmanager
-def hosts_beside_this_one(count: int) -> Iterator[list[Namespace]]:
+def hosts_beside_this_one(count: int, net: str = "10.254") -> Iterator[list[Namespace]]:
     """count namespaces, each joined to this (root) namespace by a veth pair:
-    this side 10.254.<i>.1, theirs 10.254.<i>.2 (the Namespace's address). Servers
+    this side <net>.<i>.1, theirs <net>.<i>.2 (the Namespace's address). Servers
     here reach them only through those addresses; nothing is routed further."""
     require_tool("ip")
     if os.geteuid() != 0:
@@ -79,12 +79,12 @@ def hosts_beside_this_one(count: int) -> Iterator[list[Namespace]]:
         for i in range(1, count + 1):
             name, here, there = f"mqr-h{i}-{tag}", f"mqh{i}{tag}", f"mqn{i}{tag}"
             _ip("netns", "add", name)
-            made.append(Namespace(name, f"10.254.{i}.2"))
+            made.append(Namespace(name, f"{net}.{i}.2"))
             _ip("-n", name, "link", "set", "lo", "up")
             _ip("link", "add", here, "type", "veth", "peer", there, "netns", name)
-            _ip("addr", "add", f"10.254.{i}.1/24", "dev", here)
+            _ip("addr", "add", f"{net}.{i}.1/24", "dev", here)
             _ip("link", "set", here, "up")
-            _ip("-n", name, "addr", "add", f"10.254.{i}.2/24", "dev", there)
+            _ip("-n", name, "addr", "add", f"{net}.{i}.2/24", "dev", there)
             _ip("-n", name, "link", "set", there, "up")
         yield made
     finally:

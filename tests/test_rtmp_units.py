@@ -28,6 +28,7 @@ from mqttrelay.ingest.rtmp.chunks import (
     encode_message,
 )
 from mqttrelay.ingest.rtmp.media import audio_track0, video_codec, video_track0
+from mqttrelay.ingest.rtmp.server import Candidate, Progress, eviction_victim
 from mqttrelay.ingest.rtmp.session import (
     Media,
     ProtocolError,
@@ -401,3 +402,14 @@ def test_session_info_names_e_rtmp_audio() -> None:
     hevc = FlvTag(TagType.VIDEO, 0, bytes([0x90]) + b"hvc1" + b"conf")
     info = describe_session(None, hevc, opus)
     assert (info.video_codec, info.audio_codec) == ("HEVC", "Opus")
+
+
+def test_eviction_drops_least_progress_then_longest_idle() -> None:
+    obs = Candidate(Progress.HANDSHAKING, 50.0)
+    idle_old, idle_new = Candidate(Progress.CONNECTED, 1.0), Candidate(Progress.CONNECTED, 99.0)
+    connected = Candidate(Progress.APP, 10.0)
+    assert eviction_victim([(obs, "obs"), (idle_new, "new"), (idle_old, "old")]) == "old"
+    assert eviction_victim([(connected, "app"), (obs, "obs")]) == "obs"
+    assert eviction_victim([(connected, "app"), (Candidate(Progress.APP, 5.0), "b")]) == "b"
+    assert eviction_victim([(Candidate(Progress.HANDSHAKEN, 1.0), "h"), (connected, "a")]) == "h"
+    assert eviction_victim([]) is None

@@ -1,12 +1,13 @@
 """The built-in ingest's listener: RTMP publishers in, tags to a sink per stream.
 
 Safe on a LAN by design: a bounded number of connections (a full house drops
-the oldest connection that is not publishing, first from the same address, so
-idle sockets cannot keep OBS out), a deadline for the handshake and another
-for publishing, a cap on message size, idle and slow clients dropped, and the
-publish key checked before any media is accepted. Malformed input ends that
-one connection with one log line naming the peer's address (at most one a
-minute per address).
+a connection that is not publishing, first from the same address: the one that
+got least far, longest idle first, so a flood of idle sockets from any number
+of addresses cannot push out OBS mid-handshake), a deadline for the handshake
+and another for publishing, a cap on message size, idle and slow clients
+dropped, and the publish key checked before any media is accepted. Malformed
+input, or a connection the network ends, ends that one connection with one
+log line naming the peer's address (at most one a minute per address).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from enum import IntEnum
+from typing import Protocol, TypeVar
 
 from mqttrelay.ingest.rtmp import handshake
 from mqttrelay.ingest.rtmp.amf0 import AmfError
@@ -63,20 +66,56 @@ class Limits:
 # stalling the loop. Past the publish, messages are shared out every so many.
 MAX_MESSAGES_BEFORE_PUBLISH = 200
 YIELD_EVERY_MESSAGES = 256
+STOP_TURNS = 5  # loop turns from an accepted socket to its connection task running
+STOP_WAIT_S = 5.0
+
+
+T = TypeVar("T")
+
+
+class Progress(IntEnum):
+    """How far a connection got towards publishing; a full house drops the least far."""
+
+    CONNECTED = 0  # nothing received yet
+    HANDSHAKING = 1  # C0 C1 came
+    HANDSHAKEN = 2  # C2 came
+    APP = 3  # connect named an app this server has streams for
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What eviction looks at for a connection that is not publishing."""
+
+    progress: Progress
+    last_data: float  # monotonic time of its last bytes (or of connecting)
+
+
+def eviction_victim(candidates: Iterable[tuple[Candidate, T]]) -> T | None:
+    """The connection to drop for a newcomer: least progress, then longest idle.
+    One that got through the handshake and connect is dropped only when no
+    connection that got less far is left."""
+    best = min(candidates, key=lambda c: (c[0].progress, c[0].last_data), default=None)
+    return best[1] if best is not None else None
 
 
 @dataclass(eq=False)
 class _Conn:
     address: str
     writer: asyncio.StreamWriter
+    reader: asyncio.StreamReader
     since: float = field(default_factory=time.monotonic)
     last_data: float = field(default_factory=time.monotonic)
+    progress: Progress = Progress.CONNECTED
     stream: str | None = None  # the stream name it publishes
     refused: bool = False  # its publish was refused: nothing more of it is read
     messages: int = 0  # read before it publishes
 
     def drop(self) -> None:
         self.writer.transport.abort()
+
+    def moved(self, progress: Progress) -> None:
+        self.progress = progress
+        self.last_data = time.monotonic()
 
 
 class RtmpServer:
@@ -93,7 +132,10 @@ class RtmpServer:
         self._sinks = sinks
         self._key = publish_key
         self.limits = limits or Limits()
-        self._conns: dict[_Conn, asyncio.Task[None]] = {}
+        self._conns: dict[_Conn, asyncio.Task[None]] = {}  # counted against the caps
+        self._tasks: set[asyncio.Task[None]] = set()  # every one still running, dropped too
+        self._stopping = False
+        self._apps = {name.split("/", 1)[0] for name in sinks}
         self._publishers: dict[str, _Conn] = {}
         self._server: asyncio.Server | None = None
         self._logged: dict[str, float] = {}
@@ -107,11 +149,24 @@ class RtmpServer:
         log.info("built-in RTMP ingest listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        """Closes every connection and waits until each one's task has ended,
+        those dropped earlier included."""
+        self._stopping = True
         if self._server is not None:
             self._server.close()
             self._server = None
-        await cancel_and_wait(*self._conns.values())
+        # connections accepted just before the close get their task a few loop turns later
+        for _ in range(STOP_TURNS):
+            await asyncio.sleep(0)
+        for conn in self._conns:
+            conn.drop()  # each task sees the end of its stream and returns
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
+        # cancelling is the last resort: Python 3.11's stream callback logs a
+        # cancelled connection task as an error with a traceback
+        await cancel_and_wait(*self._tasks)
         self._conns.clear()
+        self._tasks.clear()
 
     def publishing(self, stream: str) -> bool:
         return stream in self._publishers
@@ -119,7 +174,10 @@ class RtmpServer:
     # -- connections -------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        conn = _Conn(str(peer[0]) if isinstance(peer, tuple) else "?", writer)
+        conn = _Conn(str(peer[0]) if isinstance(peer, tuple) else "?", writer, reader)
+        if self._stopping:
+            writer.transport.abort()
+            return
         if not self._make_room(conn.address):
             self.refused += 1
             self._log_once(
@@ -130,6 +188,7 @@ class RtmpServer:
         task = asyncio.current_task()
         assert task is not None
         self._conns[conn] = task
+        self._tasks.add(task)
         try:
             await self._serve(conn, reader)
         except TimeoutError:
@@ -146,25 +205,32 @@ class RtmpServer:
             pass  # the client left; a publisher's session ends below
         except (HandshakeError, ChunkError, AmfError, ProtocolError) as exc:
             self._log_once(conn.address, "dropped: %s", exc)
+        except OSError as exc:  # EHOSTUNREACH and kin: the network, not a bug here
+            self._log_once(conn.address, "connection lost: %s", exc.strerror or exc)
         finally:
+            self._tasks.discard(task)
             self._conns.pop(conn, None)
             self._end_publish(conn)
             writer.transport.abort()
 
     def _make_room(self, address: str) -> bool:
-        """Below the caps, or after dropping the oldest connection that is not
-        publishing (from this address first); False when every one publishes."""
+        """Below the caps, or after dropping a connection that is not publishing
+        (from this address first, see eviction_victim); False when all publish."""
         pending = [c for c in self._conns if c.stream is None]
         own = [c for c in pending if c.address == address]
         if len(own) >= self.limits.max_pending_per_address:
-            own[0].drop()
-            self._conns.pop(own[0], None)
+            self._evict(own)
+            pending = [c for c in pending if c in self._conns]
         if len(self._conns) < self.limits.max_connections:
             return True
-        if not pending:
+        return self._evict(pending)
+
+    def _evict(self, conns: list[_Conn]) -> bool:
+        victim = eviction_victim((Candidate(c.progress, c.last_data), c) for c in conns)
+        if victim is None:
             return False
-        pending[0].drop()
-        self._conns.pop(pending[0], None)
+        victim.drop()
+        self._conns.pop(victim, None)
         return True
 
     async def _serve(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
@@ -172,7 +238,9 @@ class RtmpServer:
         async with asyncio.timeout(lim.handshake_s):
             c0c1 = await reader.readexactly(handshake.C0C1_SIZE)
             self._write(conn, handshake.server_reply(c0c1, int(time.monotonic() * 1000)))
+            conn.moved(Progress.HANDSHAKING)
             handshake.check_c2(await reader.readexactly(handshake.SIZE))
+            conn.moved(Progress.HANDSHAKEN)
         chunks = ChunkReader(lim.max_command_size)
         session = Session()
         deadline = conn.since + lim.handshake_s + lim.publish_s
@@ -190,6 +258,8 @@ class RtmpServer:
                         raise ProtocolError("too many messages before publishing")
                 for event in session.handle(message):
                     self._event(conn, session, event)
+                if conn.progress < Progress.APP and session.app in self._apps:
+                    conn.moved(Progress.APP)
                 if conn.refused:
                     return  # one guess of the key per connection
                 if conn.stream is not None:
