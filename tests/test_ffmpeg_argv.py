@@ -1,5 +1,5 @@
 """Every ffmpeg command line, pinned whole (shell-quoted): what each builder
-gives for a few inputs, as it was when they were gathered into engine/ffmpeg."""
+gives for a few inputs, as it was when they were gathered into ffmpeg/."""
 
 from __future__ import annotations
 
