@@ -18,24 +18,17 @@ from mqttrelay.engine import relay_errors
 from mqttrelay.engine.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from mqttrelay.engine.ffmpeg_check import ffmpeg_enhanced_rtmp_problem
 from mqttrelay.engine.hub import Hub
+from mqttrelay.engine.link_watch import LinkWatch
 from mqttrelay.engine.outage import Outage
 from mqttrelay.engine.source import Feed, IngestSource
 from mqttrelay.engine.status import Status
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.engine.tls_tunnel import TlsTunnel, TunnelError, is_rtmps
-from mqttrelay.lib import process, socket_queue
+from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.redact import display_url
 
 log = logging.getLogger(__name__)
-
-# Unsent data a relay's socket may hold: past it, nothing can be dropped any more.
-UNSENT_MAX_BYTES = 16 * 1024
-# The kernel's pipe into a relay holds 64 KB by default: half a second at 1 Mbit/s.
-PIPE_BYTES = 32 * 1024
-IDLE_PIPE_BYTES = 4 * 1024  # below this in its pipe (and nothing queued), a relay keeps up
-_cap_refused = False  # the warning is given once
-
 
 # Direct mode first waits for the ingest's next keyframe and probes it (an OBS
 # default of 250 frames is 8.3 s at 30 fps) before it connects to the platform.
@@ -101,7 +94,7 @@ class Relay:
             settings.problem_after_s,
         )
         self._sub: Subscription | None = None  # its place in the fan-out, while it runs
-        self._unsent_capped = False  # this run's sockets have their cap
+        self._link = LinkWatch()
         self.bitrate_kbps = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self._proc: asyncio.subprocess.Process | None = None
@@ -332,10 +325,7 @@ class Relay:
             assert proc.stdin is not None
             sub = self._feed.subscribe(proc.stdin, self.wake, int(self.stream.max_delay_s * 1000))
             self._sub = sub
-            fd = sub.pipe_fd()
-            if fd is not None:
-                socket_queue.resize_pipe(fd, PIPE_BYTES)
-        self._unsent_capped = False
+            self._link.started(sub)
         tasks = [
             asyncio.create_task(self._read_progress(proc)),
             asyncio.create_task(
@@ -418,7 +408,10 @@ class Relay:
                 if self._on_standby() and self._total_size > 0:
                     self._set(Status.STANDBY)  # held by hand while OBS sends
                 elif sub is not None and self.status in (Status.LIVE, Status.CONGESTED):
-                    sub.downstream_bytes = self._downstream_bytes(proc, sub)
+                    pids = [proc.pid]
+                    if self._tunnel is not None and self._tunnel.pid is not None:
+                        pids.append(self._tunnel.pid)
+                    sub.downstream_bytes = self._link.downstream_bytes(sub, pids)
                     sub.link_bytes_per_s = self.bitrate_kbps * 125
                     self._follow_congestion(sub)
                 if self._total_size == 0:
@@ -435,38 +428,6 @@ class Relay:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
-
-    def _downstream_bytes(self, proc: asyncio.subprocess.Process, sub: Subscription) -> int:
-        """What waits past the relay's feed: in its stdin pipe, and unacknowledged in
-        its socket (or its TLS tunnel's) to the platform."""
-        fd = sub.pipe_fd()
-        in_pipe = socket_queue.pipe_fill(fd) if fd is not None else 0
-        pids = [proc.pid]
-        if self._tunnel is not None and self._tunnel.pid is not None:
-            pids.append(self._tunnel.pid)
-        if not self._unsent_capped:
-            self._unsent_capped = self._cap_unsent(pids)
-        if in_pipe < IDLE_PIPE_BYTES and sub.held_bytes == 0:
-            # ffmpeg keeps up with its pipe: its socket takes what it is given, and
-            # /proc (every socket of the host's network) is not read for nothing
-            return in_pipe
-        return in_pipe + (socket_queue.unacked_bytes(pids) or 0)
-
-    def _cap_unsent(self, pids: list[int]) -> bool:
-        """Once per run, when its connection is up: at most UNSENT_MAX_BYTES may wait
-        unsent in the sockets towards the platform. True once done (or impossible)."""
-        global _cap_refused
-        try:
-            return all(socket_queue.limit_unsent(pid, UNSENT_MAX_BYTES) for pid in pids)
-        except OSError as exc:
-            if not _cap_refused:
-                _cap_refused = True
-                log.warning(
-                    "cannot cap the relays' unsent socket data (%s): on a slow link the "
-                    "delay may exceed max_delay_s by what the kernel buffers",
-                    exc.strerror or exc,
-                )
-            return True
 
     def _follow_congestion(self, sub: Subscription) -> None:
         """live <-> congested, as the link to the platform keeps up or not."""

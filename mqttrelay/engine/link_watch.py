@@ -1,0 +1,64 @@
+"""A relay's link to its platform as the kernel sees it: what waits past its
+feed, in its stdin pipe and unacknowledged in its sockets (lib/socket_queue.py,
+the /proc reads), and the cap on what its sockets may hold unsent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from mqttrelay.engine.subscription import Subscription
+from mqttrelay.lib import socket_queue
+
+log = logging.getLogger(__name__)
+
+# Unsent data a relay's socket may hold: past it, nothing can be dropped any more.
+UNSENT_MAX_BYTES = 16 * 1024
+# The kernel's pipe into a relay holds 64 KB by default: half a second at 1 Mbit/s.
+PIPE_BYTES = 32 * 1024
+IDLE_PIPE_BYTES = 4 * 1024  # below this in its pipe (and nothing queued), a relay keeps up
+_cap_refused = False  # the warning is given once
+
+
+class LinkWatch:
+    """One per relay; started() again for each run."""
+
+    def __init__(self) -> None:
+        self._unsent_capped = False  # this run's sockets have their cap
+
+    def started(self, sub: Subscription) -> None:
+        """A new run, fed through sub: its pipe gets PIPE_BYTES."""
+        self._unsent_capped = False
+        fd = sub.pipe_fd()
+        if fd is not None:
+            socket_queue.resize_pipe(fd, PIPE_BYTES)
+
+    def downstream_bytes(self, sub: Subscription, pids: Sequence[int]) -> int:
+        """What waits past the relay's feed: in its stdin pipe, and unacknowledged in
+        the sockets of pids (ffmpeg, its TLS tunnel) to the platform."""
+        fd = sub.pipe_fd()
+        in_pipe = socket_queue.pipe_fill(fd) if fd is not None else 0
+        if not self._unsent_capped:
+            self._unsent_capped = _cap_unsent(pids)
+        if in_pipe < IDLE_PIPE_BYTES and sub.held_bytes == 0:
+            # ffmpeg keeps up with its pipe: its socket takes what it is given, and
+            # /proc (every socket of the host's network) is not read for nothing
+            return in_pipe
+        return in_pipe + (socket_queue.unacked_bytes(pids) or 0)
+
+
+def _cap_unsent(pids: Sequence[int]) -> bool:
+    """Once per run, when its connection is up: at most UNSENT_MAX_BYTES may wait
+    unsent in the sockets towards the platform. True once done (or impossible)."""
+    global _cap_refused
+    try:
+        return all(socket_queue.limit_unsent(pid, UNSENT_MAX_BYTES) for pid in pids)
+    except OSError as exc:
+        if not _cap_refused:
+            _cap_refused = True
+            log.warning(
+                "cannot cap the relays' unsent socket data (%s): on a slow link the "
+                "delay may exceed max_delay_s by what the kernel buffers",
+                exc.strerror or exc,
+            )
+        return True
