@@ -1,12 +1,14 @@
 """A relay's link to its platform as the kernel sees it: what waits past its
 feed, in its stdin pipe and unacknowledged in its sockets (lib/socket_queue.py,
-the /proc reads), and the cap on what its sockets may hold unsent."""
+the /proc reads), the cap on what its sockets may hold unsent, and whether the
+link keeps up (live or congested)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
+from mqttrelay.engine.status import Status
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.lib import socket_queue
 
@@ -33,6 +35,11 @@ class LinkWatch:
         if fd is not None:
             socket_queue.resize_pipe(fd, PIPE_BYTES)
 
+    def update(self, sub: Subscription, pids: Sequence[int], bitrate_kbps: float) -> None:
+        """Tell sub what waits past it and the pace the platform takes."""
+        sub.downstream_bytes = self.downstream_bytes(sub, pids)
+        sub.link_bytes_per_s = bitrate_kbps * 125
+
     def downstream_bytes(self, sub: Subscription, pids: Sequence[int]) -> int:
         """What waits past the relay's feed: in its stdin pipe, and unacknowledged in
         the sockets of pids (ffmpeg, its TLS tunnel) to the platform."""
@@ -45,6 +52,30 @@ class LinkWatch:
             # /proc (every socket of the host's network) is not read for nothing
             return in_pipe
         return in_pipe + (socket_queue.unacked_bytes(pids) or 0)
+
+
+def follow_congestion(
+    stream_id: str, max_delay_s: float, status: Status, sub: Subscription
+) -> Status:
+    """live <-> congested, as the link to the platform keeps up or not."""
+    congested = sub.congested()
+    if congested and status is Status.LIVE:
+        log.warning(
+            "%s: the link to the platform is too slow: %.1f s behind OBS, whole "
+            "keyframe groups are dropped to stay within %.1f s (max_delay_s)",
+            stream_id,
+            sub.delay_ms / 1000,
+            max_delay_s,
+        )
+        return Status.CONGESTED
+    if not congested and status is Status.CONGESTED:
+        log.info(
+            "%s: the link keeps up again (%.0f %% dropped over the last 30 s)",
+            stream_id,
+            sub.dropped_share() * 100,
+        )
+        return Status.LIVE
+    return status
 
 
 def _cap_unsent(pids: Sequence[int]) -> bool:
