@@ -6,8 +6,9 @@ link keeps up (live or congested)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from mqttrelay.config import StreamConfig
 from mqttrelay.engine.status import Status
 from mqttrelay.engine.subscription import Subscription
 from mqttrelay.lib import socket_queue
@@ -35,9 +36,10 @@ class LinkWatch:
         if fd is not None:
             socket_queue.resize_pipe(fd, PIPE_BYTES)
 
-    def update(self, sub: Subscription, pids: Sequence[int], bitrate_kbps: float) -> None:
-        """Tell sub what waits past it and the pace the platform takes."""
-        sub.downstream_bytes = self.downstream_bytes(sub, pids)
+    def update(self, sub: Subscription, pids: Iterable[int | None], bitrate_kbps: float) -> None:
+        """Tell sub what waits past it and the pace the platform takes; pids: ffmpeg's
+        and its tunnel's (None: none)."""
+        sub.downstream_bytes = self.downstream_bytes(sub, [p for p in pids if p is not None])
         sub.link_bytes_per_s = bitrate_kbps * 125
 
     def downstream_bytes(self, sub: Subscription, pids: Sequence[int]) -> int:
@@ -54,24 +56,22 @@ class LinkWatch:
         return in_pipe + (socket_queue.unacked_bytes(pids) or 0)
 
 
-def follow_congestion(
-    stream_id: str, max_delay_s: float, status: Status, sub: Subscription
-) -> Status:
+def follow_congestion(stream: StreamConfig, status: Status, sub: Subscription) -> Status:
     """live <-> congested, as the link to the platform keeps up or not."""
     congested = sub.congested()
     if congested and status is Status.LIVE:
         log.warning(
             "%s: the link to the platform is too slow: %.1f s behind OBS, whole "
             "keyframe groups are dropped to stay within %.1f s (max_delay_s)",
-            stream_id,
+            stream.id,
             sub.delay_ms / 1000,
-            max_delay_s,
+            stream.max_delay_s,
         )
         return Status.CONGESTED
     if not congested and status is Status.CONGESTED:
         log.info(
             "%s: the link keeps up again (%.0f %% dropped over the last 30 s)",
-            stream_id,
+            stream.id,
             sub.dropped_share() * 100,
         )
         return Status.LIVE

@@ -78,7 +78,7 @@ class Relay:
         self._link = LinkWatch()
         self.bitrate_kbps = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=20)
-        self._child: ChildProcess | None = None  # ffmpeg, while it runs
+        self._child: ChildProcess | None = None  # the last ffmpeg (pid None once it ended)
         self._sup: Supervisor[ChildProcess] = Supervisor(
             f"relay-{stream.id}", self._start_run, self._after_failure, watch=self._watch_run,
             wanted=lambda: self._desired, ready=self._input_flows, on_state=self._on_phase,
@@ -87,9 +87,8 @@ class Relay:
         self._last_growth = 0.0
         self._total_size = 0
         self._live_since_last_run = 0.0
-        self._tunnel: TlsTunnel | None = None  # rtmps:// destinations: kept between runs
-        if settings.stunnel is not None:
-            self._tunnel = TlsTunnel(settings.stunnel, settings.owner, settings.secrets)
+        stunnel = settings.stunnel  # rtmps:// destinations' tunnel, kept between runs
+        self._tunnel = TlsTunnel(stunnel, settings.owner, settings.secrets) if stunnel else None
         source.add_listener(self.wake)
 
     # -- control ------------------------------------------------------------
@@ -194,8 +193,6 @@ class Relay:
     def _on_phase(self, phase: Phase) -> None:
         if phase is not Phase.RETRYING:
             self.retry_at = None  # the pause is over
-        if phase in (Phase.STARTING, Phase.STOPPED):
-            self._child = None
         if phase is Phase.WAITING:
             self._set(Status.WAITING)
         elif phase is Phase.STOPPED:
@@ -346,10 +343,8 @@ class Relay:
                     self._set(Status.STANDBY)  # held by hand while OBS sends
                 elif sub is not None and self.status in (Status.LIVE, Status.CONGESTED):
                     tunnel_pid = self._tunnel.pid if self._tunnel is not None else None
-                    pids = [p for p in (child.proc.pid, tunnel_pid) if p is not None]
-                    self._link.update(sub, pids, self.bitrate_kbps)
-                    stream = self.stream
-                    self._set(follow_congestion(stream.id, stream.max_delay_s, self.status, sub))
+                    self._link.update(sub, (child.proc.pid, tunnel_pid), self.bitrate_kbps)
+                    self._set(follow_congestion(self.stream, self.status, sub))
                 if self._total_size == 0:
                     # a platform that accepts the connection and never answers
                     limit = self.settings.connect_timeout_s
