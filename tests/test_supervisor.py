@@ -291,11 +291,10 @@ async def test_a_slow_close_finishes_even_when_cancelled_again() -> None:
     async def start() -> SlowChild:
         return SlowChild()
 
-    sup: Supervisor[SlowChild] = Supervisor("t", start, lambda e: 0.0)
+    sup: Supervisor[SlowChild] = Supervisor("slow-close", start, lambda e: 0.0)
     sup.start()
     await until(lambda: sup.phase is Phase.RUNNING)
-    task = sup._task
-    assert task is not None
+    [task] = [t for t in asyncio.all_tasks() if t.get_name() == "slow-close"]
     for _ in range(3):
         task.cancel()
         await asyncio.sleep(0.05)
