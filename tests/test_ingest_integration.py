@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +18,8 @@ from mqttrelay import app
 from mqttrelay.config import Config
 from mqttrelay.ingest.nginx import tap
 from mqttrelay.ingest.nginx.conf import render_nginx_conf, settings_from_config
-from mqttrelay.ingest.nginx.managed import explain_nginx_test
+from mqttrelay.ingest.nginx.managed import ManagedNginx, explain_nginx_test
+from mqttrelay.lib.aio import port_open
 
 from .support import NginxRtmp, Publisher, eventually, free_port, require_tool, wait_port
 
@@ -230,6 +232,47 @@ async def test_managed_ingest_hooks_start_relays_at_once_and_check_the_key(
     finally:
         os.kill(os.getpid(), signal.SIGTERM)  # app.run's own stop signal
         await asyncio.wait_for(runner, 30)
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []  # gone meanwhile
+
+
+async def test_managed_nginx_that_dies_is_started_again_until_stopped(
+    tmp_path: Path, platforms: NginxRtmp, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_tool("nginx")
+    caplog.set_level(logging.ERROR)
+    config = ingest_config(tmp_path, platforms, manage=True, publish_key=PUBLISH_KEY)
+    nginx = ManagedNginx.from_config(
+        config.ingest, config.api, config.state_file, "restart-test", "hook-secret-1"
+    )
+    host, port = nginx.settings.listen_host, nginx.settings.rtmp_port
+
+    def masters() -> list[psutil.Process]:
+        """The managed nginx (the platforms' nginx is a child too)."""
+        return [
+            c for c in psutil.Process().children()
+            if c.status() != psutil.STATUS_ZOMBIE and nginx.settings.prefix in _cmdline(c)
+        ]  # fmt: skip
+
+    await nginx.start()
+    try:
+        [first] = masters()
+        os.killpg(first.pid, signal.SIGKILL)  # its workers too: they hold the port
+
+        async def again() -> bool:
+            now = masters()
+            return bool(now and now[0].pid != first.pid and await port_open(host, port))
+
+        await eventually(again, 30, "nginx started again and listening")
+        assert "nginx exited with code -9; restarting" in caplog.text
+    finally:
+        await nginx.stop()
+    assert not masters() and not await port_open(host, port)
 
 
 async def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,21 +11,12 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, UnknownStreamError
-from mqttrelay.relays.outage import backoff_delay
 
 from .conftest import CANARY_KEY, make_config
 from .support import NginxRtmp, Publisher, eventually, free_port, probe_codecs, start_nginx
 from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
-
-
-def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    rng = random.Random(7)
-    first = [backoff_delay(1, 0.5, 30, rng) for _ in range(50)]
-    assert all(0.25 <= d <= 0.5 for d in first)
-    assert all(2.0 <= backoff_delay(4, 0.5, 30, rng) <= 4.0 for _ in range(50))
-    assert all(15 <= backoff_delay(20, 0.5, 30, rng) <= 30 for _ in range(50))
 
 
 async def test_commands_are_idempotent_and_persisted(

@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import psutil
 
 from mqttrelay.config.profiles import ProfileConfig
 from mqttrelay.ffmpeg import (
@@ -27,11 +24,11 @@ from mqttrelay.ffmpeg import (
 from mqttrelay.hub.fanout import FanOut
 from mqttrelay.hub.hub import Hub
 from mqttrelay.hub.subscription import Subscription
-from mqttrelay.lib import process
-from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.backoff import Backoff
 from mqttrelay.lib.flv import FlvError, FlvReader, encode_header
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.lib.redact import Redactor
+from mqttrelay.lib.supervisor import ChildProcess, Ended, Phase, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +67,22 @@ class ProfileEncoder:
         self._hub = hub
         self._redactor = redactor
         self._fanout = FanOut()
-        self._task: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
-        self._proc: asyncio.subprocess.Process | None = None
-        self._ps: psutil.Process | None = None
+        self._feed: Subscription | None = None  # its place in the hub's fan-out, while it runs
         self._progress = Progress()
         self._slow = RateLimitedLog(log, 60.0)
-        self.restarts = 0
         self.last_error: str | None = None
         self._tail: deque[str] = deque(maxlen=10)
+        self._backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S)
+        self._sup: Supervisor[ChildProcess] = Supervisor(
+            f"profile-{name}", self._start, self._after_failure, watch=self._watch,
+            wanted=self._wanted, on_state=self._on_phase,
+        )  # fmt: skip
+
+    @property
+    def restarts(self) -> int:
+        return self._sup.restarts
 
     # -- the relays' side: the same calls as the hub's ---------------------
     def subscribe(
@@ -88,8 +91,7 @@ class ProfileEncoder:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._supervise(), name=f"profile-{self.name}")
+        self._sup.start()
         return self._fanout.subscribe(pipe, on_wake, max_delay_ms)
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -102,16 +104,16 @@ class ProfileEncoder:
         self._linger = None
         if not self._fanout.subs:
             self._wake.set()
+            self._sup.wake()
 
     def state(self) -> EncoderState:
-        cpu = 0.0
-        if self._ps is not None:
-            with contextlib.suppress(psutil.Error):
-                cpu = self._ps.cpu_percent(None)
-        running = self._proc is not None and self._proc.returncode is None
+        child = self._sup.child
+        pid = child.pid if child is not None else None
+        cpu = child.usage()[0] if child is not None else 0.0
+        running = pid is not None
         return EncoderState(
             profile=self.name, running=running, destinations=len(self._fanout.subs),
-            pid=self._proc.pid if running and self._proc else None, cpu_percent=cpu,
+            pid=pid, cpu_percent=cpu,
             speed=self._progress.speed if running else None,
             dropped_frames=self._progress.dropped_frames, restarts=self.restarts,
             last_error=self.last_error,
@@ -121,56 +123,44 @@ class ProfileEncoder:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await self._sup.stop()
         self._fanout.close()
 
     # -- supervision --------------------------------------------------------
     def _wanted(self) -> bool:
         return bool(self._fanout.subs) or self._linger is not None
 
-    async def _supervise(self) -> None:
-        failures = 0
-        while self._wanted():
-            started = time.monotonic()
-            error = await self._run_once()
-            if not self._wanted():
-                break
-            self.restarts += 1
-            self.last_error = error
-            log.warning("profile %s: %s; its destinations reconnect", self.name, error)
-            self._fanout.disconnect_all(f"the {self.name} profile's encoder stopped: {error}")
-            failures = 1 if time.monotonic() - started > STABLE_S else failures + 1
-            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-        log.info("profile %s: encoder stopped (no destination uses it)", self.name)
+    def _after_failure(self, ended: Ended) -> float:
+        self.last_error = ended.reason
+        log.warning("profile %s: %s; its destinations reconnect", self.name, ended.reason)
+        self._fanout.disconnect_all(f"the {self.name} profile's encoder stopped: {ended.reason}")
+        return self._backoff.failed(ended.ran_s)
 
-    async def _run_once(self) -> str:
+    def _on_phase(self, phase: Phase) -> None:
+        if phase is Phase.STOPPED:
+            log.info("profile %s: encoder stopped (no destination uses it)", self.name)
+
+    async def _start(self) -> ChildProcess:
         argv = build_profile_argv(self.ffmpeg, self.profile)
-        try:
-            proc = await process.spawn(argv, self._owner, stdin=True)
-        except OSError as exc:
-            return f"cannot start ffmpeg: {exc.strerror or exc}"
-        assert proc.stdin is not None and proc.stdout is not None
-        self._proc = proc
-        with contextlib.suppress(psutil.Error):
-            self._ps = psutil.Process(proc.pid)
-            self._ps.cpu_percent(None)
-        log.info("profile %s: encoder started (pid %d)", self.name, proc.pid)
-        spawned = time.monotonic()
+        child = await ChildProcess.spawn(
+            argv, self._owner, "ffmpeg", stdin=True, grace_s=2.0,
+            readers=[self._read_output, self._read_stderr], measure=True,
+        )  # fmt: skip
+        assert child.proc.stdin is not None
+        log.info("profile %s: encoder started (pid %d)", self.name, child.proc.pid)
         self._fanout.reset()  # the last run's headers and pictures are not this one's
-        feed = self._hub.subscribe(proc.stdin, self._wake.set, ENCODER_MAX_DELAY_MS)
-        tasks = [
-            asyncio.create_task(self._read_output(proc.stdout)),
-            asyncio.create_task(self._read_stderr(proc)),
-            asyncio.create_task(proc.wait()),
-        ]
+        self._feed = self._hub.subscribe(child.proc.stdin, self._wake.set, ENCODER_MAX_DELAY_MS)
+        return child
+
+    async def _watch(self, child: ChildProcess) -> str:
+        spawned = time.monotonic()
+        feed, output = self._feed, child.readers[0]
+        assert feed is not None
         try:
             while True:
                 self._wake.clear()
-                if proc.returncode is not None or tasks[0].done():
-                    tail = self._tail[-1] if self._tail else f"exit code {proc.returncode}"
+                if child.returncode is not None or output.done():
+                    tail = self._tail[-1] if self._tail else f"exit code {child.returncode}"
                     return f"ffmpeg ended: {tail}"
                 if feed.overflow is not None:
                     return f"fell behind the ingest ({feed.overflow})"
@@ -181,14 +171,12 @@ class ProfileEncoder:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
         finally:
             self._hub.unsubscribe(feed)
-            if proc.returncode is None:
-                await process.stop_process(proc, 2.0)
-            await cancel_and_wait(*tasks)
-            self._proc = self._ps = None
+            self._feed = None
 
-    async def _read_output(self, stdout: asyncio.StreamReader) -> None:
+    async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
         reader = FlvReader()
-        while chunk := await stdout.read(65536):
+        while chunk := await proc.stdout.read(65536):
             try:
                 tags = reader.feed(chunk)
             except FlvError as exc:

@@ -7,11 +7,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-
-def backoff_delay(failures: int, first_s: float, max_s: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: in [d/2, d] for d = first * 2**(failures-1)."""
-    ceiling = min(max_s, first_s * 2 ** max(0, failures - 1))
-    return rng.uniform(ceiling / 2, ceiling)
+from mqttrelay.lib.backoff import backoff_delay
 
 
 class Outage:

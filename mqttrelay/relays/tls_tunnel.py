@@ -12,7 +12,6 @@ until its relay is closed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import signal
@@ -26,6 +25,7 @@ import psutil
 from mqttrelay.config import StreamConfig
 from mqttrelay.lib import process
 from mqttrelay.lib.redact import Redactor
+from mqttrelay.lib.supervisor import ChildProcess, StartError, stderr_reader
 
 log = logging.getLogger(__name__)
 
@@ -118,21 +118,18 @@ class TlsTunnel:
         self._stunnel = stunnel
         self._owner = owner
         self._redactor = redactor
-        self._proc: asyncio.subprocess.Process | None = None
-        self._stderr: asyncio.Task[None] | None = None
+        self._child: ChildProcess | None = None
         self.stderr_tail: deque[str] = deque(maxlen=10)
         self._ready: tuple[str, tuple[str, str]] | None = None  # target, its pair
 
     @property
     def pid(self) -> int | None:
-        running = self._proc is not None and self._proc.returncode is None
-        return self._proc.pid if running and self._proc is not None else None
+        return self._child.pid if self._child is not None else None
 
     async def ensure(self, target: str) -> tuple[str, str]:
         """through_tunnel()'s pair for target, starting stunnel when it is not
         running (or runs towards another target)."""
-        running = self._proc is not None and self._proc.returncode is None
-        if running and self._ready is not None and self._ready[0] == target:
+        if self.pid is not None and self._ready is not None and self._ready[0] == target:
             return self._ready[1]
         await self.stop()
         pair = await self._start(target)
@@ -145,21 +142,19 @@ class TlsTunnel:
         conf = stunnel_conf(port, parts.hostname or "", parts.port or 443)
         try:
             # the config on stdin (fd 0): no file to write, clean up or protect
-            self._proc = await process.spawn(
-                [self._stunnel, "-fd", "0"], self._owner, stdin=True, capture=True
-            )
-        except OSError as exc:
-            raise TunnelError(f"cannot start stunnel: {exc.strerror or exc}") from None
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(conf.encode())
-        self._proc.stdin.close()
-        self._stderr = asyncio.create_task(
-            process.read_stderr(self._proc.stderr, self._redactor, self.stderr_tail, _ignore)
-        )
+            self._child = child = await ChildProcess.spawn(
+                [self._stunnel, "-fd", "0"], self._owner, "stunnel", stdin=True, grace_s=1.0,
+                readers=[stderr_reader(self._redactor, self.stderr_tail, _ignore)],
+            )  # fmt: skip
+        except StartError as exc:
+            raise TunnelError(str(exc)) from None
+        assert child.proc.stdin is not None
+        child.proc.stdin.write(conf.encode())
+        child.proc.stdin.close()
         loop = asyncio.get_running_loop()
         end = loop.time() + START_DEADLINE_S
-        while not _listening(self._proc.pid, port):
-            if self._proc.returncode is not None or loop.time() > end:
+        while not _listening(child.proc.pid, port):
+            if child.returncode is not None or loop.time() > end:
                 tail = self.stderr_tail[-1] if self.stderr_tail else "no error output"
                 await self.stop()
                 raise TunnelError(f"stunnel did not start: {tail}")
@@ -168,15 +163,10 @@ class TlsTunnel:
 
     async def stop(self) -> None:
         self._ready = None
-        if self._proc is not None:
-            process.signal_group(self._proc, signal.SIGTERM)  # stunnel ignores a closed stdin
-            await process.stop_process(self._proc, 1.0)
-            self._proc = None
-        if self._stderr is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                self._stderr.cancel()
-                await self._stderr
-            self._stderr = None
+        if self._child is not None:
+            process.signal_group(self._child.proc, signal.SIGTERM)  # it ignores a closed stdin
+            await self._child.close()
+            self._child = None
 
 
 def _ignore(_: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -17,11 +16,14 @@ from mqttrelay.ingest.nginx.conf import (
     settings_from_config,
 )
 from mqttrelay.lib import process
-from mqttrelay.lib.aio import cancel_and_wait, port_open
+from mqttrelay.lib.aio import port_open
 from mqttrelay.lib.files import private_dir, write_atomic
+from mqttrelay.lib.supervisor import ChildProcess, Ended, StartError, Supervisor
 
 log = logging.getLogger(__name__)
 RESTART_DELAY_S = 2.0
+# SIGTERM is nginx's fast stop: a graceful one would wait for OBS to leave
+STOP_GRACE_S = 3.0
 
 
 class NginxError(Exception):
@@ -61,8 +63,10 @@ class ManagedNginx:
         self._owner = owner
         self._nginx = nginx or find_executable("nginx")
         self._conf = Path(settings.prefix) / "nginx.conf"
-        self._proc: asyncio.subprocess.Process | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._starting: ChildProcess | None = None  # until it listens
+        self._sup: Supervisor[ChildProcess] = Supervisor(
+            "managed-nginx", self._spawn, self._after_exit, watch=self._watch_exit
+        )
 
     @classmethod
     def from_config(
@@ -112,9 +116,13 @@ class ManagedNginx:
         output, _ = await check.communicate()
         if check.returncode != 0:
             raise NginxError(f"nginx -t: {explain_nginx_test(output.decode(errors='replace'))}")
-        await self._spawn()
-        await self._wait_listening()
-        self._task = asyncio.create_task(self._supervise(), name="managed-nginx")
+        try:
+            self._starting = await self._spawn()
+        except StartError as exc:
+            raise NginxError(str(exc)) from None
+        await self._wait_listening(self._starting)
+        self._sup.start(self._starting)  # supervised from now on
+        self._starting = None
         log.info(
             "%s listening on %s:%d",
             self.role,
@@ -122,15 +130,17 @@ class ManagedNginx:
             self.settings.rtmp_port,
         )
 
-    async def _spawn(self) -> None:
+    async def _spawn(self) -> ChildProcess:
         argv = [self._nginx or "nginx", "-p", self.settings.prefix, "-c", str(self._conf)]
-        self._proc = await process.spawn(argv, self._owner, stdin=False, capture=False)
+        return await ChildProcess.spawn(
+            argv, self._owner, "nginx", stdin=False, capture=False, grace_s=STOP_GRACE_S
+        )
 
-    async def _wait_listening(self, deadline_s: float = 10.0) -> None:
+    async def _wait_listening(self, child: ChildProcess, deadline_s: float = 10.0) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline_s
         while loop.time() < end:
-            if self._proc is not None and self._proc.returncode is not None:
+            if child.returncode is not None:
                 tail = self._error_log_tail()
                 raise NginxError(f"nginx exited at start: {explain_nginx_test(tail)}")
             if await port_open(self.settings.listen_host, self.settings.rtmp_port):
@@ -138,20 +148,15 @@ class ManagedNginx:
             await asyncio.sleep(0.05)
         raise NginxError(f"nginx did not listen on port {self.settings.rtmp_port} in time")
 
-    async def _supervise(self) -> None:
-        while True:
-            assert self._proc is not None
-            code = await self._proc.wait()
-            log.error("%s: nginx exited with code %s; restarting", self.role, code)
-            await asyncio.sleep(RESTART_DELAY_S)
-            with contextlib.suppress(OSError):
-                await self._spawn()
+    async def _watch_exit(self, child: ChildProcess) -> str:
+        return f"nginx exited with code {await child.wait()}"
+
+    def _after_exit(self, ended: Ended) -> float:
+        log.error("%s: %s; restarting", self.role, ended.reason)
+        return RESTART_DELAY_S
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
-        if self._proc is not None:
-            # SIGTERM is nginx's fast stop: a graceful one would wait for OBS to leave
-            await process.stop_process(self._proc, 3.0)
-            self._proc = None
+        await self._sup.stop()  # closes the supervised nginx
+        if self._starting is not None:  # it never listened
+            await self._starting.close()
+            self._starting = None

@@ -9,7 +9,6 @@ on_publish_done hook says so. The hub (hub.py) gets its tags.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import signal
@@ -21,11 +20,13 @@ from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.flv import FlvError, FlvHeader, FlvReader, FlvTag
 from mqttrelay.lib.redact import Redactor
+from mqttrelay.lib.supervisor import ChildProcess, Ended, Phase, Supervisor, stderr_reader
 
 log = logging.getLogger(__name__)
 _CONTEXT_ADDRESS = re.compile(r"@ 0x[0-9a-f]+")
 
 TAP_RETRY_S = 1.0
+TAP_START_FAILED_RETRY_S = 5.0  # ffmpeg could not be started at all
 # A tap that ran this long had connected: start the next one at once.
 TAP_RESPAWN_AT_ONCE_AFTER_S = 5.0
 # With idle_streams on a player stays connected while OBS is away, so silence
@@ -61,9 +62,9 @@ class Tap:
         self._on_tag = on_tag
         self._on_ended = on_ended
         self._live = live
-        self._task: asyncio.Task[None] | None = None
-        self._poke = asyncio.Event()
-        self._proc: asyncio.subprocess.Process | None = None
+        self._sup: Supervisor[ChildProcess] = Supervisor(
+            "hub-tap", self._spawn, self._after_run, watch=self._read, on_state=self._on_phase
+        )
         self._respawn_at_once = False
         self._last_tag_wall: float | None = None
         self.last_error: str | None = None
@@ -74,17 +75,14 @@ class Tap:
         self.bitrate_kbps = 0.0
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="hub-tap")
+        self._sup.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await self._sup.stop()
 
     def poke(self) -> None:
         """The ingest is (probably) publishing now: retry at once."""
-        self._poke.set()
+        self._sup.retry_now()
 
     def went_live(self) -> None:
         self._said.clear()
@@ -93,50 +91,46 @@ class Tap:
         """Start a fresh tap at once. (A tap that stays connected through a pause
         longer than its read timeout garbles its next packets, ffmpeg 5.1.)"""
         self.bitrate_kbps = 0.0
-        if self._proc is not None and self._proc.returncode is None:
+        child = self._sup.child
+        if child is not None and child.returncode is None:
             self._respawn_at_once = True
-            process.signal_group(self._proc, signal.SIGKILL)
+            process.signal_group(child.proc, signal.SIGKILL)
 
-    async def _run(self) -> None:
-        try:
-            while True:
-                ran_s = await self._run_once()
-                self._poke.clear()
-                recently_live = self._last_tag_wall is not None and (
-                    time.monotonic() - self._last_tag_wall < FAST_RETRY_WINDOW_S
-                )
-                delay = TAP_FAST_RETRY_S if recently_live else TAP_RETRY_S
-                if ran_s >= TAP_RESPAWN_AT_ONCE_AFTER_S or self._respawn_at_once:
-                    delay = 0.0
-                self._respawn_at_once = False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), delay)
-        finally:
-            if self._proc is not None and self._proc.returncode is None:
-                await asyncio.shield(process.stop_process(self._proc, self._grace_s))
+    async def _spawn(self) -> ChildProcess:
+        stderr = stderr_reader(self._redactor, self.stderr_tail, self._log_stderr)
+        return await ChildProcess.spawn(
+            self.argv, self._owner, "ffmpeg", stdin=False, grace_s=self._grace_s, readers=[stderr]
+        )
+
+    def _after_run(self, ended: Ended) -> float:
+        """The pause before the next tap: none after a session, short right after one."""
+        if not ended.started:
+            self.last_error = ended.reason
+            log.error("tap: %s", self.last_error)
+            return TAP_START_FAILED_RETRY_S
+        self.bitrate_kbps = 0.0
+        self._on_ended()
+        recently_live = self._last_tag_wall is not None and (
+            time.monotonic() - self._last_tag_wall < FAST_RETRY_WINDOW_S
+        )
+        delay = TAP_FAST_RETRY_S if recently_live else TAP_RETRY_S
+        if ended.ran_s >= TAP_RESPAWN_AT_ONCE_AFTER_S or self._respawn_at_once:
+            delay = 0.0
+        self._respawn_at_once = False
+        return delay
+
+    def _on_phase(self, phase: Phase) -> None:
+        if phase is Phase.STOPPED:
+            self.bitrate_kbps = 0.0
             self._on_ended()
 
-    async def _run_once(self) -> float:
-        """Run the tap until it ends; returns how long it ran, in seconds."""
-        started = time.monotonic()
-        try:
-            proc = await process.spawn(self.argv, self._owner, stdin=False)
-        except OSError as exc:
-            self.last_error = f"cannot start ffmpeg: {exc.strerror or exc}"
-            log.error("tap: %s", self.last_error)
-            await asyncio.sleep(5)
-            return 0.0
-        self._proc = proc
-        helpers = [
-            asyncio.create_task(
-                process.read_stderr(proc.stderr, self._redactor, self.stderr_tail, self._log_stderr)
-            ),
-            asyncio.create_task(self._watch_silence()),
-        ]
+    async def _read(self, child: ChildProcess) -> str:
+        """Hand its tags to the hub until it ends; the reason it ended."""
+        silence = asyncio.create_task(self._watch_silence())
         reader = FlvReader()
-        assert proc.stdout is not None
+        assert child.proc.stdout is not None
         try:
-            while chunk := await proc.stdout.read(READ_SIZE):
+            while chunk := await child.proc.stdout.read(READ_SIZE):
                 if self._respawn_at_once:
                     break  # the session was ended: what is left in the pipe is not news
                 self._count(len(chunk))
@@ -150,13 +144,10 @@ class Tap:
         except FlvError as exc:
             self.last_error = f"tap produced bad FLV: {exc}"
             log.error("tap: %s", self.last_error)
+            return self.last_error
         finally:
-            await process.stop_process(proc, self._grace_s)
-            await cancel_and_wait(*helpers)
-            self._proc = None
-            self.bitrate_kbps = 0.0
-            self._on_ended()
-        return time.monotonic() - started
+            await cancel_and_wait(silence)
+        return "ended"
 
     async def _watch_silence(self) -> None:
         while True:

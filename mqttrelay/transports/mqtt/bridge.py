@@ -27,12 +27,7 @@ from mqttrelay.control.router import (
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.lib.redact import mask
-from mqttrelay.transports.mqtt.client import (
-    RECONNECT_FIRST_S,
-    SharedStatus,
-    make_client,
-    reconnect_pause,
-)
+from mqttrelay.transports.mqtt.client import SharedStatus, make_client, reconnect_backoff
 from mqttrelay.transports.mqtt.commands import CommandError, parse_command, parse_key
 from mqttrelay.transports.mqtt.discovery import (
     DiscoveryContext,
@@ -110,14 +105,15 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Stay connected forever, with backoff; cancel to stop."""
-        delay = RECONNECT_FIRST_S
+        backoff = reconnect_backoff()
         last_error = None
         while True:
             try:
                 async with self._make_client() as client:
                     self._client = client
                     await self._on_connect(client)
-                    delay, last_error = RECONNECT_FIRST_S, None
+                    backoff.reset()
+                    last_error = None
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
                 if str(exc) != last_error:
@@ -131,7 +127,7 @@ class MqttBridge:
                 if self.connected:
                     log.info("MQTT disconnected")
                 self.connected = False
-            delay = await reconnect_pause(delay)
+            await asyncio.sleep(backoff.failed())
 
     def start(self) -> None:
         if self._task is None:

@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import ssl
 
 import aiomqtt
 
 from mqttrelay.config import MqttConfig
 from mqttrelay.lib.aio import cancel_and_wait
+from mqttrelay.lib.backoff import Backoff
 
 RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 30.0
 
 
-async def reconnect_pause(delay: float) -> float:
-    """Sleep delay (with jitter) before a reconnect; returns the next delay."""
-    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-    return min(delay * 2, RECONNECT_MAX_S)
+def reconnect_backoff() -> Backoff:
+    """The pauses between tries to reach the broker (lib/backoff.py); reset() once connected."""
+    return Backoff(RECONNECT_FIRST_S, RECONNECT_MAX_S)
 
 
 def make_client(cfg: MqttConfig, identifier: str, will_topic: str) -> aiomqtt.Client:
@@ -68,7 +67,7 @@ class SharedStatus:
             self._changed.set()
 
     async def _run(self) -> None:
-        delay = RECONNECT_FIRST_S
+        backoff = reconnect_backoff()
         while True:
             # failures are the bridge's to report: this connection stays quiet
             with contextlib.suppress(aiomqtt.MqttError):
@@ -77,7 +76,7 @@ class SharedStatus:
                 )
                 async with client:
                     self._client = client
-                    delay = RECONNECT_FIRST_S
+                    backoff.reset()
                     announcer = asyncio.create_task(self._announce(client))
                     try:
                         async for _ in client.messages:
@@ -85,7 +84,7 @@ class SharedStatus:
                     finally:
                         await cancel_and_wait(announcer)
             self._client = None
-            delay = await reconnect_pause(delay)
+            await asyncio.sleep(backoff.failed())
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Say what the bridge is now, at connect and at every change. After a broker
