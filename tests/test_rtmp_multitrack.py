@@ -8,6 +8,7 @@ its own size and sound."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,12 @@ async def probe(url: str) -> list[dict[str, Any]]:
 
 
 async def test_two_tracks_reach_two_destinations_as_two_sources(
-    tmp_path: Path, platforms: NginxRtmp, managers: Callable[[Config], Service]
+    tmp_path: Path,
+    platforms: NginxRtmp,
+    managers: Callable[[Config], Service],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, "mqttrelay.ingest.rtmp.tracks")
     config = multitrack_config(tmp_path, f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest")
     service = managers(config)
     await service.start()
@@ -113,6 +118,16 @@ async def test_two_tracks_reach_two_destinations_as_two_sources(
         ), tall  # fmt: skip
         # what each source's page and Home Assistant show
         assert service.hubs["main"].session_info().resolution == "320x180"
-        assert service.hubs["vertical"].session_info().resolution in (None, "180x320")
+        # the vertical picture's size is not in onMetaData (ffmpeg sends no track map)
+        tall_info = service.hubs["vertical"].session_info()
+        assert tall_info.resolution is None and tall_info.video_codec == "H.264"
+        # the log says which tracks the publish carries and which source takes each
+        tracks = sorted(m for m in caplog.messages if " carries " in m)
+        assert tracks == [
+            "built-in ingest: live/stream carries audio track 0 (source main)",
+            "built-in ingest: live/stream carries audio track 1 (source vertical)",
+            "built-in ingest: live/stream carries video track 0 (source main)",
+            "built-in ingest: live/stream carries video track 1 (source vertical)",
+        ], tracks
     finally:
         await pub.stop()

@@ -191,3 +191,23 @@ def test_track_fuzz_never_raises(data: bytes, track: int) -> None:
 @given(st.binary(max_size=128), st.integers(0, 3), st.integers(0, 3))
 def test_metadata_fuzz_never_raises(data: bytes, video: int, audio: int) -> None:
     assert isinstance(track_metadata(b"\x02\x00\x0aonMetaData" + data, video, audio), bytes)
+
+
+@given(
+    st.dictionaries(st.integers(0, 255), st.binary(max_size=40), min_size=1, max_size=6),
+    st.sampled_from([b"hvc1", b"av01", b"vp09"]),
+    st.integers(1, 2),
+)
+def test_every_track_of_a_many_track_packet_comes_out_whole(
+    tracks: dict[int, bytes], fourcc: bytes, frame_type: int
+) -> None:
+    """A MANY_TRACKS packet made of random tracks: each track id gives back its
+    body as an E-RTMP v1 payload, and only the ids in it are listed."""
+    packet = bytes([0x80 | frame_type << 4 | 6, 0x11]) + fourcc
+    for track_id, body in tracks.items():
+        packet += bytes([track_id]) + len(body).to_bytes(3, "big") + body
+    assert track_ids(VIDEO, packet) == list(tracks)
+    for track_id, body in tracks.items():
+        assert video_track(packet, track_id) == bytes([0x80 | frame_type << 4 | 1]) + fourcc + body
+    missing = next(i for i in range(256) if i not in tracks)
+    assert video_track(packet, missing) is None
