@@ -118,9 +118,10 @@ async def test_two_tracks_reach_two_destinations_as_two_sources(
         ), tall  # fmt: skip
         # what each source's page and Home Assistant show
         assert service.hubs["main"].session_info().resolution == "320x180"
-        # the vertical picture's size is not in onMetaData (ffmpeg sends no track map)
+        # the vertical picture's size is not in onMetaData (ffmpeg sends no track
+        # map): its sequence header says it
         tall_info = service.hubs["vertical"].session_info()
-        assert tall_info.resolution is None and tall_info.video_codec == "H.264"
+        assert tall_info.resolution == "180x320" and tall_info.video_codec == "H.264"
         # the log says which tracks the publish carries and which source takes each
         tracks = sorted(m for m in caplog.messages if " carries " in m)
         assert tracks == [

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mqttrelay.ingest.avc_size import avc_size
 from mqttrelay.ingest.rtmp import amf0
 from mqttrelay.ingest.rtmp.chunks import AUDIO, DATA_AMF0, VIDEO
 from mqttrelay.ingest.rtmp.media import audio_track, track_ids, video_track
 from mqttrelay.ingest.rtmp.tracks import Route, TrackSplit, split, stream_sinks, track_metadata
-from mqttrelay.ingest.session_info import parse_metadata
+from mqttrelay.ingest.session_info import describe_session, parse_metadata
 from mqttrelay.lib.flv import FlvTag, TagType
 
 AVC_CONF = b"\x01\x64\x00\x0c\xff\xe1"
@@ -211,3 +212,47 @@ def test_every_track_of_a_many_track_packet_comes_out_whole(
         assert video_track(packet, track_id) == bytes([0x80 | frame_type << 4 | 1]) + fourcc + body
     missing = next(i for i in range(256) if i not in tracks)
     assert video_track(packet, missing) is None
+
+
+# AVCDecoderConfigurationRecords x264 (in ffmpeg 9) made: the size, then the record
+AVC_RECORDS = [
+    ((1920, 1080), "01640028ffe1001b67640028acd940780227e5c044000003000400000300c83c60c658"),
+    ((1280, 720), "0142c01fffe100196742c01fd9005005bb011000000300100000030320f1832480"),
+    ((854, 480), "014d401effe10018674d401eeca06c1ef37808800000030080000019078b16cb"),
+    ((641, 361), "01f4001effe1001c67f4001e919b281485fc211180880000030008000003019078b16cb0"),
+    ((720, 576), "0164001effe100186764001eacd940b424d8088000000300800000190f8a14cb"),  # interlaced
+]
+
+
+def test_h264_size_from_its_sequence_header() -> None:
+    """High (cropped 1088 -> 1080), Baseline, Main, High 4:4:4 with odd sizes,
+    interlaced: the size x264 was asked for."""
+    for size, record in AVC_RECORDS:
+        assert avc_size(bytes.fromhex(record)) == size, size
+    assert avc_size(b"") is None and avc_size(b"\x01\x64\x00\x28\xff\xe0") is None
+    assert avc_size(bytes.fromhex(AVC_RECORDS[0][1])[:14]) is None  # cut short
+
+
+def test_a_track_sources_info_has_its_own_size() -> None:
+    """onMetaData without a size (a second picture's): the sequence header's."""
+    record = bytes.fromhex(AVC_RECORDS[1][1])
+    meta = FlvTag(TagType.SCRIPT, 0, metadata(videocodecid=7.0, framerate=25.0))
+    classic = FlvTag(TagType.VIDEO, 0, b"\x17\x00\x00\x00\x00" + record)
+    assert describe_session(meta, classic, None).resolution == "1280x720"
+    fourcc = FlvTag(TagType.VIDEO, 0, b"\x90avc1" + record)
+    assert describe_session(meta, fourcc, None).resolution == "1280x720"
+    # the metadata's size, when it has one, is OBS's word
+    sized = FlvTag(TagType.SCRIPT, 0, metadata(width=640.0, height=360.0))
+    assert describe_session(sized, classic, None).resolution == "640x360"
+    hevc = FlvTag(TagType.VIDEO, 0, b"\x90hvc1" + record)
+    assert describe_session(meta, hevc, None).resolution is None
+
+
+@given(st.binary(max_size=80))
+def test_avc_size_fuzz_never_raises(data: bytes) -> None:
+    size = avc_size(b"\x01\x64\x00\x28\xff\xe1" + len(data).to_bytes(2, "big") + data)
+    assert size is None or (0 < size[0] <= 16384 and 0 < size[1] <= 16384)
+    sps_fuzz = avc_size(
+        b"\x01\x64\x00\x28\xff\xe1" + (len(data) + 1).to_bytes(2, "big") + b"\x67" + data
+    )
+    assert sps_fuzz is None or min(sps_fuzz) > 0
