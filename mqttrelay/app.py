@@ -41,7 +41,8 @@ from mqttrelay.ingest.nginx.direct import DirectIngest
 from mqttrelay.ingest.nginx.hook_secret import hook_secret_path, load_hook_secret
 from mqttrelay.ingest.nginx.managed import ManagedNginx, NginxError
 from mqttrelay.ingest.rtmp.feed import RtmpFeed
-from mqttrelay.ingest.rtmp.server import RtmpServer, Sink
+from mqttrelay.ingest.rtmp.server import RtmpServer
+from mqttrelay.ingest.rtmp.tracks import stream_sinks
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
@@ -193,7 +194,11 @@ class Service:
         """The readers as the router sees them: by id, with their stream names."""
         return Sources(
             self.readers,
-            {ingest_app_and_stream(url)[1]: i for i, url in config.ingest.source_urls.items()},
+            # sources on the tracks of one stream name: the name is the first's
+            {
+                ingest_app_and_stream(url)[1]: i
+                for i, url in reversed(config.ingest.source_urls.items())
+            },
             config.ingest.backups,
         )
 
@@ -403,14 +408,16 @@ async def run(
 
 def _rtmp_server(config: Config, feeds: dict[str, RtmpFeed]) -> RtmpServer | None:
     """The built-in ingest: ingest.listen, for each source's /<app>/<stream name>
-    (ingest.url's for main, each ingest.sources[].url's for the others)."""
+    (ingest.url's for main, each ingest.sources[].url's for the others) and its
+    tracks of that publish (sources on one name share it)."""
     if config.ingest.listen is None or not feeds:
         return None
     host, port = split_listen(config.ingest.listen)
-    sinks: dict[str, Sink] = {}
-    for source_id, url in config.ingest.source_urls.items():
-        app, name = ingest_app_and_stream(url)
-        sinks[f"{app}/{name}"] = feeds[source_id]
+    tracks = config.ingest.source_tracks
+    sinks = stream_sinks(
+        ("/".join(ingest_app_and_stream(url)), source_id, *tracks[source_id], feeds[source_id])
+        for source_id, url in config.ingest.source_urls.items()
+    )
     return RtmpServer(host, port, sinks, config.ingest.publish_key)
 
 

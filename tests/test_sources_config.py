@@ -81,3 +81,58 @@ def test_a_destination_moved_to_another_source_gets_a_new_relay() -> None:
 def test_encoders_are_per_profile_and_source() -> None:
     assert encoder_key("square", "main") == "square"
     assert encoder_key("square", "vertical") == "square@vertical"
+
+
+LISTEN = {"listen": "127.0.0.1:1935"}
+
+
+def test_tracks_of_one_publish_are_sources_of_their_own() -> None:
+    """OBS multitrack: the vertical canvas (video track 1) and the VOD sound
+    (audio track 1) on ingest.url's stream name, each a source."""
+    tracks = [
+        {"id": "vertical", "url": MAIN, "video_track": 1},
+        {"id": "vod", "url": MAIN, "audio_track": 1},
+        {"id": "tall_vod", "url": MAIN, "video_track": 1, "audio_track": 1},
+    ]
+    both = config(tracks, "vertical", **LISTEN)
+    assert both.ingest.source_tracks == {
+        "main": (0, 0), "vertical": (1, 0), "vod": (0, 1), "tall_vod": (1, 1)
+    }  # fmt: skip
+    assert config([{"id": "v", "url": TALL}]).ingest.source_tracks["v"] == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("sources", "ingest", "expected"),
+    [
+        (
+            [{"id": "v", "url": MAIN, "video_track": 1}],
+            {},
+            "ingest.sources 'v': video_track and audio_track need the built-in ingest",
+        ),
+        (
+            [{"id": "v", "url": TALL, "audio_track": 2}],
+            {},
+            "need the built-in ingest (ingest.listen)",
+        ),
+        (
+            [{"id": "v", "url": MAIN}],
+            LISTEN,
+            "ingest.sources 'v': its url and tracks are already source 'main' (another track",
+        ),
+        (
+            [
+                {"id": "a", "url": MAIN, "video_track": 1},
+                {"id": "b", "url": MAIN, "video_track": 1},
+            ],
+            LISTEN,
+            "ingest.sources 'b': its url and tracks are already source 'a'",
+        ),
+        ([{"id": "v", "url": MAIN, "video_track": 256}], LISTEN, "less than or equal to 255"),
+        ([{"id": "v", "url": MAIN, "audio_track": -1}], LISTEN, "greater than or equal to 0"),
+        ([{"id": "v", "url": MAIN, "video_track": "one"}], LISTEN, "valid integer"),
+    ],
+)
+def test_bad_tracks_are_named(
+    sources: list[dict[str, Any]], ingest: dict[str, Any], expected: str
+) -> None:
+    assert expected in problem(sources, "main", **ingest)

@@ -156,6 +156,33 @@ class SourceConfig(_Model):
         description="another source whose picture this source's destinations get while "
         'this one is away (see "Several feeds" in docs/ingest.md)',
     )
+    video_track: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=255,
+            description="built-in ingest (`ingest.listen`): the Enhanced RTMP video track of "
+            "`url`'s publisher this source relays (0 to 255; 0 is OBS's main picture, 1 the "
+            "next one of a multitrack publish, e.g. the vertical canvas). Another source may "
+            'then have the same `url` with another track (see "Multitrack" in '
+            "docs/ingest.md)",
+        ),
+    ] = 0
+    audio_track: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=255,
+            description="built-in ingest: the Enhanced RTMP audio track this source relays "
+            "(0 to 255; 0 is OBS's first audio track). A destination picks its sound by "
+            "its source: to send one picture with two sounds, make two sources on the same "
+            "`url` and `video_track`",
+        ),
+    ] = 0
+
+    @property
+    def tracks(self) -> tuple[int, int]:
+        return self.video_track, self.audio_track
 
     @field_validator("url")
     @classmethod
@@ -270,6 +297,7 @@ class IngestConfig(_Model):
     @model_validator(mode="after")
     def _sources(self) -> IngestConfig:
         urls = {MAIN_SOURCE: self.url}
+        tracks = {(self.url, (0, 0)): MAIN_SOURCE}
         for source in self.sources:
             if source.id in urls:
                 raise ValueError(f"ingest.sources: source id '{source.id}' is used twice")
@@ -278,9 +306,21 @@ class IngestConfig(_Model):
                     f"ingest.sources '{source.id}': its url must be on the same ingest as "
                     "ingest.url (same scheme, host, port and application)"
                 )
-            if source.url in urls.values():
-                raise ValueError(f"ingest.sources '{source.id}': its url is already a source")
+            if source.tracks != (0, 0) and self.listen is None:
+                raise ValueError(
+                    f"ingest.sources '{source.id}': video_track and audio_track need the "
+                    "built-in ingest (ingest.listen); nginx-rtmp passes on one track"
+                )
+            other = tracks.get((source.url, source.tracks))
+            if other is not None:
+                raise ValueError(
+                    f"ingest.sources '{source.id}': its url and tracks are already source "
+                    f"'{other}' (another track of that publish: set video_track or audio_track)"
+                    if self.listen
+                    else f"ingest.sources '{source.id}': its url is already a source"
+                )
             urls[source.id] = source.url
+            tracks[source.url, source.tracks] = source.id
         for source_id, backup in self.backups.items():
             if backup not in urls:
                 raise ValueError(
@@ -294,6 +334,11 @@ class IngestConfig(_Model):
     def source_urls(self) -> dict[str, str]:
         """Every source's id and url, `main` first."""
         return {MAIN_SOURCE: self.url} | {s.id: s.url for s in self.sources}
+
+    @property
+    def source_tracks(self) -> dict[str, tuple[int, int]]:
+        """Every source's (video track, audio track), `main` first: (0, 0)."""
+        return {MAIN_SOURCE: (0, 0)} | {s.id: s.tracks for s in self.sources}
 
     @property
     def backups(self) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from mqttrelay.ingest.avc_size import avc_size
 from mqttrelay.lib.flv import FlvTag
 
 _VIDEO_CODECS = {2: "H.263", 4: "VP6", 7: "H.264", 12: "HEVC"}
@@ -128,6 +129,17 @@ def _video_codec_of(tag: FlvTag | None) -> str | None:
     return _VIDEO_CODECS.get(first & 0x0F)
 
 
+def _avc_size_of(tag: FlvTag | None) -> tuple[float, float] | None:
+    """The size an H.264 sequence header (classic, or avc1 in a FourCC header) says."""
+    if tag is None or len(tag.data) < 6 or not tag.is_sequence_header:
+        return None
+    first = tag.data[0]
+    if (first & 0x80 and tag.data[1:5] != b"avc1") or (not first & 0x80 and first & 0x0F != 7):
+        return None
+    size = avc_size(tag.data[5:])
+    return (float(size[0]), float(size[1])) if size else None
+
+
 def _audio_codec_of(tag: FlvTag | None) -> str | None:
     if tag is None or not tag.data:
         return None
@@ -141,6 +153,8 @@ def describe_session(
 ) -> SessionInfo:
     props = parse_metadata(metadata.data) if metadata is not None else {}
     width, height = _number(props.get("width")), _number(props.get("height"))
+    if not (width and height):  # e.g. a multitrack publish's second picture
+        width, height = _avc_size_of(video) or (width, height)
     fps = _number(props.get("framerate")) or _number(props.get("fps"))
     encoder = props.get("encoder")
     return SessionInfo(

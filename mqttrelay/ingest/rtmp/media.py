@@ -3,13 +3,16 @@
 An RTMP audio/video message payload is exactly an FLV tag's payload. E-RTMP
 (v1: FourCC headers for HEVC, AV1, VP9; v2: multitrack, Opus, AC-3, FLAC)
 marks its headers with bit 7 of the first video byte or sound format 9. What
-the hub gets is one track, the one with id 0 (OBS's main output): a multitrack
-packet gives up its track 0 and other tracks are dropped (multitrack sources
-are a later step). H.264 and AAC in FourCC form become classic FLV, which every
-ffmpeg and platform reads; other codecs stay E-RTMP v1.
+a hub gets is one track: `video_track(data, n)` and `audio_track(data, n)` take
+track n out of a message (a multitrack packet carries one track or many; a
+message that is not multitrack is track 0, OBS's main output) and drop the
+others. H.264 and AAC in FourCC form become classic FLV (track id 0), which
+every ffmpeg and platform reads; other codecs stay E-RTMP v1.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 # video: byte 0 = IsExHeader | FrameType << 4 | VideoPacketType
 EX_VIDEO = 0x80
@@ -27,14 +30,25 @@ _AAC_FIRST_BYTE = 0xAF  # AAC, 44 kHz, 16 bit, stereo (what FLV always says for 
 
 
 def video_track0(data: bytes) -> bytes | None:
-    """The payload the hub gets for a video message, or None to drop it."""
+    """The payload the hub gets for a video message's track 0, or None to drop it."""
+    return video_track(data, 0)
+
+
+def audio_track0(data: bytes) -> bytes | None:
+    """The payload the hub gets for an audio message's track 0, or None to drop it."""
+    return audio_track(data, 0)
+
+
+def video_track(data: bytes, track: int) -> bytes | None:
+    """Track `track` of a video message as a single-track payload, or None when the
+    message does not carry it (or carries nothing a hub needs)."""
     if not data or not data[0] & EX_VIDEO:
-        return data  # classic FLV video
+        return data if track == 0 else None  # classic FLV video: track 0
     frame_type = (data[0] >> 4) & 0x07
     packet_type = data[0] & 0x0F
     if packet_type == V_MODEX:
         return None  # v2 modifier packets (nanosecond offsets): not needed downstream
-    found = _fourcc_body(data, packet_type, V_MULTITRACK)
+    found = _fourcc_body(data, packet_type, V_MULTITRACK, track)
     if found is None:
         return None
     packet_type, fourcc, body = found
@@ -43,37 +57,51 @@ def video_track0(data: bytes) -> bytes | None:
     return bytes([EX_VIDEO | frame_type << 4 | packet_type]) + fourcc + body
 
 
-def audio_track0(data: bytes) -> bytes | None:
-    """The payload the hub gets for an audio message, or None to drop it."""
+def audio_track(data: bytes, track: int) -> bytes | None:
+    """Track `track` of an audio message as a single-track payload, or None."""
     if not data or data[0] >> 4 != EX_AUDIO_FORMAT:
-        return data  # classic FLV audio
+        return data if track == 0 else None  # classic FLV audio: track 0
     packet_type = data[0] & 0x0F
     if packet_type == A_MODEX:
         return None
-    found = _fourcc_body(data, packet_type, A_MULTITRACK)
+    found = _fourcc_body(data, packet_type, A_MULTITRACK, track)
     if found is None:
         return None
     packet_type, fourcc, body = found
-    if fourcc == b"mp4a" and packet_type in (A_SEQ_START, A_CODED):
-        return bytes([_AAC_FIRST_BYTE, 0 if packet_type == A_SEQ_START else 1]) + body
+    if fourcc == b"mp4a":
+        if packet_type in (A_SEQ_START, A_CODED):
+            return bytes([_AAC_FIRST_BYTE, 0 if packet_type == A_SEQ_START else 1]) + body
+        return None  # AAC's channel layout is in its config already; classic FLV has no place
     return bytes([EX_AUDIO_FORMAT << 4 | packet_type]) + fourcc + body
 
 
-def _fourcc_body(data: bytes, packet_type: int, multitrack: int) -> tuple[int, bytes, bytes] | None:
-    """(packet type, FourCC, body) of an extended video or audio payload (its track 0
-    when it is a multitrack packet), or None when it is too short."""
+def _fourcc_body(
+    data: bytes, packet_type: int, multitrack: int, track: int
+) -> tuple[int, bytes, bytes] | None:
+    """(packet type, FourCC, body) of an extended video or audio payload's track
+    `track` (a payload that is not multitrack is track 0), or None when it is
+    too short or does not carry that track."""
     if packet_type == multitrack:
-        return _track0(data)
-    if len(data) < 5:
+        return _find_track(data, track)
+    if track != 0 or len(data) < 5:
         return None
     return packet_type, data[1:5], data[5:]
 
 
-def _track0(data: bytes) -> tuple[int, bytes, bytes] | None:
-    """(packet type, FourCC, body) of track 0 of a multitrack packet, or None."""
+def _find_track(data: bytes, track: int) -> tuple[int, bytes, bytes] | None:
+    """(packet type, FourCC, body) of one track of a multitrack packet, or None."""
+    for track_id, fourcc, body in _tracks(data):
+        if track_id == track:
+            return (data[1] & 0x0F, fourcc, body) if len(fourcc) == 4 else None
+    return None
+
+
+def _tracks(data: bytes) -> Iterator[tuple[int, bytes, bytes]]:
+    """(track id, FourCC, body) of each track of a multitrack packet, up to the
+    first that does not fit."""
     if len(data) < 2:
-        return None
-    multitrack_type, packet_type = data[1] >> 4, data[1] & 0x0F
+        return
+    multitrack_type = data[1] >> 4
     pos = 2
     fourcc = b""
     if multitrack_type != MANY_TRACKS_MANY_CODECS:
@@ -82,21 +110,36 @@ def _track0(data: bytes) -> tuple[int, bytes, bytes] | None:
         if multitrack_type == MANY_TRACKS_MANY_CODECS:
             fourcc, pos = data[pos : pos + 4], pos + 4
         if pos >= len(data):
-            return None
+            return
         track_id = data[pos]
         pos += 1
         if multitrack_type == ONE_TRACK:
             size = len(data) - pos
         else:
             if pos + 3 > len(data):
-                return None
+                return
             size = int.from_bytes(data[pos : pos + 3], "big")
             pos += 3
-        body = data[pos : pos + size]
-        if track_id == 0:
-            return (packet_type, fourcc, body) if len(fourcc) == 4 else None
+        yield track_id, fourcc, data[pos : pos + size]
         pos += size
-    return None
+
+
+def track_ids(type_id: int, data: bytes) -> list[int]:
+    """The track ids an audio (8) or video (9) message carries: [0] unless it
+    is a multitrack packet."""
+    if not data:
+        return []
+    if type_id == 9 and data[0] & EX_VIDEO:
+        packet_type, multitrack, modex = data[0] & 0x0F, V_MULTITRACK, V_MODEX
+    elif type_id == 8 and data[0] >> 4 == EX_AUDIO_FORMAT:
+        packet_type, multitrack, modex = data[0] & 0x0F, A_MULTITRACK, A_MODEX
+    else:
+        return [0]
+    if packet_type == modex:
+        return []
+    if packet_type != multitrack:
+        return [0]
+    return [track_id for track_id, _, _ in _tracks(data)]
 
 
 def _classic_avc(frame_type: int, packet_type: int, body: bytes) -> bytes | None:

@@ -23,9 +23,8 @@ from typing import Protocol, TypeVar
 
 from mqttrelay.ingest.rtmp import handshake
 from mqttrelay.ingest.rtmp.amf0 import AmfError
-from mqttrelay.ingest.rtmp.chunks import AUDIO, MAX_MESSAGE_SIZE, VIDEO, ChunkError, ChunkReader
+from mqttrelay.ingest.rtmp.chunks import MAX_MESSAGE_SIZE, ChunkError, ChunkReader
 from mqttrelay.ingest.rtmp.handshake import HandshakeError
-from mqttrelay.ingest.rtmp.media import audio_track0, video_track0
 from mqttrelay.ingest.rtmp.session import (
     Media,
     ProtocolError,
@@ -40,7 +39,8 @@ READ_SIZE = 65536
 
 
 class Sink(Protocol):
-    """Where one stream name's publisher goes (engine.rtmp_feed.RtmpFeed)."""
+    """Where one stream name's publisher goes, its messages' payloads as they
+    came (tracks.TrackSplit: each source's tracks out of them)."""
 
     def rtmp_started(self) -> None: ...
 
@@ -340,13 +340,8 @@ class RtmpServer:
         conn.writer.close()
 
     def _media(self, stream: str, event: Media) -> None:
-        payload: bytes | None = event.payload
-        if event.type_id == VIDEO:
-            payload = video_track0(event.payload)
-        elif event.type_id == AUDIO:
-            payload = audio_track0(event.payload)
-        if payload:
-            self._sinks[stream].rtmp_media(event.type_id, event.timestamp, payload)
+        if event.payload:
+            self._sinks[stream].rtmp_media(event.type_id, event.timestamp, event.payload)
 
     def _end_publish(self, conn: _Conn) -> None:
         stream, conn.stream = conn.stream, None
