@@ -20,6 +20,9 @@
 - sources: two sources on one ingest (main and a vertical output), a destination
   on each: switch-on from each source's cache, and the main destination's relay
   and connection while the vertical one is toggled (benchmarks/sources.py).
+- ingest: OBS straight into mqttrelay (issue 30): nginx-rtmp `push`, mqttrelay over
+  nginx (tap) and the built-in ingest, 1080p60 at 6 Mbit/s: switch-on, CPU of the
+  ingest side and the delay each path adds (benchmarks/ingest.py; its own lab).
 - shaped: a slow link to a platform (benchmarks/shaped.py; needs root): the delay
   at platforms behind 1 and 2.2 Mbit/s links, reconnects, status, recovery.
 
@@ -48,6 +51,7 @@ import psutil
 import uvicorn
 
 from benchmarks.common import MEDIA_BYTES, POLL_S, arrived, wait_for_keys
+from benchmarks.ingest import bench_ingest
 from benchmarks.profiles import bench_profiles
 from benchmarks.shaped import bench_shaped
 from benchmarks.sources import bench_sources
@@ -72,6 +76,7 @@ from tests.support import (
 
 PARTS = (
     "toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles", "shaped", "sources",
+    "ingest",
 )  # fmt: skip
 
 
@@ -451,10 +456,12 @@ async def main_async(
     rng = random.Random(2026)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if [p for p in parts if p != "shaped"]:
+        if [p for p in parts if p not in ("shaped", "ingest")]:
             results.update(await lab_parts(Path(tmp), tries, rng, parts))
         if "shaped" in parts:  # its own lab, after the shared one is gone
             results["shaped"] = await bench_shaped(Path(tmp) / "shaped", shaped_s, max_delay_s)
+        if "ingest" in parts:  # its own lab too: one platform, one path at a time
+            results["ingest"] = await bench_ingest(Path(tmp) / "ingest", min(tries, 10))
     for t in [*results.get("toggle", []), *results.get("rtmps", [])]:
         print(
             f"{t['mode']:>6} {t.get('scheme', 'rtmp')} {t.get('tls_by') or ''}: "

@@ -1,9 +1,10 @@
 """`mqttrelay demo`: everything on this machine, no account or key needed.
 
-A managed nginx ingest, a test source standing in for OBS, one nginx-rtmp
-server standing in for Facebook, TikTok and YouTube, a local mosquitto, and
-mqttrelay with its web page; all on 127.0.0.1, in a temporary folder, gone
-after Ctrl-C.
+mqttrelay's built-in ingest (the default since issue 30: no nginx and no tap
+between OBS and the hub, see docs/ingest.md), a test source standing in for OBS,
+one nginx-rtmp server standing in for Facebook, TikTok and YouTube, a local
+mosquitto, and mqttrelay with its web page; all on 127.0.0.1, in a temporary
+folder, gone after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -55,8 +56,7 @@ def demo_config(folder: Path, ports: dict[str, int], mqtt: bool) -> Path:
         "state_file": str(folder / "state.json"),
         "ingest": {
             "url": f"rtmp://127.0.0.1:{ports['ingest']}/live/stream",
-            "stat_url": f"http://127.0.0.1:{ports['ingest_stat']}/stat",
-            "manage": True,
+            "listen": f"127.0.0.1:{ports['ingest']}",  # loopback: no publish key needed
             "hold_s": 10,
         },
         "mqtt": {"enabled": mqtt, "port": ports["mqtt"], "node_id": "demo"},
@@ -146,7 +146,6 @@ async def run_demo(api_port: int = 8088, redactor: Redactor | None = None) -> No
     mqtt = find_executable("mosquitto") is not None
     ports = {
         "ingest": free_port(),
-        "ingest_stat": free_port(),
         "platforms": free_port(),
         "mqtt": free_port(),
         "api": free_port(api_port),

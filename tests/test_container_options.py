@@ -24,7 +24,22 @@ from mqttrelay.container.options import (
 )
 
 SERVICE = MqttService("core-mosquitto", 1883, "addons", "svc-pass-123", False)
-FIRST = first_config(state_file="/data/state.json", obs_key="obs-key-xyz", token="t" * 24)
+FIRST = first_config(state_file="/data/state.json", obs_key="obs-key-xyz-0123", token="t" * 24)
+# what a first start wrote before the built-in ingest was the default (0.1.0)
+NGINX_FIRST = """\
+state_file: "/data/state.json"
+ingest:
+  manage: true
+  url: rtmp://0.0.0.0:1935/live/stream
+  publish_key: "short-key"
+api:
+  host: 0.0.0.0
+  port: 8088
+  token: "tttttttttttttttttttttttt"
+mqtt:
+  enabled: false
+streams: []
+"""
 
 
 def settle(
@@ -49,8 +64,10 @@ def settle(
 def test_first_start_in_the_add_on_is_a_valid_config_with_ingress_and_the_service() -> None:
     settled = settle(FIRST, {})
     config = parse_config(settled.text)
-    assert config.ingest.manage and config.ingest.url == "rtmp://0.0.0.0:1935/live/stream"
-    assert config.ingest.publish_key == "obs-key-xyz"
+    # mqttrelay's own ingest on every address: no nginx, no tap (docs/ingest.md)
+    assert config.ingest.listen == "0.0.0.0:1935" and not config.ingest.manage
+    assert config.ingest.url == "rtmp://0.0.0.0:1935/live/stream"
+    assert config.ingest.publish_key == "obs-key-xyz-0123"
     assert (config.api.host, config.api.port) == ("0.0.0.0", 8088)
     assert config.api.ingress_proxy == SUPERVISOR_PROXY and config.api.token == "t" * 24
     assert config.mqtt.enabled and config.mqtt.host == "core-mosquitto"
@@ -75,12 +92,49 @@ def test_options_override_the_service_and_set_the_obs_key_and_token() -> None:
         "mqtt_host": "10.0.0.5",
         "mqtt_username": "me",
         "mqtt_password": "pw",
-        "obs_key": "mine-obs-key",
+        "obs_key": "mine-obs-key-0123",
         "page_token": "p" * 30,
     }
     config = parse_config(settle(FIRST, raw).text)
     assert (config.mqtt.host, config.mqtt.port, config.mqtt.username) == ("10.0.0.5", 1883, "me")
-    assert config.ingest.publish_key == "mine-obs-key" and config.api.token == "p" * 30
+    assert config.ingest.publish_key == "mine-obs-key-0123" and config.api.token == "p" * 30
+
+
+def test_an_install_from_before_keeps_its_nginx_ingest_and_short_key() -> None:
+    settled = settle(NGINX_FIRST, {"obs_key": "my-obs-key"})
+    config = parse_config(settled.text)
+    assert config.ingest.manage and config.ingest.listen is None
+    assert config.ingest.publish_key == "my-obs-key"
+    assert not any("ingest" in note for note in settled.notes)
+
+
+def test_ingest_listen_turns_the_built_in_ingest_on() -> None:
+    raw = {"ingest_listen": "0.0.0.0:1935", "obs_key": "long-enough-key-0123"}
+    settled = settle(NGINX_FIRST, raw)
+    config = parse_config(settled.text)
+    assert config.ingest.listen == "0.0.0.0:1935" and not config.ingest.manage
+    assert config.ingest.url == "rtmp://0.0.0.0:1935/live/stream"  # OBS's settings stay
+    assert "ingest: the built-in one on 0.0.0.0:1935, from the options" in settled.notes
+    # plain Docker maps ports as it likes: any port, from INGEST_LISTEN
+    env = options_from_env({"INGEST_LISTEN": "0.0.0.0:1936", "OBS_KEY": "long-enough-key-0123"})
+    docker = parse_config(settle(NGINX_FIRST, env.model_dump(), addon=False).text)
+    assert docker.ingest.listen == "0.0.0.0:1936"
+
+
+@pytest.mark.parametrize(
+    ("text", "raw", "expected"),
+    [
+        (NGINX_FIRST, {"ingest_listen": "0.0.0.0:1936"}, "ingest_listen: the add-on's ingest port"),
+        (NGINX_FIRST, {"ingest_listen": "0.0.0.0:1935", "obs_key": "short"}, "obs_key is 5"),
+        (FIRST, {"obs_key": "short key here!!"}, "obs_key is 16 characters; mqttrelay's built-in"),
+    ],
+)
+def test_what_the_built_in_ingest_refuses_is_one_line_naming_the_option(
+    text: str, raw: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(OptionsError) as caught:
+        settle(text, raw)
+    assert len(caught.value.problems) == 1 and caught.value.problems[0].startswith(expected)
 
 
 def test_listed_destinations_are_kept_in_step_and_page_ones_left_alone() -> None:
@@ -138,6 +192,7 @@ def test_a_destination_a_schedule_names_is_kept() -> None:
         ),
         ({"mqtt_port": 70000}, "mqtt_port"),
         ({"log_level": "loud"}, "log_level"),
+        ({"ingest_listen": "1935"}, "ingest_listen"),
         ({"surprise": 1}, "surprise"),
     ],
 )
@@ -160,9 +215,10 @@ def test_a_bad_destination_is_named_as_an_option() -> None:
 
 
 def test_first_start_values_are_quoted_whatever_they_hold() -> None:
-    odd = first_config(state_file="/data/state.json", obs_key="123", token="-x: #y" + "z" * 20)
+    key = "-0123456789abcdef"  # a leading '-' and digits
+    odd = first_config(state_file="/data/state.json", obs_key=key, token="-x: #y" + "z" * 20)
     config = parse_config(odd)
-    assert config.ingest.publish_key == "123" and config.api.token == "-x: #y" + "z" * 20
+    assert config.ingest.publish_key == key and config.api.token == "-x: #y" + "z" * 20
 
 
 @pytest.mark.parametrize(

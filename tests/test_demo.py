@@ -61,9 +61,16 @@ def test_the_preferred_port_after_a_previous_run_and_another_when_in_use() -> No
 
 
 def demo_banner(tmp_path: Path, mqtt_port: int) -> str:
-    ports = {"ingest": 1, "ingest_stat": 2, "platforms": 3, "mqtt": mqtt_port, "api": 8088}
+    ports = {"ingest": 1, "platforms": 3, "mqtt": mqtt_port, "api": 8088}
     config = load_config(demo_config(tmp_path, ports, mqtt=True))
     return banner(config, ports, mqtt=True)
+
+
+def test_the_demo_publishes_to_the_built_in_ingest(tmp_path: Path) -> None:
+    ports = {"ingest": 1935, "platforms": 3, "mqtt": 1883, "api": 8088}
+    ingest = load_config(demo_config(tmp_path, ports, mqtt=True)).ingest
+    assert ingest.listen == "127.0.0.1:1935" and not ingest.manage
+    assert ingest.url == "rtmp://127.0.0.1:1935/live/stream" and ingest.mode == "cached"
 
 
 def test_the_printed_mosquitto_sub_leaves_out_the_picture(tmp_path: Path) -> None:
@@ -167,5 +174,5 @@ async def test_a_demo_started_twice_gets_the_same_page_port(tmp_path: Path) -> N
         # the first nginx is the stand-in for the platforms, not the ingest
         assert "stand-in platforms (Facebook, TikTok, YouTube) listening on" in infos[0], infos
         assert "ingest" not in infos[0].split(": ", 1)[1]
-        assert any("managed nginx ingest listening" in line for line in infos), infos
+        assert any("built-in RTMP ingest listening" in line for line in infos), infos
         assert "-T 'streamrelay/host/demo/ingest/picture'" in text

@@ -165,18 +165,20 @@ def addon(
 async def _publish_past_idle_connections(
     obs: Publisher, broker: Mosquitto, platforms: NginxRtmp
 ) -> None:
-    """OBS publishes, and the relay starts, while 300 idle connections are held open
-    on the ingest (issue 26), in the image as its user, with the rlimits it gets."""
+    """OBS publishes, and the relay starts, while 300 idle connections keep arriving
+    at the ingest (issue 26), in the image as its user, with the rlimits it gets. The
+    image's ingest is the built-in one (issue 30): past its caps it drops the idle
+    connections that got least far, never OBS (nginx held all 300 open)."""
     holder = IdleHolder(1935, IDLE)
     await holder.open()
     try:
         obs.start()
         await _switch_on_over_mqtt(broker, platforms)
 
-        async def all_held() -> bool:
-            return holder.open_now == IDLE
+        async def some_dropped() -> bool:
+            return len(holder.dropped) > 0
 
-        await eventually(all_held, 20, f"{IDLE} idle connections open")
+        await eventually(some_dropped, 20, "idle connections dropped past the ingest's caps")
     finally:
         await holder.close()
 
@@ -233,7 +235,8 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
 
     pid1 = addon.pid1()
     names = {p.name() for p in addon.inside()}
-    assert {"tini", "mqttrelay", "nginx", "ffmpeg"} <= names, names
+    # the built-in ingest (a first start's default since issue 30): no nginx, no tap
+    assert {"tini", "mqttrelay", "ffmpeg"} <= names and "nginx" not in names, names
     _runs_as_its_user_without_the_token(addon)
     pid1.send_signal(signal.SIGTERM)
     assert addon.proc.wait(60) == 0
@@ -248,7 +251,7 @@ def test_the_add_on_image_relays_switched_over_mqtt_and_stops_on_sigterm(
 
 
 def _runs_as_its_user_without_the_token(addon: AddOn) -> None:
-    """mqttrelay, nginx (master and worker) and ffmpeg run as the image's user, which
+    """mqttrelay and ffmpeg (and nginx, where config.yaml has it) run as the image's user, which
     owns /data and /config (tini, and buildah's own helper, stay root); mqttrelay was
     exec'd without the Supervisor's token, so its /proc environ (the exec'd one) has
     none."""
@@ -257,7 +260,7 @@ def _runs_as_its_user_without_the_token(addon: AddOn) -> None:
         for proc in addon.inside()
         if proc.name() in ("mqttrelay", "nginx", "ffmpeg")
     }
-    assert len(users) >= 4 and all(0 not in ids for ids in users.values()), users
+    assert len(users) >= 2 and all(0 not in ids for ids in users.values()), users
     uid = (addon.config / "config.yaml").stat().st_uid
     assert uid != 0 and all(ids == {uid} for ids in users.values()), (uid, users)
     for path in (addon.data, addon.data / "options.json", addon.data / "state.json", addon.config):

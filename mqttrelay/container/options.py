@@ -8,13 +8,15 @@ user or the page left it (destinations added on the page included)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mqttrelay.config import MIN_TOKEN_LENGTH, StreamConfig
+from mqttrelay.config import MIN_TOKEN_LENGTH, StreamConfig, split_listen
 from mqttrelay.config.edit import (
     EditError,
     add_stream,
@@ -61,6 +63,16 @@ class ContainerOptions(BaseModel):
     mqtt_username: str = ""
     mqtt_password: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # the built-in ingest on this <address>:<port> (ingest.listen, nginx off); empty:
+    # config.yaml's ingest as it is (a first start makes the built-in one on 0.0.0.0:1935)
+    ingest_listen: str = ""
+
+    @field_validator("ingest_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            split_listen(value)  # its ValueError names ingest.listen's form
+        return value
 
     @field_validator("page_token")
     @classmethod
@@ -92,7 +104,10 @@ def parse_options(raw: Any, where: str) -> ContainerOptions:
 
 
 # plain Docker: the same options, as upper-case environment variables
-ENV_OPTIONS = ("obs_key", "page_token", "mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password")
+ENV_OPTIONS = (
+    "obs_key", "page_token", "mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password",
+    "ingest_listen",
+)  # fmt: skip
 
 
 def options_from_env(env: Mapping[str, str]) -> ContainerOptions:
@@ -131,15 +146,19 @@ def mqtt_from_service(payload: Any) -> MqttService:
 
 
 def first_config(*, state_file: str, obs_key: str, token: str) -> str:
-    """config.yaml of a first start: the ingest on every address of the container
-    (OBS publishes to rtmp://<host>:1935/live with stream key stream?key=<obs key>)."""
+    """config.yaml of a first start: mqttrelay's built-in ingest on every address
+    of the container (OBS publishes to rtmp://<host>:1935/live with stream key
+    stream?key=<obs key>): no nginx and no tap, and OBS's HEVC and AV1 are carried
+    (docs/ingest.md, "Which ingest"). Installs made before keep their nginx."""
     return f"""\
 # Made by the mqttrelay container at its first start. Edit it freely: the page
 # edits it too, and what the add-on's options name is set again at each start.
+# The ingest is mqttrelay's own (listen); for nginx-rtmp instead, replace
+# `listen: ...` with `manage: true`.
 state_file: {json.dumps(state_file)}
 ingest:
-  manage: true
   url: rtmp://0.0.0.0:{RTMP_PORT}/live/stream
+  listen: 0.0.0.0:{RTMP_PORT}
   publish_key: {json.dumps(obs_key)}
 api:
   host: 0.0.0.0
@@ -221,11 +240,42 @@ def _settle_sections(
         )
     if options.page_token:
         text = update_section(text, "api", {"token": options.page_token})
+    if options.ingest_listen:
+        port = split_listen(options.ingest_listen)[1]
+        if addon and port != RTMP_PORT:
+            raise OptionsError(
+                [
+                    f"ingest_listen: the add-on's ingest port is {RTMP_PORT} (what Home "
+                    "Assistant maps and its watchdog checks); choose the port OBS uses in "
+                    "the add-on's Network settings instead"
+                ]
+            )
+        # `manage` off: the built-in ingest and nginx cannot both take OBS
+        text = update_section(text, "ingest", {"listen": options.ingest_listen, "manage": False})
+        notes.append(f"ingest: the built-in one on {options.ingest_listen}, from the options")
     if options.obs_key:
+        if _builtin_ingest(text) and not re.fullmatch(r"[A-Za-z0-9_-]{16,}", options.obs_key):
+            # the built-in ingest answers each guess itself: config.yaml would be refused
+            raise OptionsError(
+                [
+                    f"obs_key is {len(options.obs_key)} characters; mqttrelay's built-in "
+                    "ingest needs 16 or more letters, digits, '_' or '-'"
+                ]
+            )
         text = update_section(text, "ingest", {"publish_key": options.obs_key})
     if timezone:
         text = set_top_level(text, "timezone", timezone)
     return text
+
+
+def _builtin_ingest(text: str) -> bool:
+    """Does config.yaml's text turn the built-in ingest on (ingest.listen)?"""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False  # parse_config names what is wrong with the file
+    ingest = doc.get("ingest") if isinstance(doc, dict) else None
+    return isinstance(ingest, dict) and bool(ingest.get("listen"))
 
 
 def _settle_destinations(
