@@ -20,7 +20,7 @@ from mqttrelay.config import (
     check_stream_id,
     check_stream_name,
 )
-from mqttrelay.control.destinations import ConfigEditor, EditRefused
+from mqttrelay.control.destinations import ConfigEditor, EditRefused, Refusal
 from mqttrelay.control.router import (
     Router,
     StaleVersionError,
@@ -138,10 +138,19 @@ def key_in_url(url: str) -> str | None:
     return None
 
 
+_STATUS = {
+    Refusal.UNKNOWN: 404,
+    Refusal.CONFLICT: 409,
+    Refusal.INVALID: 422,
+    Refusal.UNAVAILABLE: 503,
+}
+
+
 def _refused(exc: EditRefused) -> HTTPException:
+    status = _STATUS[exc.reason]
     if exc.field is not None:  # named as a validation error names its field
-        return HTTPException(exc.status, [{"loc": ["body", exc.field], "msg": str(exc.detail)}])
-    return HTTPException(exc.status, exc.detail)
+        return HTTPException(status, [{"loc": ["body", exc.field], "msg": str(exc.detail)}])
+    return HTTPException(status, exc.detail)
 
 
 def destination_routes(
