@@ -17,7 +17,7 @@ import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config, ScheduleConfig
-from mqttrelay.control.schedule import build_trigger, fire_times, missed_changes, next_changes
+from mqttrelay.control.schedule_times import build_trigger, fire_times, missed_changes, next_changes
 from mqttrelay.control.state import SavedState, SavedTimer, load_state, save_state
 
 from .conftest import make_config

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from mqttrelay.config import MAIN_SOURCE, StreamConfig
+from mqttrelay.control.one_shot_timers import Timer
 from mqttrelay.control.reload import ReloadPlan
-from mqttrelay.control.timers import Timer
 from mqttrelay.hub.snapshot import SnapshotError
 from mqttrelay.hub.source import IngestSource
 from mqttrelay.ingest.session_info import SessionInfo

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mqttrelay import __version__
 from mqttrelay.config import ConfigError, is_loopback
-from mqttrelay.control.destinations import ConfigEditor
+from mqttrelay.control.config_editor import ConfigEditor
+from mqttrelay.control.one_shot_timers import Timer
 from mqttrelay.control.reload import ReloadResult
 from mqttrelay.control.router import (
     Router,
@@ -30,12 +31,11 @@ from mqttrelay.control.router import (
     UnknownSourceError,
     UnknownStreamError,
 )
-from mqttrelay.control.timers import Timer
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.relays.relay_errors import ErrorKind
 from mqttrelay.relays.status import Status
 from mqttrelay.transports.http.body import JsonBodyMiddleware
-from mqttrelay.transports.http.destinations import destination_routes
+from mqttrelay.transports.http.destination_routes import destination_routes
 from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets
 from mqttrelay.transports.http.guard import (
     DOCS_PATH,

@@ -16,7 +16,7 @@ from typing import Any
 import aiomqtt
 
 from mqttrelay.config import MqttConfig
-from mqttrelay.control.destinations import ConfigEditor, EditRefused
+from mqttrelay.control.config_editor import ConfigEditor, EditRefused
 from mqttrelay.control.router import (
     ChangeEvent,
     IngestState,

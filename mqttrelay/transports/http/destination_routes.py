@@ -1,5 +1,5 @@
 """The HTTP routes that manage destinations and settings (kept in config.yaml
-by control/destinations.py), the platform presets and the ingest picture."""
+by control/config_editor.py), the platform presets and the ingest picture."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from mqttrelay.config import (
     check_stream_id,
     check_stream_name,
 )
-from mqttrelay.control.destinations import ConfigEditor, EditRefused, Refusal
+from mqttrelay.control.config_editor import ConfigEditor, EditRefused, Refusal
 from mqttrelay.control.router import (
     Router,
     StaleVersionError,
