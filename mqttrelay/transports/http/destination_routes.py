@@ -3,13 +3,14 @@ by control/config_editor.py), the platform presets and the ingest picture."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Response, params
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqttrelay.config import (
@@ -29,6 +30,7 @@ from mqttrelay.control.router import (
     UnknownStreamError,
 )
 from mqttrelay.hub.snapshot import SnapshotError
+from mqttrelay.transports.http.models import StreamOut
 
 
 class _Body(BaseModel):
@@ -154,28 +156,24 @@ def _refused(exc: EditRefused) -> HTTPException:
 
 
 def destination_routes(
-    router: Router,
-    editor: ConfigEditor | None,
-    stream_out: type[BaseModel],
-    auth: list[Any],
+    router: Router, editor: ConfigEditor | None, auth: Sequence[params.Depends]
 ) -> APIRouter:
-    routes = APIRouter(dependencies=auth)
+    routes = APIRouter(dependencies=list(auth))
 
     def need_editor() -> ConfigEditor:
         if editor is None:
             raise HTTPException(409, "this instance was not started from a config file")
         return editor
 
-    def out(state: StreamState) -> Any:
-        return stream_out(**asdict(state))
+    def out(state: StreamState) -> StreamOut:
+        return StreamOut(**asdict(state))
 
     @routes.post(
         "/api/streams",
         status_code=201,
-        response_model=stream_out,
         responses={409: {}, 422: {}, 503: {}},
     )
-    async def add_stream(body: StreamIn) -> Any:
+    async def add_stream(body: StreamIn) -> StreamOut:
         """Add a destination; it is written to config.yaml and its entities appear."""
         try:
             await need_editor().add(body.model_dump(exclude_defaults=True) | {"id": body.id})
@@ -185,10 +183,9 @@ def destination_routes(
 
     @routes.patch(
         "/api/streams/{stream_id}",
-        response_model=stream_out,
         responses={404: {}, 409: {}, 422: {}},
     )
-    async def change_stream(stream_id: str, body: StreamPatch) -> Any:
+    async def change_stream(stream_id: str, body: StreamPatch) -> StreamOut:
         """A live relay whose URL or key changed restarts on the new target."""
         changes = {f: getattr(body, f) for f in body.model_fields_set if f != "version"}
         if "url" in changes and changes["url"] is None:
