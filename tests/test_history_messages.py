@@ -11,7 +11,7 @@ import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.control.router import IngestState, StreamState
+from mqttrelay.control.views import IngestState, StreamState
 from mqttrelay.transports.http.history import BitrateHistory, HistorySampler
 from mqttrelay.transports.http.messages import readable, with_messages
 

@@ -25,10 +25,10 @@ from mqttrelay.control.config_editor import ConfigEditor, EditRefused, Refusal
 from mqttrelay.control.router import (
     Router,
     StaleVersionError,
-    StreamState,
     UnknownSourceError,
     UnknownStreamError,
 )
+from mqttrelay.control.views import StreamState
 from mqttrelay.hub.snapshot import SnapshotError
 from mqttrelay.transports.http.models import StreamOut
 

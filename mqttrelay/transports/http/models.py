@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mqttrelay.control.one_shot_timers import Timer
-from mqttrelay.control.router import SourceState
+from mqttrelay.control.views import SourceState
 from mqttrelay.relays.relay_errors import ErrorKind
 from mqttrelay.relays.status import Status
 

@@ -17,13 +17,8 @@ import aiomqtt
 
 from mqttrelay.config import MqttConfig
 from mqttrelay.control.config_editor import ConfigEditor, EditRefused
-from mqttrelay.control.router import (
-    ChangeEvent,
-    IngestState,
-    Router,
-    StandbyError,
-    UnknownStreamError,
-)
+from mqttrelay.control.router import ChangeEvent, Router, StandbyError, UnknownStreamError
+from mqttrelay.control.views import IngestState
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.lib.redact import mask
