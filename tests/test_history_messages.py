@@ -12,6 +12,7 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.views import IngestState, StreamState
+from mqttrelay.relays.status import Status
 from mqttrelay.transports.http.history import BitrateHistory, HistorySampler
 from mqttrelay.transports.http.messages import readable, with_messages
 
@@ -20,7 +21,23 @@ from .test_api import api_client, assert_no_canary, write_offline_config
 
 
 def _state(sid: str, status: str, kbps: float) -> StreamState:
-    return StreamState(sid, sid, "rtmp://h/a/****", True, status, kbps, None, 0, 0, 0, 0, None)
+    return StreamState(
+        sid,
+        sid,
+        "rtmp://h/a/****",
+        True,
+        Status(status),
+        kbps,
+        None,
+        0,
+        0,
+        0,
+        0,
+        None,
+        None,
+        None,
+        0,
+    )
 
 
 def test_history_is_a_ring_buffer_that_forgets_gone_destinations() -> None:

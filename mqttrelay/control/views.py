@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Annotated, Literal, Protocol
+
+from pydantic import Field
 
 from mqttrelay.config import MAIN_SOURCE
 from mqttrelay.hub.source import IngestSource
@@ -14,15 +16,18 @@ from mqttrelay.ingest.session_info import SessionInfo
 from mqttrelay.lib.redact import Redactor, display_url
 from mqttrelay.relays.relay import Relay
 from mqttrelay.relays.relay_errors import ErrorKind
+from mqttrelay.relays.status import Status
 
 
+# The API's documents show these very shapes (transports/http/models.py): the
+# descriptions below are what /api/docs says of each field.
 @dataclass(frozen=True)
 class StreamState:
     id: str
     name: str
-    url: str  # key masked
+    url: Annotated[str, Field(description="the destination with its key masked")]
     enabled: bool
-    status: str
+    status: Status
     bitrate_kbps: float
     pid: int | None
     uptime_s: float
@@ -30,23 +35,43 @@ class StreamState:
     cpu_percent: float
     rss_mb: float
     last_error: str | None
-    next_change_at: str | None = None  # ISO time of the next timer for this stream
-    next_change_to: str | None = None  # "on" or "off"
-    version: int = 0  # grows with every change: a client keeps the newest it has seen
-    key_set: bool = False  # the key itself is never shown
-    profile: str | None = None  # the output profile; none: OBS's stream as it is
-    retry_at: str | None = None  # ISO time of the next attempt, while retrying
-    # how the link to the platform keeps up (cached mode, while it runs)
-    delay_ms: int | None = None  # behind OBS, in stream time
-    backlog_bytes: int | None = None
-    dropped_share: float | None = None  # dropped for a slow link, last 30 s
-    down_since: str | None = None  # ISO time of the first failed try of an outage
-    problem: str | None = None  # a long outage, in words (it is still tried)
-    error_kind: ErrorKind | None = (
-        None  # of last_error: refused, dns, tls... (relays/relay_errors.py)
+    next_change_at: str | None  # ISO time of the next timer for this stream
+    next_change_to: Literal["on", "off"] | None
+    version: Annotated[int, Field(description="grows with every change; newer answers win")]
+    key_set: Annotated[bool, Field(description="a key is set (the key itself is never shown)")] = (
+        False
     )
-    error_detail: str | None = None  # the masked raw lines behind last_error
-    source: str = MAIN_SOURCE  # the ingest source it relays
+    profile: Annotated[str | None, Field(description="its output profile; null: copy")] = None
+    retry_at: Annotated[str | None, Field(description="while retrying: when it tries again")] = None
+    # how the link to the platform keeps up (cached mode, while it runs)
+    delay_ms: Annotated[
+        int | None,
+        Field(description="how far behind OBS the platform is fed (ms); null when not running"),
+    ] = None
+    backlog_bytes: Annotated[
+        int | None, Field(description="bytes waiting for the platform's link")
+    ] = None
+    dropped_share: Annotated[
+        float | None,
+        Field(description="share of the stream dropped for a slow link over the last 30 s (0-1)"),
+    ] = None
+    down_since: Annotated[
+        str | None, Field(description="while retrying: since when it is down")
+    ] = None
+    problem: Annotated[
+        str | None,
+        Field(description="a long outage in words (it is still tried); null when none"),
+    ] = None
+    error_kind: Annotated[
+        ErrorKind | None,
+        Field(description="what last_error is about, for machines (docs/http.md, 'Errors')"),
+    ] = None
+    error_detail: Annotated[
+        str | None, Field(description="ffmpeg's (masked) lines behind last_error")
+    ] = None
+    source: Annotated[str, Field(description="the ingest source it relays (GET /api/sources)")] = (
+        MAIN_SOURCE
+    )
 
 
 @dataclass(frozen=True)
@@ -65,8 +90,12 @@ class IngestState:
     video_codec: str | None = None
     audio_codec: str | None = None
     video_kbps: float | None = None
-    # a publisher is there but none of its video arrives: why (lib.video_check)
-    problem: str | None = None
+    problem: Annotated[
+        str | None,
+        Field(
+            description="a publisher is there, but none of its video arrives: why, and what to do"
+        ),
+    ] = None  # (lib.video_check)
 
 
 @dataclass(frozen=True)
@@ -88,7 +117,7 @@ class Upcoming(Protocol):
     def enabled(self) -> bool: ...
 
 
-def on_off(enabled: bool) -> str:
+def on_off(enabled: bool) -> Literal["on", "off"]:
     return "on" if enabled else "off"
 
 
@@ -103,7 +132,7 @@ def stream_view(
         name=relay.stream.name,
         url=display_url(relay.stream.url, relay.stream.key),
         enabled=enabled,
-        status=relay.status.value,
+        status=relay.status,
         bitrate_kbps=relay.bitrate_kbps,
         pid=relay.pid,
         uptime_s=relay.uptime_s,

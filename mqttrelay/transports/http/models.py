@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from mqttrelay.control.one_shot_timers import Timer
-from mqttrelay.control.views import SourceState
-from mqttrelay.relays.relay_errors import ErrorKind
-from mqttrelay.relays.status import Status
+from mqttrelay.control.views import IngestState, SourceState, StreamState
 
 MAX_TIMER_S = 7 * 24 * 3600
 
@@ -20,41 +19,11 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class StreamOut(BaseModel):
-    id: str
-    name: str
-    url: str = Field(description="the destination with its key masked")
-    enabled: bool
-    status: Status
-    bitrate_kbps: float
-    pid: int | None
-    uptime_s: float
-    restarts: int
-    cpu_percent: float
-    rss_mb: float
-    last_error: str | None
-    next_change_at: str | None
-    next_change_to: Literal["on", "off"] | None
-    version: int = Field(description="grows with every change; newer answers win")
-    key_set: bool = Field(False, description="a key is set (the key itself is never shown)")
-    profile: str | None = Field(None, description="its output profile; null: copy")
-    retry_at: str | None = Field(None, description="while retrying: when it tries again")
-    delay_ms: int | None = Field(
-        None, description="how far behind OBS the platform is fed (ms); null when not running"
-    )
-    backlog_bytes: int | None = Field(None, description="bytes waiting for the platform's link")
-    dropped_share: float | None = Field(
-        None, description="share of the stream dropped for a slow link over the last 30 s (0-1)"
-    )
-    down_since: str | None = Field(None, description="while retrying: since when it is down")
-    problem: str | None = Field(
-        None, description="a long outage in words (it is still tried); null when none"
-    )
-    error_kind: ErrorKind | None = Field(
-        None, description="what last_error is about, for machines (docs/http.md, 'Errors')"
-    )
-    error_detail: str | None = Field(None, description="ffmpeg's (masked) lines behind last_error")
-    source: str = Field("main", description="the ingest source it relays (GET /api/sources)")
+# The router's own shapes, under the API's names: their fields, types and
+# descriptions are written once, in control/views.py.
+@dataclass(frozen=True)
+class StreamOut(StreamState):
+    pass
 
 
 class StreamUpdate(_Body):
@@ -86,26 +55,12 @@ class TimerOut(BaseModel):
     at: datetime
 
 
-class IngestOut(BaseModel):
-    mode: str
-    live: bool
-    bitrate_kbps: float
-    last_error: str | None
-    standby: bool = False  # the standby picture stands in for OBS
-    standby_held: bool = False  # held by hand: "be right back"
-    standby_available: bool = False  # a standby section, cached mode
-    width: int | None = None  # as OBS announces them (cached mode, while live)
-    height: int | None = None
-    fps: float | None = None
-    video_codec: str | None = None
-    audio_codec: str | None = None
-    video_kbps: float | None = None
-    problem: str | None = Field(
-        default=None,
-        description="a publisher is there, but none of its video arrives: why, and what to do",
-    )
+@dataclass(frozen=True)
+class IngestOut(IngestState):
+    pass
 
 
+@dataclass(frozen=True, kw_only=True)
 class SourceOut(IngestOut):
     id: str = Field(description="`main` (ingest.url) or an ingest.sources id")
     name: str = Field(description="its stream name at the ingest (OBS's key, before any ?key=)")
