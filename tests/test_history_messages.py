@@ -1,5 +1,5 @@
 """The bitrate history the page draws on load, and the 422s said in plain words:
-pure parts as values, then through the API on a real manager."""
+pure parts as values, then through the API on a real router."""
 
 from __future__ import annotations
 
@@ -101,10 +101,10 @@ def test_a_422_keeps_its_detail_and_adds_words() -> None:
 
 
 async def test_history_and_plain_words_through_the_api(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         app = client._transport.app  # type: ignore[attr-defined]
         sampler: HistorySampler = app.state.history
         sampler.sample()
