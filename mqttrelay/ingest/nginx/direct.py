@@ -1,6 +1,6 @@
-"""Is the ingest live? (direct mode; it fits engine.source.IngestSource)
+"""Is the ingest live? (direct mode; it fits hub.source.IngestSource)
 
-In cached mode the tap itself answers (engine.hub.Hub: live once it has read a
+In cached mode the tap itself answers (hub.hub.Hub: live once it has read a
 keyframe). In direct mode nothing reads the ingest but the
 relays, so the nginx-rtmp stat page is polled when `stat_url` is set;
 without it the ingest is taken as live and relays retry on their own.
