@@ -19,6 +19,10 @@ from mqttrelay.config.checks import (
 )
 from mqttrelay.config.urls import check_safe_text
 
+# How relays read the ingest: one reader and a keyframe cache (the hub), or
+# each relay its own ffmpeg pulling from nginx-rtmp.
+IngestMode = Literal["cached", "direct"]
+
 _RTMP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -79,7 +83,7 @@ class IngestConfig(Section):
         description="nginx-rtmp stat page (`rtmp_stat all`); used in direct mode to know "
         "whether OBS is live",
     )
-    mode: Literal["cached", "direct"] = Field(
+    mode: IngestMode = Field(
         default="cached",
         description="`cached`: one reader and a keyframe cache feed every relay (fast "
         "switch-on, survives OBS restarts). `direct`: each relay pulls the ingest itself "

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from mqttrelay.config import Config, ConfigError, parse_config
+from mqttrelay.config import Config, ConfigError, IngestMode, parse_config
 from mqttrelay.config.edit import (
     EditError,
     add_stream,
@@ -51,7 +51,7 @@ class EditRefused(Exception):
 @dataclass(frozen=True)
 class Settings:
     ffmpeg_path: str
-    ingest_mode: Literal["cached", "direct"]
+    ingest_mode: IngestMode
 
 
 Apply = Callable[[Config], Awaitable[object]]
@@ -159,7 +159,7 @@ class ConfigEditor:
         return Settings(ffmpeg_path=config.ffmpeg.path, ingest_mode=config.ingest.mode)
 
     async def update_settings(
-        self, ffmpeg_path: str | None, ingest_mode: Literal["cached", "direct"] | None
+        self, ffmpeg_path: str | None, ingest_mode: IngestMode | None
     ) -> Settings:
         async with self._lock:
             if ffmpeg_path is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from mqttrelay.config import MAIN_SOURCE, StreamConfig
+from mqttrelay.config import MAIN_SOURCE, IngestMode, StreamConfig
 from mqttrelay.control.one_shot_timers import Timer
 from mqttrelay.control.reload import ReloadPlan
 from mqttrelay.control.views import (
@@ -106,7 +106,7 @@ class Router:
         self,
         make_relay: MakeRelay,
         source: IngestSource,
-        mode: str,
+        mode: IngestMode,
         clock: Timekeeper,
         profiles: Callable[[], list[EncoderState]] = list,
         sources: Sources | None = None,
@@ -194,7 +194,11 @@ class Router:
             )
 
     async def replace_engine(
-        self, make_relay: MakeRelay, source: IngestSource, mode: str, sources: Sources | None = None
+        self,
+        make_relay: MakeRelay,
+        source: IngestSource,
+        mode: IngestMode,
+        sources: Sources | None = None,
     ) -> None:
         """Other ingest readers (a mode change): every relay is made again on the new
         ones, each switched as it was; the caller stops the old readers."""

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import Field
 
-from mqttrelay.config import MAIN_SOURCE
+from mqttrelay.config import MAIN_SOURCE, IngestMode
 from mqttrelay.hub.source import IngestReport
 from mqttrelay.ingest.session_info import SessionInfo
 from mqttrelay.lib.redact import Redactor, display_url
@@ -157,7 +157,7 @@ def stream_view(
     )
 
 
-def ingest_view(source: IngestReport, mode: str, redactor: Redactor) -> IngestState:
+def ingest_view(source: IngestReport, mode: IngestMode, redactor: Redactor) -> IngestState:
     info = source.session_info() or SessionInfo()
     return IngestState(
         mode=mode,

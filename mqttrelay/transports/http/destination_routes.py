@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cache
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from fastapi import APIRouter, HTTPException, Response, params
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mqttrelay.config import (
     MAIN_SOURCE,
     STREAM_ID_PATTERN,
+    IngestMode,
     check_destination_url,
     check_entered_key,
     check_stream_id,
@@ -97,12 +98,12 @@ class StreamPatch(_StreamFields):
 
 class SettingsPatch(_Body):
     ffmpeg_path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    ingest_mode: Literal["cached", "direct"] | None = None
+    ingest_mode: IngestMode | None = None
 
 
 class SettingsOut(BaseModel):
     ffmpeg_path: str
-    ingest_mode: Literal["cached", "direct"]
+    ingest_mode: IngestMode
 
 
 class ProfileOut(BaseModel):
