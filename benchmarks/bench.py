@@ -159,11 +159,11 @@ async def service(
     lab: Lab, config: Config
 ) -> AsyncIterator[tuple[Router, MqttBridge, aiomqtt.Client]]:
     parts = Service(config)
-    manager = parts.router
+    router = parts.router
     await parts.start()
-    bridge = MqttBridge(manager, config.mqtt, None)
+    bridge = MqttBridge(router, config.mqtt, None)
     bridge.start()
-    api = create_app(ApiContext(manager, None, None, config.timezone))
+    api = create_app(ApiContext(router, None, None, config.timezone))
     server = ApiServer(
         uvicorn.Config(api, port=config.api.port, log_level="warning", lifespan="off")
     )
@@ -176,11 +176,11 @@ async def service(
     try:
         async with aiomqtt.Client("127.0.0.1", lab.broker.port, identifier="bench") as client:
             for _ in range(600):
-                live = manager.ingest_state().live or config.ingest.mode == "direct"
+                live = router.ingest_state().live or config.ingest.mode == "direct"
                 if bridge.connected and live:
                     break
                 await asyncio.sleep(0.05)
-            yield manager, bridge, client
+            yield router, bridge, client
     finally:
         server.should_exit = True
         await http
@@ -284,7 +284,7 @@ async def watch_packets(url: str, stop: asyncio.Event) -> tuple[float, float, in
 
 async def bench_isolation(lab: Lab, toggles: int) -> dict[str, Any]:
     config = lab.config("cached", ["steady", "flappy"])
-    async with service(lab, config) as (manager, _bridge, client):
+    async with service(lab, config) as (router, _bridge, client):
         await client.publish("streamrelay/steady/set", "ON", qos=1)
         await wait_for(lab, ["steady-cached"])
         await asyncio.sleep(2)
@@ -309,7 +309,7 @@ async def bench_isolation(lab: Lab, toggles: int) -> dict[str, Any]:
             "max_video_timestamp_gap_s": round(ts_gap, 3),
             "platform_connection_kept": before == after,
             "ingest_publisher_kept": ingest_before == ingest_after,
-            "steady_restarts": manager.stream_state("steady").restarts,
+            "steady_restarts": router.stream_state("steady").restarts,
         }
 
 
@@ -378,12 +378,12 @@ async def bench_scale(lab: Lab, sizes: list[int], tries: int) -> list[dict[str, 
     for size in sizes:
         names = [f"r{i}" for i in range(size)] + ["probe"]
         config = lab.config("cached", names)
-        async with service(lab, config) as (manager, _bridge, client):
+        async with service(lab, config) as (router, _bridge, client):
             await client.publish("streamrelay/all/set", "ON", qos=1)
             await client.publish("streamrelay/probe/set", "OFF", qos=1)
             await wait_for(lab, [f"r{i}-cached" for i in range(size)])
             await asyncio.sleep(3)
-            relays = [psutil.Process(s.pid) for s in manager.snapshot() if s.pid]
+            relays = [psutil.Process(s.pid) for s in router.snapshot() if s.pid]
             for proc in [me, *relays]:
                 proc.cpu_percent(None)
             cpu = []

@@ -25,7 +25,7 @@ from mqttrelay.config import (
     split_listen,
 )
 from mqttrelay.control.clock import Clock
-from mqttrelay.control.destinations import ConfigEditor
+from mqttrelay.control.config_editor import ConfigEditor
 from mqttrelay.control.persistence import Persistence, StateFile
 from mqttrelay.control.reload import ReloadResult, plan_reload
 from mqttrelay.control.router import ChangeEvent, Router, Sources

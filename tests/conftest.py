@@ -101,7 +101,7 @@ def make_config(
 
 
 @pytest.fixture
-async def managers() -> AsyncIterator[Callable[[Config], Service]]:
+async def services() -> AsyncIterator[Callable[[Config], Service]]:
     """Services (a router and its parts) made here are stopped after the test;
     no ffmpeg may outlive them."""
     made: list[Service] = []

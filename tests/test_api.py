@@ -1,4 +1,4 @@
-"""The HTTP API on a real manager, called in the same event loop."""
+"""The HTTP API on a real router, called in the same event loop."""
 
 from __future__ import annotations
 
@@ -50,15 +50,15 @@ def write_offline_config(tmp_path: Path, streams: list[str], token: str | None =
 
 @contextlib.asynccontextmanager
 async def api_client(
-    config_path: Path, managers: Callable[[Config], Service], token: str | None = None
+    config_path: Path, services: Callable[[Config], Service], token: str | None = None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Router]]:
     config = load_config(config_path)
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
     app = create_app(
         ApiContext(
-            manager,
+            router,
             lambda: service.reload_file(config_path),
             token,
             config.timezone,
@@ -72,16 +72,16 @@ async def api_client(
     async with httpx.AsyncClient(
         transport=transport, base_url="http://127.0.0.1", headers=headers
     ) as client:
-        yield client, manager
+        yield client, router
 
 
 def assert_no_canary(response: httpx.Response) -> None:
     assert CANARY_KEY not in response.text
 
 
-async def test_streams_endpoints(tmp_path: Path, managers: Callable[[Config], Service]) -> None:
+async def test_streams_endpoints(tmp_path: Path, services: Callable[[Config], Service]) -> None:
     path = write_offline_config(tmp_path, ["facebook", "tiktok"])
-    async with api_client(path, managers) as (client, manager):
+    async with api_client(path, services) as (client, router):
         response = await client.get("/api/streams")
         assert response.status_code == 200
         body = response.json()
@@ -97,7 +97,7 @@ async def test_streams_endpoints(tmp_path: Path, managers: Callable[[Config], Se
         put = await client.put("/api/streams/tiktok", json={"enabled": True})
         assert put.status_code == 200
         assert put.json()["enabled"] is True and put.json()["status"] in ("waiting", "starting")
-        assert manager.stream_state("tiktok").enabled
+        assert router.stream_state("tiktok").enabled
         assert_no_canary(put)
         off = await client.put("/api/streams/tiktok", json={"enabled": False})
         assert off.json()["enabled"] is False
@@ -120,12 +120,12 @@ async def test_streams_endpoints(tmp_path: Path, managers: Callable[[Config], Se
             headers={"Content-Type": "application/json"},
         )
         assert huge.status_code == 413
-        assert not manager.stream_state("tiktok").enabled
+        assert not router.stream_state("tiktok").enabled
 
 
-async def test_timers(tmp_path: Path, managers: Callable[[Config], Service]) -> None:
+async def test_timers(tmp_path: Path, services: Callable[[Config], Service]) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
-    async with api_client(path, managers) as (client, manager):
+    async with api_client(path, services) as (client, router):
         await client.put("/api/streams/facebook", json={"enabled": True})
         made = await client.post("/api/streams/facebook/timer", json={"action": "off", "in_s": 1})
         assert made.status_code == 200, made.text
@@ -141,10 +141,10 @@ async def test_timers(tmp_path: Path, managers: Callable[[Config], Service]) -> 
         assert state["next_change_to"] == "off"
 
         for _ in range(50):  # the 1 s timer fires
-            if not manager.stream_state("facebook").enabled:
+            if not router.stream_state("facebook").enabled:
                 break
             await asyncio.sleep(0.1)
-        assert not manager.stream_state("facebook").enabled
+        assert not router.stream_state("facebook").enabled
         listed = (await client.get("/api/streams/facebook/timer")).json()
         assert len(listed) == 1 and listed[0]["id"] == second.json()["id"]
 
@@ -171,10 +171,10 @@ async def test_timers(tmp_path: Path, managers: Callable[[Config], Service]) -> 
 
 
 async def test_token_required_everywhere_when_set(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook"], token=TOKEN)
-    async with api_client(path, managers, token=TOKEN) as (client, _):
+    async with api_client(path, services, token=TOKEN) as (client, _):
         assert (await client.get("/api/streams")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200
         no_auth = {"Authorization": ""}
@@ -205,10 +205,10 @@ def test_exposed_api_needs_a_token(tmp_path: Path) -> None:
 
 
 async def test_health_metrics_hooks_page(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
-    async with api_client(path, managers) as (client, _):
+    async with api_client(path, services) as (client, _):
         health = (await client.get("/api/health")).json()
         assert health["status"] == "ok" and health["ingest"]["live"] is False
         assert health["mqtt"] == {"enabled": False, "connected": False}
@@ -236,10 +236,10 @@ async def test_health_metrics_hooks_page(
 
 
 async def test_reload_adds_removes_and_keeps_untouched(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook", "tiktok", "youtube"])
-    async with api_client(path, managers) as (client, manager):
+    async with api_client(path, services) as (client, router):
         await client.put("/api/streams/facebook", json={"enabled": True})
         raw = yaml.safe_load(path.read_text())
         streams = raw["streams"]
@@ -257,7 +257,7 @@ async def test_reload_adds_removes_and_keeps_untouched(
             "restart_required": [],
         }
         assert (await client.get("/api/streams/youtube")).json()["name"] == "YT"
-        assert manager.stream_state("facebook").enabled
+        assert router.stream_state("facebook").enabled
 
         raw["streams"] = [s for s in raw["streams"] if s["id"] != "kick"]
         path.write_text(yaml.safe_dump(raw))
@@ -269,4 +269,4 @@ async def test_reload_adds_removes_and_keeps_untouched(
         refused = await client.post("/api/reload")
         assert refused.status_code == 422
         assert any("streams[0]" in p for p in refused.json()["detail"])
-        assert [s.id for s in manager.snapshot()] == ["facebook", "tiktok", "youtube"]
+        assert [s.id for s in router.snapshot()] == ["facebook", "tiktok", "youtube"]

@@ -46,10 +46,10 @@ def twitch_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_add_change_delete_a_destination_in_the_file(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = commented_config(tmp_path)
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         body = {"id": "youtube", "name": "YouTube", "url": "rtmp://127.0.0.1:1/live2",
                 "key": f"yt-{CANARY_KEY}"}  # fmt: skip
         r = await client.post("/api/streams", json=body)
@@ -102,11 +102,11 @@ async def test_add_change_delete_a_destination_in_the_file(
     ],
 )
 async def test_bad_destinations_are_422_naming_the_field_and_change_nothing(
-    tmp_path: Path, managers: Callable[[Config], Service], body: dict[str, object], field: str
+    tmp_path: Path, services: Callable[[Config], Service], body: dict[str, object], field: str
 ) -> None:
     path = commented_config(tmp_path)
     before = path.read_text()
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         r = await client.post("/api/streams", json=body)
         assert r.status_code == 422, r.text
         assert any(d["loc"][-1] == field for d in r.json()["detail"]), r.text
@@ -115,10 +115,10 @@ async def test_bad_destinations_are_422_naming_the_field_and_change_nothing(
 
 
 async def test_stale_version_is_409_and_a_fresh_one_applies(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = commented_config(tmp_path)
-    async with api_client(path, managers) as (client, _):
+    async with api_client(path, services) as (client, _):
         seen = (await client.get("/api/streams/facebook")).json()["version"]
         first = await client.patch("/api/streams/facebook", json={"name": "A", "version": seen})
         assert first.status_code == 200
@@ -131,10 +131,10 @@ async def test_stale_version_is_409_and_a_fresh_one_applies(
 
 
 async def test_delete_drops_timers_and_refuses_while_a_schedule_names_it(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = with_schedule(commented_config(tmp_path))
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         timer = await client.post("/api/streams/facebook/timer", json={"action": "on", "in_s": 600})
         assert timer.status_code == 200
         r = await client.delete("/api/streams/twitch")
@@ -145,7 +145,7 @@ async def test_delete_drops_timers_and_refuses_while_a_schedule_names_it(
 
 
 async def test_settings_refuse_what_is_not_ffmpeg_and_keep_the_old_path(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = commented_config(tmp_path)
     fake = tmp_path / "bin" / "ffmpeg"  # named ffmpeg, but it is /bin/true
@@ -153,7 +153,7 @@ async def test_settings_refuse_what_is_not_ffmpeg_and_keep_the_old_path(
     shutil.copy("/bin/true", fake)
     real = shutil.which("ffmpeg")
     assert real is not None
-    async with api_client(path, managers) as (client, _):
+    async with api_client(path, services) as (client, _):
         r = await client.get("/api/settings")
         assert r.json() == {"ffmpeg_path": "ffmpeg", "ingest_mode": "cached"}
         for bad, reason in [
@@ -174,10 +174,10 @@ async def test_settings_refuse_what_is_not_ffmpeg_and_keep_the_old_path(
 
 
 async def test_presets_are_valid_destinations(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = commented_config(tmp_path)
-    async with api_client(path, managers) as (client, _):
+    async with api_client(path, services) as (client, _):
         presets = (await client.get("/api/presets")).json()
         names = {p["name"] for p in presets}
         for wanted in ["YouTube", "Facebook", "Twitch", "TikTok", "Kick", "Instagram", "X"]:
@@ -190,10 +190,10 @@ async def test_presets_are_valid_destinations(
 
 
 async def test_editing_keeps_pending_timers_and_schedules(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = with_schedule(commented_config(tmp_path))
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         timer = await client.post("/api/streams/twitch/timer", json={"action": "on", "in_s": 900})
         assert timer.status_code == 200
         r = await client.patch("/api/streams/twitch", json={"key": NEW_KEY, "name": "Twitch 2"})
@@ -204,13 +204,13 @@ async def test_editing_keeps_pending_timers_and_schedules(
 
 
 async def test_destinations_take_an_output_profile(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = commented_config(tmp_path)
     raw = yaml.safe_load(path.read_text())
     raw["profiles"] = {"small": {"width": 160, "height": 90, "video_bitrate_kbps": 150}}
     path.write_text(yaml.safe_dump(raw))
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         body = {"id": "tiktok", "url": "rtmp://127.0.0.1:1/live", "profile": "small"}
         r = await client.post("/api/streams", json=body)
         assert r.status_code == 201 and r.json()["profile"] == "small"
@@ -233,10 +233,10 @@ async def test_destinations_take_an_output_profile(
 
 
 async def test_a_reload_that_adds_a_profile_and_a_stream_on_it(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = commented_config(tmp_path)
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         raw = yaml.safe_load(path.read_text())
         raw["profiles"] = {"small": {"width": 160, "height": 90, "video_bitrate_kbps": 150}}
         raw["streams"].append({"id": "ig", "url": "rtmp://127.0.0.1:1/x", "profile": "small"})
@@ -251,9 +251,9 @@ async def test_a_reload_that_adds_a_profile_and_a_stream_on_it(
 
 
 async def test_the_openapi_document_names_what_add_and_change_answer(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
-    async with api_client(commented_config(tmp_path), managers) as (client, _):
+    async with api_client(commented_config(tmp_path), services) as (client, _):
         paths = (await client.get("/openapi.json")).json()["paths"]
     added = paths["/api/streams"]["post"]["responses"]["201"]["content"]["application/json"]
     changed = paths["/api/streams/{stream_id}"]["patch"]["responses"]["200"]["content"]

@@ -56,10 +56,10 @@ def lab_config(tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, broker: 
 
 @contextlib.asynccontextmanager
 async def lab_service(
-    path: Path, managers: Callable[[Config], Service]
+    path: Path, services: Callable[[Config], Service]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Service, MqttBridge]]:
     config = load_config(path)
-    service = managers(config)
+    service = services(config)
     await service.start()
     bridge = MqttBridge(service.router, config.mqtt, None)
     bridge.start()
@@ -91,11 +91,11 @@ async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = lab_config(tmp_path, ingest, platforms, broker)
-    async with collector(broker.port) as seen, lab_service(path, managers) as (client, svc, _):
+    async with collector(broker.port) as seen, lab_service(path, services) as (client, svc, _):
         router = svc.router
         await wait_ingest_live(router)
         await router.set_enabled("facebook", True)
@@ -210,10 +210,10 @@ async def test_snapshot_is_503_with_a_reason_when_obs_is_away(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     path = lab_config(tmp_path, ingest, platforms, broker)
-    async with lab_service(path, managers) as (client, _, _):
+    async with lab_service(path, services) as (client, _, _):
         await asyncio.sleep(0.5)
         r = await client.get("/api/ingest/snapshot")
         assert r.status_code == 503 and "not live" in r.json()["detail"]

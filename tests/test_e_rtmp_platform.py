@@ -43,7 +43,7 @@ async def served_streams(ffmpeg: str, url: str) -> str:
 
 
 async def test_hevc_reaches_node_media_server_as_hevc_and_h264_only_gets_a_reason(
-    tmp_path: Path, nms: NodeMediaServer, managers: Callable[[Config], Service]
+    tmp_path: Path, nms: NodeMediaServer, services: Callable[[Config], Service]
 ) -> None:
     ff9 = ffmpeg9()
     config = builtin_config(tmp_path, nms.url("live"), ff9)
@@ -53,7 +53,7 @@ async def test_hevc_reaches_node_media_server_as_hevc_and_h264_only_gets_a_reaso
     )  # fmt: skip
     h264_only = config.streams[0].model_copy(update={"video_codecs": ["h264"]})
     config = config.model_copy(update={"streams": [hevc_ok, h264_only]})
-    service = managers(config)
+    service = services(config)
     await service.start()
     pub = await asyncio.create_subprocess_exec(
         *source_argv(ff9, publish_url(config), "libx265"),

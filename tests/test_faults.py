@@ -71,36 +71,36 @@ async def test_switching_one_destination_never_interrupts_another(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"], mode=mode)
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
     if mode == "cached":
-        await wait_ingest_live(manager)
-    await manager.set_enabled("youtube", True)
+        await wait_ingest_live(router)
+    await router.set_enabled("youtube", True)
     await wait_publishing(platforms, key_of(config, "youtube"))
     steady = await publisher_id(platforms, key_of(config, "youtube"))
     ingest_before = (await stat_streams(ingest))["stream"].publisher_id
-    pid = manager.stream_state("youtube").pid
+    pid = router.stream_state("youtube").pid
 
     for _ in range(10):
-        await manager.toggle("tiktok")
+        await router.toggle("tiktok")
         await asyncio.sleep(0.3)
-    assert not manager.stream_state("tiktok").enabled  # ten toggles: back off
-    await wait_status(manager, "tiktok", "off")
+    assert not router.stream_state("tiktok").enabled  # ten toggles: back off
+    await wait_status(router, "tiktok", "off")
 
     assert await publisher_id(platforms, key_of(config, "youtube")) == steady
-    assert manager.stream_state("youtube").pid == pid
-    assert manager.stream_state("youtube").restarts == 0
+    assert router.stream_state("youtube").pid == pid
+    assert router.stream_state("youtube").restarts == 0
     await wait_bytes_grow(platforms, key_of(config, "youtube"))
     assert (await stat_streams(ingest))["stream"].publisher_id == ingest_before
     assert publisher.running
     assert_no_canary(caplog.text)
-    assert_no_canary(repr(manager.snapshot()))
+    assert_no_canary(repr(router.snapshot()))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
@@ -110,38 +110,38 @@ async def test_killed_or_frozen_relay_is_replaced(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
-    await wait_ingest_live(manager)
-    await manager.set_enabled("youtube", True)
-    await manager.set_enabled("tiktok", True)
-    await wait_status(manager, "youtube", "live")
-    await wait_status(manager, "tiktok", "live")
+    await wait_ingest_live(router)
+    await router.set_enabled("youtube", True)
+    await router.set_enabled("tiktok", True)
+    await wait_status(router, "youtube", "live")
+    await wait_status(router, "tiktok", "live")
     other = await publisher_id(platforms, key_of(config, "youtube"))
-    old_pid = manager.stream_state("tiktok").pid
+    old_pid = router.stream_state("tiktok").pid
     assert old_pid is not None
 
     os.kill(old_pid, sig)
 
     async def replaced() -> bool:
-        state = manager.stream_state("tiktok")
+        state = router.stream_state("tiktok")
         return state.status == "live" and state.pid not in (None, old_pid)
 
     await eventually(replaced, 60, "tiktok to be replaced and live again")
-    state = manager.stream_state("tiktok")
+    state = router.stream_state("tiktok")
     assert state.restarts >= 1 and state.last_error
     assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
     await wait_publishing(platforms, key_of(config, "tiktok"))
     assert await publisher_id(platforms, key_of(config, "youtube")) == other
-    assert manager.stream_state("youtube").restarts == 0
+    assert router.stream_state("youtube").restarts == 0
     assert_no_canary(caplog.text)
-    assert_no_canary(repr(manager.snapshot()))
+    assert_no_canary(repr(router.snapshot()))
 
 
 def write_stubborn_ffmpeg(path: Path, real_ffmpeg: str) -> None:
@@ -165,7 +165,7 @@ async def test_relay_ignoring_sigterm_is_killed_after_grace(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     fake = tmp_path / "stubborn-ffmpeg"
     write_stubborn_ffmpeg(fake, require_tool("ffmpeg"))
@@ -173,19 +173,19 @@ async def test_relay_ignoring_sigterm_is_killed_after_grace(
     config = config.model_copy(
         update={"ffmpeg": config.ffmpeg.model_copy(update={"path": str(fake)})}
     )
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
-    await wait_ingest_live(manager)
-    await manager.set_enabled("tiktok", True)
+    await wait_ingest_live(router)
+    await router.set_enabled("tiktok", True)
 
     async def has_pid() -> int | None:
-        return manager.stream_state("tiktok").pid
+        return router.stream_state("tiktok").pid
 
     pid = await eventually(has_pid, 20, "the stubborn relay to start")
     await asyncio.sleep(0.5)  # let it install its SIGTERM handler
-    await manager.set_enabled("tiktok", False)
-    await wait_status(manager, "tiktok", "off", deadline_s=20)
+    await router.set_enabled("tiktok", False)
+    await wait_status(router, "tiktok", "off", deadline_s=20)
 
     async def gone() -> bool:
         return not psutil.pid_exists(pid)
@@ -249,7 +249,7 @@ async def test_destination_that_stops_reading_gets_its_relay_restarted(
     platforms: NginxRtmp,
     publisher: Publisher,
     proxy: FreezableProxy,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube", "tiktok"])
     streams = [
@@ -257,29 +257,29 @@ async def test_destination_that_stops_reading_gets_its_relay_restarted(
         config.streams[1].model_copy(update={"url": f"rtmp://127.0.0.1:{proxy.port}/dest"}),
     ]
     config = config.model_copy(update={"streams": streams})
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
-    await wait_ingest_live(manager)
-    await manager.set_enabled("youtube", True)
-    await manager.set_enabled("tiktok", True)
-    await wait_status(manager, "youtube", "live")
-    await wait_status(manager, "tiktok", "live")
+    await wait_ingest_live(router)
+    await router.set_enabled("youtube", True)
+    await router.set_enabled("tiktok", True)
+    await wait_status(router, "youtube", "live")
+    await wait_status(router, "tiktok", "live")
     other = await publisher_id(platforms, key_of(config, "youtube"))
-    old_pid = manager.stream_state("tiktok").pid
+    old_pid = router.stream_state("tiktok").pid
 
     proxy.frozen.set()
 
     async def restarted() -> bool:
-        state = manager.stream_state("tiktok")
+        state = router.stream_state("tiktok")
         return state.restarts >= 1 and state.pid != old_pid
 
     await eventually(restarted, 90, "the stuck destination's relay to be restarted")
-    state = manager.stream_state("tiktok")
+    state = router.stream_state("tiktok")
     error = state.last_error or ""
     assert "fell behind" in error or state.error_kind == "stalled", error
     assert await publisher_id(platforms, key_of(config, "youtube")) == other
-    assert manager.stream_state("youtube").restarts == 0
+    assert router.stream_state("youtube").restarts == 0
     await wait_bytes_grow(platforms, key_of(config, "youtube"))
 
 
@@ -300,25 +300,25 @@ async def test_short_ingest_outage_keeps_platform_connection(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=30)
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
-    await wait_ingest_live(manager)
-    await manager.set_enabled("youtube", True)
+    await wait_ingest_live(router)
+    await router.set_enabled("youtube", True)
     key = key_of(config, "youtube")
     await wait_publishing(platforms, key)
-    await wait_status(manager, "youtube", "live")
+    await wait_status(router, "youtube", "live")
     connection = await publisher_id(platforms, key)
-    pid = manager.stream_state("youtube").pid
+    pid = router.stream_state("youtube").pid
     taps = tap_pids(config)
     assert len(taps) == 1
 
     publisher.stop()
-    await wait_status(manager, "youtube", "holding")
-    assert manager.ingest_state().live is False
+    await wait_status(router, "youtube", "holding")
+    assert router.ingest_state().live is False
     if ingest.idle_streams:
 
         async def tap_waits_at_ingest() -> bool:
@@ -330,12 +330,12 @@ async def test_short_ingest_outage_keeps_platform_connection(
         assert tap_pids(config) != taps
     await asyncio.sleep(3)
     publisher.start()
-    await wait_status(manager, "youtube", "live")
+    await wait_status(router, "youtube", "live")
     await wait_bytes_grow(platforms, key)
     assert await publisher_id(platforms, key) == connection
     assert await probe_codecs(platforms.url(key)) == {"audio", "video"}
-    assert manager.stream_state("youtube").pid == pid
-    assert manager.stream_state("youtube").restarts == 0
+    assert router.stream_state("youtube").pid == pid
+    assert router.stream_state("youtube").restarts == 0
 
 
 async def test_long_ingest_outage_waits_then_resumes_by_itself(
@@ -343,25 +343,25 @@ async def test_long_ingest_outage_waits_then_resumes_by_itself(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
-    await wait_ingest_live(manager)
-    await manager.set_enabled("youtube", True)
+    await wait_ingest_live(router)
+    await router.set_enabled("youtube", True)
     key = key_of(config, "youtube")
     await wait_publishing(platforms, key)
 
     publisher.stop()
-    await wait_status(manager, "youtube", "waiting", deadline_s=30)
+    await wait_status(router, "youtube", "waiting", deadline_s=30)
     await wait_gone(platforms, key)
-    assert manager.stream_state("youtube").pid is None
+    assert router.stream_state("youtube").pid is None
     publisher.start()
-    await wait_status(manager, "youtube", "live", deadline_s=40)
+    await wait_status(router, "youtube", "live", deadline_s=40)
     await wait_publishing(platforms, key)
-    assert manager.stream_state("youtube").restarts == 0
+    assert router.stream_state("youtube").restarts == 0
 
 
 async def test_platform_that_accepts_and_never_answers_is_retried_within_the_deadline(
@@ -369,7 +369,7 @@ async def test_platform_that_accepts_and_never_answers_is_retried_within_the_dea
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     """A listener that never accepts nor reads: the kernel completes the TCP
     handshake, then nothing. The relay gives up after ffmpeg.connect_timeout_s,
@@ -391,25 +391,25 @@ async def test_platform_that_accepts_and_never_answers_is_retried_within_the_dea
                 "ffmpeg": base.ffmpeg.model_copy(update={"connect_timeout_s": 4}),
             }
         )
-        service = managers(config)
-        manager = service.router
+        service = services(config)
+        router = service.router
         await service.start()
-        await manager.set_enabled("youtube", True)
+        await router.set_enabled("youtube", True)
         youtube_key = key_of(config, "youtube")
         await wait_publishing(platforms, youtube_key)
         client = await publisher_id(platforms, youtube_key)
         loop = asyncio.get_running_loop()
         switched = loop.time()
-        await manager.set_enabled("hung", True)
-        await wait_status(manager, "hung", "retrying", deadline_s=20)
+        await router.set_enabled("hung", True)
+        await wait_status(router, "hung", "retrying", deadline_s=20)
         took = loop.time() - switched
-        state = manager.stream_state("hung")
+        state = router.stream_state("hung")
         assert state.last_error is not None and "did not answer within 4 s" in state.last_error
         assert 3.5 <= took <= 12, took
         assert_no_canary(state.last_error)
         await wait_bytes_grow(platforms, youtube_key)
         assert await publisher_id(platforms, youtube_key) == client  # never reconnected
-        assert manager.stream_state("youtube").status == "live"
+        assert router.stream_state("youtube").status == "live"
 
 
 @pytest.mark.parametrize("stunnel", ["stunnel", None], ids=["through-stunnel", "ffmpeg-tls"])
@@ -420,7 +420,7 @@ async def test_rtmps_destination_goes_live_with_and_without_the_local_tunnel(
     platforms: NginxRtmp,
     tls_platforms: TlsFront,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     base = make_config(tmp_path, ingest, platforms, ["facebook"])
     stream = base.streams[0].model_copy(
@@ -432,19 +432,19 @@ async def test_rtmps_destination_goes_live_with_and_without_the_local_tunnel(
             "ffmpeg": base.ffmpeg.model_copy(update={"stunnel": stunnel}),
         }
     )
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
-    await manager.set_enabled("facebook", True)
+    await router.set_enabled("facebook", True)
     key = key_of(config, "facebook")
     await wait_publishing(platforms, key)
-    await wait_status(manager, "facebook", "live")
+    await wait_status(router, "facebook", "live")
     names = sorted(p.name() for p in owned_processes(config.state_file))
     assert ("stunnel" in names or "stunnel4" in names) == (stunnel is not None), names
-    await manager.set_enabled("facebook", False)
+    await router.set_enabled("facebook", False)
     await wait_gone(platforms, key)
     # the tunnel stays ready for the next switch-on, and goes with its relay
-    await manager.set_enabled("facebook", True)
+    await router.set_enabled("facebook", True)
     await wait_publishing(platforms, key)
     await service.stop()
 

@@ -1,5 +1,5 @@
 """The bitrate history the page draws on load, and the 422s said in plain words:
-pure parts as values, then through the API on a real manager."""
+pure parts as values, then through the API on a real router."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.control.router import IngestState, StreamState
+from mqttrelay.control.views import IngestState, StreamState
+from mqttrelay.relays.status import Status
 from mqttrelay.transports.http.history import BitrateHistory, HistorySampler
 from mqttrelay.transports.http.messages import readable, with_messages
 
@@ -20,7 +21,23 @@ from .test_api import api_client, assert_no_canary, write_offline_config
 
 
 def _state(sid: str, status: str, kbps: float) -> StreamState:
-    return StreamState(sid, sid, "rtmp://h/a/****", True, status, kbps, None, 0, 0, 0, 0, None)
+    return StreamState(
+        sid,
+        sid,
+        "rtmp://h/a/****",
+        True,
+        Status(status),
+        kbps,
+        None,
+        0,
+        0,
+        0,
+        0,
+        None,
+        None,
+        None,
+        0,
+    )
 
 
 def test_history_is_a_ring_buffer_that_forgets_gone_destinations() -> None:
@@ -84,10 +101,10 @@ def test_a_422_keeps_its_detail_and_adds_words() -> None:
 
 
 async def test_history_and_plain_words_through_the_api(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
-    async with api_client(path, managers) as (client, router):
+    async with api_client(path, services) as (client, router):
         app = client._transport.app  # type: ignore[attr-defined]
         sampler: HistorySampler = app.state.history
         sampler.sample()

@@ -162,11 +162,11 @@ def test_discovery_payloads() -> None:
 
 
 async def test_every_payload_form_over_mqtt(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+    tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok", "youtube"])
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.wait(f"{B}/status", b"online")
@@ -186,7 +186,7 @@ async def test_every_payload_form_over_mqtt(
         for payload, expected in steps:
             await col.publish(f"{B}/tiktok/set", payload)
             await col.wait(f"{B}/tiktok/state", b"ON" if expected else b"OFF")
-            assert manager.stream_state("tiktok").enabled is expected
+            assert router.stream_state("tiktok").enabled is expected
         await col.wait(f"{B}/tiktok/status", b"off")
 
         await col.publish(f"{B}/all/set", b"ON")
@@ -199,7 +199,7 @@ async def test_every_payload_form_over_mqtt(
         await col.publish(f"{B}/tiktok/set", b'{"state": "ON", "duration_s": 1.5}')
         await col.wait(f"{B}/tiktok/state", b"ON")
         await col.wait(f"{B}/tiktok/state", b"OFF", deadline_s=15)
-        assert not manager.stream_state("tiktok").enabled
+        assert not router.stream_state("tiktok").enabled
 
         attributes = json.loads(col.last(f"{B}/tiktok/attributes") or b"{}")
         assert {"pid", "uptime_s", "restarts", "cpu_percent", "rss_mb", "last_error"} <= set(
@@ -211,11 +211,11 @@ async def test_every_payload_form_over_mqtt(
 async def test_garbage_never_crashes_and_next_command_works(
     tmp_path: Path,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
-    service = managers(config)
+    service = services(config)
     rng = random.Random(4711)
     garbage = [
         b"",
@@ -244,32 +244,32 @@ async def test_garbage_never_crashes_and_next_command_works(
 
 
 async def test_retained_command_is_never_acted_on(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+    tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
     async with collector(broker.port) as col:
         await col.publish(f"{B}/tiktok/set", b"ON", retain=True)
         await asyncio.sleep(0.3)
-        service = managers(config)
-        manager = service.router
+        service = services(config)
+        router = service.router
         async with running_bridge(service, config) as bridge:
             await wait_connected(bridge)
             await col.wait(f"{B}/tiktok/state", b"OFF")
             await asyncio.sleep(1.0)
-            assert not manager.stream_state("tiktok").enabled
-            assert manager.stream_state("tiktok").status == "off"
+            assert not router.stream_state("tiktok").enabled
+            assert router.stream_state("tiktok").status == "off"
             await col.publish(f"{B}/tiktok/set", b"", retain=True)  # clean the broker
 
 
 async def test_broker_restart_reconnects_and_republishes(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+    tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     async with running_bridge(service, config) as bridge:
         await wait_connected(bridge)
-        await manager.set_enabled("tiktok", True)
+        await router.set_enabled("tiktok", True)
         broker.kill()
 
         async def disconnected() -> bool:
@@ -285,17 +285,17 @@ async def test_broker_restart_reconnects_and_republishes(
             assert col.last("homeassistant/switch/studio/tiktok/config")
             await col.publish(f"{B}/tiktok/set", b"OFF")
             await col.wait(f"{B}/tiktok/state", b"OFF")
-            assert not manager.stream_state("tiktok").enabled
+            assert not router.stream_state("tiktok").enabled
 
 
 async def test_home_assistant_online_republishes_and_stale_discovery_is_removed(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+    tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
     stale = "homeassistant/switch/studio/oldstream/config"
     async with collector(broker.port) as col:
         await col.publish(stale, json.dumps({"name": "Old"}), retain=True)
-        service = managers(config)
+        service = services(config)
         async with running_bridge(service, config) as bridge:
             await wait_connected(bridge)
             await col.wait(stale, b"")  # removed with an empty retained payload
@@ -317,13 +317,13 @@ async def test_real_relay_status_and_bitrate_over_mqtt(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["tiktok"])
     config = config.model_copy(
         update={"mqtt": config.mqtt.model_copy(update={"port": broker.port})}
     )
-    service = managers(config)
+    service = services(config)
     async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.wait(f"{B}/ingest/status", b"live", deadline_s=30)

@@ -73,12 +73,12 @@ async def more_than(times: list[float], count: int, deadline_s: float, what: str
 async def test_a_burst_of_online_costs_one_republish_and_republishes_keep_apart(
     tmp_path: Path,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     interval = 6.0  # shorter than the product's, to keep the test short
     settle = HA_REPUBLISH_DELAY_S[1] + 3.0
     config = offline_config(tmp_path, broker, ["tiktok", "youtube"])
-    service = managers(config)
+    service = services(config)
     async with (
         arrivals(broker.port, switch_config("tiktok")) as seen,
         running_bridge(service, config) as bridge,
@@ -113,14 +113,14 @@ async def test_a_burst_of_online_costs_one_republish_and_republishes_keep_apart(
 
 
 async def test_the_most_destinations_cost_little_cpu_at_connect_and_on_online(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+    tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:
     """Each config comes back to the bridge (it watches its own configs to remove
     stale ones); none of them may rebuild every payload. At the cap of 100
     destinations (issue 26 measured 300 before the cap: 17-19 s per republish)."""
     names = [f"d{i:03}" for i in range(MAX_STREAMS)]
     config = offline_config(tmp_path, broker, names)
-    service = managers(config)
+    service = services(config)
     last = switch_config(names[-1])
     async with aiomqtt.Client("127.0.0.1", broker.port) as c, arrivals(broker.port, last) as seen:
         cpu = time.process_time()

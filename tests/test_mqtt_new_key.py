@@ -95,10 +95,10 @@ def file_config(folder: Path, broker: Mosquitto, ingest: NginxRtmp, platforms: N
 
 @contextlib.asynccontextmanager
 async def bridge_with_editor(
-    path: Path, managers: Callable[[Config], Service]
+    path: Path, services: Callable[[Config], Service]
 ) -> AsyncIterator[tuple[Service, MqttBridge]]:
     config = load_config(path)
-    service = managers(config)
+    service = services(config)
     await service.start()
     bridge = MqttBridge(service.router, config.mqtt, None, service.editor(path))
     bridge.start()
@@ -114,7 +114,7 @@ async def test_a_key_set_over_mqtt_rekeys_the_live_relay_and_is_never_published(
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -131,7 +131,7 @@ async def test_a_key_set_over_mqtt_rekeys_the_live_relay_and_is_never_published(
         # a key left retained on the broker is never acted on: it would re-key at every start
         await col.publish(key_topic, NEW_KEY, retain=True)
         await asyncio.sleep(0.3)
-        async with bridge_with_editor(path, managers) as (service, bridge):
+        async with bridge_with_editor(path, services) as (service, bridge):
             await wait_connected(bridge)
             await eventually(warned("retained command ignored"), 20, "the retained key")
             await col.publish(key_topic, b"", retain=True)  # clean the broker
@@ -196,11 +196,11 @@ async def rekey_the_live_relay(
 async def test_without_a_config_file_a_key_is_refused_with_the_reason(
     tmp_path: Path,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = offline_config(tmp_path, broker, ["tiktok"])
-    service = managers(config)
+    service = services(config)
     async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.publish(f"{B}/tiktok/key/set", NEW_KEY)

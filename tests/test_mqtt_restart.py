@@ -85,10 +85,10 @@ async def restart_and_command(
 
 
 async def test_online_after_a_broker_restart_means_commands_are_obeyed(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+    tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:
     config = offline_config(tmp_path, broker, sorted(COMMANDED_ON.values()))
-    service = managers(config)
+    service = services(config)
     async with running_bridge(service, config) as bridge:
         for attempt in range(TRIES):
             await wait_connected(bridge, connects=attempt + 1)
@@ -98,12 +98,12 @@ async def test_online_after_a_broker_restart_means_commands_are_obeyed(
 
 
 async def test_shared_status_follows_the_bridges_connection(
-    tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
+    tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:
     """Only the bridge's connection drops (another client takes its client id):
     `B/status` says offline, then online again once the bridge has subscribed."""
     config = offline_config(tmp_path, broker, ["tiktok"])
-    service = managers(config)
+    service = services(config)
     async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.wait(f"{B}/status", b"online")

@@ -73,7 +73,7 @@ async def test_obs_studio_publishes_to_the_builtin_ingest(
     flood: bool,
     tmp_path: Path,
     platforms: NginxRtmp,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -84,7 +84,7 @@ async def test_obs_studio_publishes_to_the_builtin_ingest(
         config = lan_config(
             tmp_path, host, free_port(), f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest"
         )
-        service = managers(config)
+        service = services(config)
         await service.start()
         ingest = service.rtmp_server
         assert ingest is not None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mqttrelay.control.one_shot_timers import Timer
 from mqttrelay.control.persistence import Persistence, StateFile
-from mqttrelay.control.timers import Timer
 
 
 def test_saves_desired_states_and_timers_and_reads_them_back(tmp_path: Path) -> None:

@@ -98,10 +98,10 @@ async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     wide_publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = profile_config(tmp_path, ingest, platforms)
-    service = managers(config)
+    service = services(config)
     router = service.router
     await service.start()
     await wait_ingest_live(router)
@@ -186,11 +186,11 @@ async def test_profile_destinations_hold_through_an_obs_outage_on_the_standby_pi
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     wide_publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     base = profile_config(tmp_path, ingest, platforms)
     config = standby_config(base, red_png(tmp_path))
-    service = managers(config)
+    service = services(config)
     router = service.router
     await service.start()
     await wait_ingest_live(router)

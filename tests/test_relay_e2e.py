@@ -18,16 +18,16 @@ pytestmark = pytest.mark.integration
 MODES = ["cached", "direct"]
 
 
-async def wait_ingest_live(manager: Router) -> None:
+async def wait_ingest_live(router: Router) -> None:
     async def live() -> bool:
-        return manager.ingest_state().live
+        return router.ingest_state().live
 
     await eventually(live, 30, "the ingest to be live")
 
 
-async def wait_status(manager: Router, stream_id: str, status: str, deadline_s: float = 30) -> None:
+async def wait_status(router: Router, stream_id: str, status: str, deadline_s: float = 30) -> None:
     async def check() -> bool:
-        return manager.stream_state(stream_id).status == status
+        return router.stream_state(stream_id).status == status
 
     await eventually(check, deadline_s, f"{stream_id} to be {status}")
 
@@ -55,25 +55,25 @@ async def test_switch_on_and_off_delivers_audio_and_video(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["tiktok"], mode=mode)
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
     if mode == "cached":
-        await wait_ingest_live(manager)
+        await wait_ingest_live(router)
     key = config.streams[0].target.rsplit("/", 1)[1]
 
-    state = await manager.set_enabled("tiktok", True)
+    state = await router.set_enabled("tiktok", True)
     assert state.enabled
     await wait_publishing(platforms, key)
     assert await probe_codecs(platforms.url(key)) == {"audio", "video"}
-    await wait_status(manager, "tiktok", "live")
-    assert manager.stream_state("tiktok").pid is not None
+    await wait_status(router, "tiktok", "live")
+    assert router.stream_state("tiktok").pid is not None
 
-    await manager.set_enabled("tiktok", False)
+    await router.set_enabled("tiktok", False)
     await wait_gone(platforms, key)
-    await wait_status(manager, "tiktok", "off")
-    assert manager.stream_state("tiktok").pid is None
+    await wait_status(router, "tiktok", "off")
+    assert router.stream_state("tiktok").pid is None
     assert publisher.running

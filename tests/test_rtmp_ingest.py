@@ -151,10 +151,10 @@ async def wait_live(service: Service, live: bool = True, deadline_s: float = 30)
 
 
 async def relay_to_nginx(
-    tmp_path: Path, platforms: NginxRtmp, managers: Callable[[Config], Service], ffmpeg: str
+    tmp_path: Path, platforms: NginxRtmp, services: Callable[[Config], Service], ffmpeg: str
 ) -> tuple[Service, Config]:
     config = builtin_config(tmp_path, f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest", ffmpeg)
-    service = managers(config)
+    service = services(config)
     await service.start()
     return service, config
 
@@ -172,9 +172,9 @@ async def test_h264_publisher_reaches_a_platform_through_the_builtin_ingest(
     publisher: str,
     tmp_path: Path,
     platforms: NginxRtmp,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
-    service, config = await relay_to_nginx(tmp_path, platforms, managers, "ffmpeg")
+    service, config = await relay_to_nginx(tmp_path, platforms, services, "ffmpeg")
     if publisher == "gstreamer":
         argv = gstreamer_argv(publish_url(config))
     else:
@@ -209,7 +209,7 @@ async def test_e_rtmp_reaches_an_e_rtmp_platform_without_reencoding(
     audio: str,
     seen: tuple[str, str],
     tmp_path: Path,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     """ffmpeg 9 publishes HEVC (E-RTMP v1) or Opus (E-RTMP v2 audio); the relay
     (ffmpeg.path: ffmpeg 9) writes E-RTMP to a platform that reads it (ffmpeg 9
@@ -225,7 +225,7 @@ async def test_e_rtmp_reaches_an_e_rtmp_platform_without_reencoding(
     config = config.model_copy(
         update={"streams": [config.streams[0].model_copy(update={"key": "key"})]}
     )
-    service = managers(config)
+    service = services(config)
     await service.start()
     pub = await Pub.start(source_argv(ff9, publish_url(config), video, audio=audio))
     try:
@@ -251,12 +251,12 @@ async def test_e_rtmp_reaches_an_e_rtmp_platform_without_reencoding(
 
 
 async def test_multitrack_publisher_sends_track_0_only(
-    tmp_path: Path, platforms: NginxRtmp, managers: Callable[[Config], Service]
+    tmp_path: Path, platforms: NginxRtmp, services: Callable[[Config], Service]
 ) -> None:
     """ffmpeg 9 publishing two video tracks (E-RTMP v2: track 1 in multitrack
     packets): the hub takes track 0, so a relay on Debian's ffmpeg 5.1 sends the
     platform one 320x240 video and the audio."""
-    service, config = await relay_to_nginx(tmp_path, platforms, managers, "ffmpeg")
+    service, config = await relay_to_nginx(tmp_path, platforms, services, "ffmpeg")
     argv = source_argv(ffmpeg9(), publish_url(config))
     second = ["-f", "lavfi", "-i", "testsrc=size=180x320:rate=25"]
     argv[argv.index("-c:v") : argv.index("-c:v")] = [
@@ -280,7 +280,7 @@ async def test_multitrack_publisher_sends_track_0_only(
 
 
 async def test_hevc_to_h264_only_destination_and_old_ffmpeg_get_clear_reasons(
-    tmp_path: Path, platforms: NginxRtmp, managers: Callable[[Config], Service]
+    tmp_path: Path, platforms: NginxRtmp, services: Callable[[Config], Service]
 ) -> None:
     """HEVC with the relays on Debian's ffmpeg 5.1: a destination that takes H.264
     only (video_codecs) and one that does not say both get a reason, not a black
@@ -289,7 +289,7 @@ async def test_hevc_to_h264_only_destination_and_old_ffmpeg_get_clear_reasons(
     h264_only = config.streams[0].model_copy(update={"video_codecs": ["h264"]})
     unsaid = config.streams[0].model_copy(update={"id": "youtube", "key": f"y-{CANARY_KEY}"})
     config = config.model_copy(update={"streams": [h264_only, unsaid]})
-    service = managers(config)
+    service = services(config)
     await service.start()
     pub = await Pub.start(source_argv(ffmpeg9(), publish_url(config), "libx265"))
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config, ScheduleConfig
-from mqttrelay.control.schedule import build_trigger, fire_times, missed_changes, next_changes
+from mqttrelay.control.schedule_times import build_trigger, fire_times, missed_changes, next_changes
 from mqttrelay.control.state import SavedState, SavedTimer, load_state, save_state
 
 from .conftest import make_config
@@ -124,7 +124,7 @@ def offline_config(tmp_path: Path, schedules: list[dict[str, object]], tz: str =
 
 
 async def test_restart_recreates_jobs_without_duplicates(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     config = offline_config(
         tmp_path,
@@ -134,20 +134,20 @@ async def test_restart_recreates_jobs_without_duplicates(
         ],
     )
     for _ in range(3):
-        service = managers(config)
-        manager = service.router
+        service = services(config)
+        router = service.router
         await service.start()
         assert service.clock.schedules.job_ids == ["schedule-0", "schedule-1"]
         await service.reload(config)  # a reload re-installs, never adds
         assert service.clock.schedules.job_ids == ["schedule-0", "schedule-1"]
-        state = manager.stream_state("youtube")
+        state = router.stream_state("youtube")
         assert state.next_change_to == "off" and state.next_change_at is not None
         await service.stop()
 
 
 async def test_downtime_catch_up_applies_once_and_logs(
     tmp_path: Path,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = datetime.now(UTC)
@@ -166,7 +166,7 @@ async def test_downtime_catch_up_applies_once_and_logs(
             last_seen=now - timedelta(hours=2),
         ),
     )
-    first_service = managers(config)
+    first_service = services(config)
     first = first_service.router
     await first_service.start()
     assert first.stream_state("tiktok").enabled  # the 'at' schedule ran while down
@@ -177,7 +177,7 @@ async def test_downtime_catch_up_applies_once_and_logs(
     await first_service.stop()
 
     caplog.clear()
-    second_service = managers(config)
+    second_service = services(config)
     second = second_service.router
     await second_service.start()
     assert not second.stream_state("tiktok").enabled  # not replayed
@@ -188,34 +188,34 @@ async def test_downtime_catch_up_applies_once_and_logs(
 
 
 async def test_commands_cancel_switch_back_but_keep_timers(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
-    service = managers(offline_config(tmp_path, []))
-    manager = service.router
+    service = services(offline_config(tmp_path, []))
+    router = service.router
     await service.start()
-    await manager.set_enabled("tiktok", True, revert_after_s=600)
-    manager.add_timer("tiktok", False, datetime.now(UTC) + timedelta(hours=1))
-    assert len(manager.timers("tiktok")) == 2
-    await manager.set_enabled("tiktok", True)  # a new command: the switch-back goes
-    remaining = manager.timers("tiktok")
+    await router.set_enabled("tiktok", True, revert_after_s=600)
+    router.add_timer("tiktok", False, datetime.now(UTC) + timedelta(hours=1))
+    assert len(router.timers("tiktok")) == 2
+    await router.set_enabled("tiktok", True)  # a new command: the switch-back goes
+    remaining = router.timers("tiktok")
     assert len(remaining) == 1 and not remaining[0].switch_back
 
 
 async def test_schedule_job_fires_through_apscheduler(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     due = datetime.now(UTC) + timedelta(seconds=2)
-    service = managers(
+    service = services(
         offline_config(tmp_path, [{"stream": "all", "action": "on", "at": due.isoformat()}])
     )
-    manager = service.router
+    router = service.router
     await service.start()
-    assert not manager.stream_state("tiktok").enabled
+    assert not router.stream_state("tiktok").enabled
     for _ in range(100):
-        if manager.stream_state("tiktok").enabled and manager.stream_state("youtube").enabled:
+        if router.stream_state("tiktok").enabled and router.stream_state("youtube").enabled:
             break
         await asyncio.sleep(0.1)
-    assert manager.stream_state("tiktok").enabled and manager.stream_state("youtube").enabled
+    assert router.stream_state("tiktok").enabled and router.stream_state("youtube").enabled
 
 
 @pytest.mark.integration
@@ -224,17 +224,17 @@ async def test_a_timer_switches_a_real_relay_off(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["tiktok"])
-    service = managers(config)
-    manager = service.router
+    service = services(config)
+    router = service.router
     await service.start()
-    await wait_ingest_live(manager)
+    await wait_ingest_live(router)
     key = config.streams[0].target.rsplit("/", 1)[1]
-    await manager.set_enabled("tiktok", True)
+    await router.set_enabled("tiktok", True)
     await wait_publishing(platforms, key)
-    manager.add_timer("tiktok", False, datetime.now(UTC) + timedelta(seconds=2))
+    router.add_timer("tiktok", False, datetime.now(UTC) + timedelta(seconds=2))
     await wait_gone(platforms, key, deadline_s=30)
-    assert not manager.stream_state("tiktok").enabled
-    assert manager.timers("tiktok") == []
+    assert not router.stream_state("tiktok").enabled
+    assert router.timers("tiktok") == []

@@ -129,10 +129,10 @@ async def test_two_sources_each_destination_gets_its_own_feed(
     platforms: NginxRtmp,
     wide: Publisher,
     vertical: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = sources_config(tmp_path, ingest, platforms)
-    service = managers(config)
+    service = services(config)
     router = service.router
     await service.start()
     assert set(service.hubs) == {"main", "vertical"}
@@ -191,13 +191,13 @@ async def test_sources_over_the_api_and_mqtt_and_moving_a_live_destination(
     wide: Publisher,
     vertical: Publisher,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     path = tmp_path / "config.yaml"
     raw = sources_config(tmp_path, ingest, platforms).model_dump(mode="json", exclude_defaults=True)
     raw |= {"mqtt": {"port": broker.port, "node_id": "studio"}, "state_file": "state.json"}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    async with collector(broker.port) as seen, lab_service(path, managers) as (client, svc, _):
+    async with collector(broker.port) as seen, lab_service(path, services) as (client, svc, _):
         router = svc.router
         await wait_source_live(router, "main")
         await wait_source_live(router, "vertical")
@@ -282,12 +282,12 @@ async def test_a_backup_of_another_shape_is_refused_with_one_line(
     platforms: NginxRtmp,
     wide: Publisher,
     vertical: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = sources_config(tmp_path, ingest, platforms)
     ingest_cfg = config.ingest.model_copy(update={"backup": "vertical"})
-    service = managers(config.model_copy(update={"ingest": ingest_cfg}))
+    service = services(config.model_copy(update={"ingest": ingest_cfg}))
     router = service.router
     await service.start()
     await wait_source_live(router, "main")
@@ -315,11 +315,11 @@ async def test_direct_mode_pulls_each_destinations_own_source(
     platforms: NginxRtmp,
     wide: Publisher,
     vertical: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     config = sources_config(tmp_path, ingest, platforms)
     direct = config.ingest.model_copy(update={"mode": "direct", "stat_url": ingest.stat_url})
-    service = managers(config.model_copy(update={"ingest": direct}))
+    service = services(config.model_copy(update={"ingest": direct}))
     router = service.router
     await service.start()
     assert service.hubs == {}
@@ -341,9 +341,9 @@ async def test_the_vertical_source_gets_a_vertical_standby_card(
     platforms: NginxRtmp,
     wide: Publisher,
     vertical: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
-    service = managers(sources_config(tmp_path, ingest, platforms, standby={}))
+    service = services(sources_config(tmp_path, ingest, platforms, standby={}))
     router = service.router
     await service.start()
 

@@ -106,9 +106,9 @@ async def test_backup_stands_in_then_the_standby_when_it_is_away_too(
     platforms: NginxRtmp,
     main_feed: Publisher,
     spare_feed: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
-    service = managers(backup_config(tmp_path, ingest, platforms))
+    service = services(backup_config(tmp_path, ingest, platforms))
     router = service.router
     await service.start()
     await wait_source_live(router, "main")

@@ -47,10 +47,10 @@ def builtin_sources_config(tmp_path: Path, platforms: NginxRtmp) -> Config:
 
 
 async def test_builtin_ingest_routes_each_stream_name_to_its_source(
-    tmp_path: Path, platforms: NginxRtmp, managers: Callable[[Config], Service]
+    tmp_path: Path, platforms: NginxRtmp, services: Callable[[Config], Service]
 ) -> None:
     config = builtin_sources_config(tmp_path, platforms)
-    service = managers(config)
+    service = services(config)
     await service.start()
     assert set(service.hubs) == {"main", "vertical"}
     router = service.router

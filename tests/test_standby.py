@@ -180,14 +180,14 @@ async def test_standby_picture_fills_an_obs_outage_without_hooks(
     tmp_path: Path,
     ingest: NginxRtmp,
     platforms: NginxRtmp,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     publisher = Publisher(ingest.url("stream"), gop_frames=2 * shape["rate"], **shape)
     publisher.start()
     try:
         base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
         config = standby_config(base, red_png(tmp_path))
-        service = managers(config)
+        service = services(config)
         router = service.router
         await service.start()
         await wait_ingest_live(router)
@@ -218,11 +218,11 @@ async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
     ingest: NginxRtmp,
     platforms: NginxRtmp,
     publisher: Publisher,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
     config = standby_config(base, red_png(tmp_path), max_s=4)
-    service = managers(config)
+    service = services(config)
     router = service.router
     await service.start()
     await wait_ingest_live(router)
@@ -312,14 +312,14 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
     config = Config.model_validate(
         standby_config(base, red_png(tmp_path)).model_dump()
         | {"mqtt": {"port": broker.port, "node_id": "studio"}}
     )
-    service = managers(config)
+    service = services(config)
     router = service.router
     async with (
         collector(broker.port) as col,
@@ -429,7 +429,7 @@ async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
     tmp_path: Path,
     ingest: NginxRtmp,
     platforms: NginxRtmp,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
 ) -> None:
     shape = SHAPES[1]
     publisher = Publisher(ingest.url("stream"), gop_frames=2 * shape["rate"], **shape)
@@ -437,7 +437,7 @@ async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
     try:
         base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
         config = standby_config(base, red_png(tmp_path))
-        service = managers(config)
+        service = services(config)
         router = service.router
         app_ = create_app(ApiContext(router, None, None, config.timezone))
         http = httpx.AsyncClient(

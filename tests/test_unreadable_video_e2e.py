@@ -253,7 +253,7 @@ async def test_direct_mode_reads_it_from_the_stat_page(tmp_path: Path) -> None:
 
 
 async def test_a_default_application_without_hooks_hands_out_audio_only(
-    tmp_path: Path, managers: Callable[[Config], Service]
+    tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:
     """An nginx-rtmp the user runs, with a default application (no wait_key or
     wait_video) and no publish hooks: the tap reads OBS's audio alone, which
@@ -270,7 +270,7 @@ async def test_a_default_application_without_hooks_hands_out_audio_only(
                 "streams": [{"id": "youtube", "url": "rtmp://127.0.0.1:9/dest", "key": "key-0001"}],
             }
         )
-        service = managers(config)
+        service = services(config)
         await service.start()
         hevc.start()
         await eventually(lambda: _publishing(ingest), 30, "the HEVC publisher at nginx")

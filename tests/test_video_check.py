@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from mqttrelay.control.router import IngestState
+from mqttrelay.control.views import IngestState
 from mqttrelay.ingest import video_watch
 from mqttrelay.ingest.nginx.direct import StatReading, parse_stat
 from mqttrelay.ingest.video_watch import VideoWatch

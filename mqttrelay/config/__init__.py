@@ -7,6 +7,7 @@ from mqttrelay.config.file import (
     load_config,
     parse_config,
 )
+from mqttrelay.config.ingest import IngestMode
 from mqttrelay.config.model import (
     MAIN_SOURCE,
     MIN_KEY_LENGTH,
@@ -50,6 +51,7 @@ __all__ = [
     "ConfigError",
     "FfmpegConfig",
     "IngestConfig",
+    "IngestMode",
     "MqttConfig",
     "ProfileConfig",
     "ScheduleConfig",

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mqttrelay.config import ScheduleConfig
-from mqttrelay.control.schedule import Change
-from mqttrelay.control.scheduler import ConfigSchedules, catch_up
+from mqttrelay.control.config_schedules import ConfigSchedules, catch_up
+from mqttrelay.control.one_shot_timers import Timer, Timers
+from mqttrelay.control.schedule_times import Change
 from mqttrelay.control.state import SavedState
-from mqttrelay.control.timers import Timer, Timers
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 60  # how often the state file notes that the service still runs

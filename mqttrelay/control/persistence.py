@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mqttrelay.control.one_shot_timers import Timer
 from mqttrelay.control.state import SavedState, SavedTimer, StateFileError, load_state, save_state
-from mqttrelay.control.timers import Timer
 
 log = logging.getLogger(__name__)
 

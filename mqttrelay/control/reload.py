@@ -1,4 +1,4 @@
-"""What a config reload changes (pure): the manager then applies it."""
+"""What a config reload changes (pure): the router then applies it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ from mqttrelay.config import Config, StreamConfig
 
 # Sections a reload does not apply: they need a restart.
 RESTART_SECTIONS = (
-    "ingest", "ffmpeg", "mqtt", "api", "standby", "profiles", "state_file", "timezone",
-)  # fmt: skip
+    "ingest",
+    "ffmpeg",
+    "mqtt",
+    "api",
+    "standby",
+    "profiles",
+    "state_file",
+    "timezone",
+)
 
 
 @dataclass(frozen=True)

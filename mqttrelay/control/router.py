@@ -16,16 +16,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from mqttrelay.config import MAIN_SOURCE, StreamConfig
+from mqttrelay.config import MAIN_SOURCE, IngestMode, StreamConfig
+from mqttrelay.control.one_shot_timers import Timer
 from mqttrelay.control.reload import ReloadPlan
-from mqttrelay.control.timers import Timer
+from mqttrelay.control.views import (
+    IngestState,
+    SourceState,
+    StreamState,
+    Upcoming,
+    ingest_view,
+    on_off,
+    stream_view,
+)
 from mqttrelay.hub.snapshot import SnapshotError
 from mqttrelay.hub.source import IngestSource
-from mqttrelay.ingest.session_info import SessionInfo
-from mqttrelay.lib.redact import Redactor, display_url
+from mqttrelay.lib.redact import Redactor
 from mqttrelay.relays.encoder import EncoderState
 from mqttrelay.relays.relay import Relay
-from mqttrelay.relays.relay_errors import ErrorKind
 
 log = logging.getLogger(__name__)
 
@@ -37,70 +44,6 @@ class UnknownStreamError(KeyError):
 
     def __str__(self) -> str:
         return f"unknown stream '{self.stream_id}'"
-
-
-@dataclass(frozen=True)
-class StreamState:
-    id: str
-    name: str
-    url: str  # key masked
-    enabled: bool
-    status: str
-    bitrate_kbps: float
-    pid: int | None
-    uptime_s: float
-    restarts: int
-    cpu_percent: float
-    rss_mb: float
-    last_error: str | None
-    next_change_at: str | None = None  # ISO time of the next timer for this stream
-    next_change_to: str | None = None  # "on" or "off"
-    version: int = 0  # grows with every change: a client keeps the newest it has seen
-    key_set: bool = False  # the key itself is never shown
-    profile: str | None = None  # the output profile; none: OBS's stream as it is
-    retry_at: str | None = None  # ISO time of the next attempt, while retrying
-    # how the link to the platform keeps up (cached mode, while it runs)
-    delay_ms: int | None = None  # behind OBS, in stream time
-    backlog_bytes: int | None = None
-    dropped_share: float | None = None  # dropped for a slow link, last 30 s
-    down_since: str | None = None  # ISO time of the first failed try of an outage
-    problem: str | None = None  # a long outage, in words (it is still tried)
-    error_kind: ErrorKind | None = (
-        None  # of last_error: refused, dns, tls... (relays/relay_errors.py)
-    )
-    error_detail: str | None = None  # the masked raw lines behind last_error
-    source: str = MAIN_SOURCE  # the ingest source it relays
-
-
-@dataclass(frozen=True)
-class IngestState:
-    mode: str
-    live: bool
-    bitrate_kbps: float
-    last_error: str | None
-    standby: bool = False  # the standby picture stands in for OBS
-    standby_held: bool = False  # held by hand ("be right back")
-    standby_available: bool = False  # a standby section, cached mode
-    # as OBS announces them (cached mode, while live)
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    video_codec: str | None = None
-    audio_codec: str | None = None
-    video_kbps: float | None = None
-    # a publisher is there but none of its video arrives: why (lib.video_check)
-    problem: str | None = None
-
-
-@dataclass(frozen=True)
-class SourceState:
-    id: str
-    name: str  # its stream name at the ingest (what OBS publishes to)
-    backup: str | None  # the source standing in while this one is away
-    on_backup: bool  # its destinations get the backup's picture now
-    backup_problem: str | None  # why the backup cannot stand in (another shape)
-    streams: list[str]  # the destinations relaying it
-    ingest: IngestState
 
 
 @dataclass(frozen=True)
@@ -139,14 +82,6 @@ class ChangeEvent:
 Listener = Callable[[ChangeEvent], None]
 
 
-class Upcoming(Protocol):
-    @property
-    def at(self) -> datetime: ...
-
-    @property
-    def enabled(self) -> bool: ...
-
-
 class Timekeeper(Protocol):
     """What the router needs of the clock (control/clock.py)."""
 
@@ -166,16 +101,12 @@ class Timekeeper(Protocol):
 MakeRelay = Callable[[StreamConfig, Callable[[Relay, bool], None]], Relay]
 
 
-def on_off(enabled: bool) -> str:
-    return "on" if enabled else "off"
-
-
 class Router:
     def __init__(
         self,
         make_relay: MakeRelay,
         source: IngestSource,
-        mode: str,
+        mode: IngestMode,
         clock: Timekeeper,
         profiles: Callable[[], list[EncoderState]] = list,
         sources: Sources | None = None,
@@ -263,7 +194,11 @@ class Router:
             )
 
     async def replace_engine(
-        self, make_relay: MakeRelay, source: IngestSource, mode: str, sources: Sources | None = None
+        self,
+        make_relay: MakeRelay,
+        source: IngestSource,
+        mode: IngestMode,
+        sources: Sources | None = None,
     ) -> None:
         """Other ingest readers (a mode change): every relay is made again on the new
         ones, each switched as it was; the caller stops the old readers."""
@@ -374,35 +309,12 @@ class Router:
 
     def stream_state(self, stream_id: str) -> StreamState:
         relay = self._relay(stream_id)
-        cpu, rss = relay.process_stats()
-        upcoming = self._clock.next_change(stream_id)
-        return StreamState(
-            id=stream_id,
-            name=relay.stream.name,
-            url=display_url(relay.stream.url, relay.stream.key),
-            enabled=self._desired[stream_id],
-            status=relay.status.value,
-            bitrate_kbps=relay.bitrate_kbps,
-            pid=relay.pid,
-            uptime_s=relay.uptime_s,
-            restarts=relay.restarts,
-            cpu_percent=cpu,
-            rss_mb=rss,
-            last_error=self._redactor.mask(relay.last_error) if relay.last_error else None,
-            next_change_at=upcoming.at.isoformat() if upcoming else None,
-            next_change_to=on_off(upcoming.enabled) if upcoming else None,
-            version=self._version,
-            key_set=relay.stream.key is not None,
-            profile=relay.stream.profile,
-            retry_at=relay.retry_at.isoformat() if relay.retry_at else None,
-            delay_ms=relay.delay_ms,
-            backlog_bytes=relay.backlog_bytes,
-            dropped_share=relay.dropped_share,
-            down_since=relay.down_since.isoformat() if relay.down_since else None,
-            problem=relay.problem,
-            error_kind=relay.error_kind,
-            error_detail=self._redactor.mask(relay.error_detail) if relay.error_detail else None,
-            source=relay.stream.source,
+        return stream_view(
+            relay,
+            self._desired[stream_id],
+            self._clock.next_change(stream_id),
+            self._version,
+            self._redactor,
         )
 
     def profiles(self) -> list[EncoderState]:
@@ -418,24 +330,7 @@ class Router:
             raise UnknownSourceError(source_id) from None
 
     def ingest_state(self, source_id: str = MAIN_SOURCE) -> IngestState:
-        source = self._reader(source_id)
-        info = source.session_info() or SessionInfo()
-        return IngestState(
-            mode=self._mode,
-            live=source.live,
-            bitrate_kbps=source.bitrate_kbps,
-            last_error=self._redactor.mask(source.last_error) if source.last_error else None,
-            standby=source.standby,
-            standby_held=source.standby_held,
-            standby_available=source.has_standby,
-            width=info.width,
-            height=info.height,
-            fps=info.fps,
-            video_codec=info.video_codec,
-            audio_codec=info.audio_codec,
-            video_kbps=info.video_kbps,
-            problem=source.video_problem,
-        )
+        return ingest_view(self._reader(source_id), self._mode, self._redactor)
 
     @property
     def source_ids(self) -> list[str]:

@@ -1,6 +1,8 @@
 """What the relays and the router need of the ingest, whichever reads it: the
-hub (cached mode) or ingest.direct.DirectIngest (direct mode). Both fit this
-structurally, so the engine never imports the ingest package."""
+hub (cached mode) or ingest.nginx.direct.DirectIngest (direct mode). Both fit
+these structurally, so relays and control never import the ingest readers. One
+interface per consumer: a relay's `LiveSignal`, the router's report of a source
+(`IngestReport`), and all the router and app.py drive (`IngestSource`)."""
 
 from __future__ import annotations
 
@@ -24,8 +26,18 @@ class Feed(Protocol):
     def unsubscribe(self, sub: Subscription) -> None: ...
 
 
-class IngestSource(Protocol):
+class LiveSignal(Protocol):
+    """What a relay needs of its source: is OBS there, and a call when that changes."""
+
     live: bool
+
+    def add_listener(self, listener: Callable[[], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[], None]) -> None: ...
+
+
+class IngestReport(LiveSignal, Protocol):
+    """What the router reports of a source (control/views.py)."""
 
     @property
     def bitrate_kbps(self) -> float: ...
@@ -50,12 +62,15 @@ class IngestSource(Protocol):
     def standby_held(self) -> bool:
         """Is the standby held by hand ("be right back")?"""
 
+    def session_info(self) -> SessionInfo | None:
+        """What OBS announced (resolution, codecs); None when this source cannot tell."""
+
+
+class IngestSource(IngestReport, Protocol):
+    """A source as the router commands it and app.py runs it."""
+
     def hold_standby(self, on: bool) -> str | None:
         """Hold the standby by hand, or release it; None, or why it cannot."""
-
-    def add_listener(self, listener: Callable[[], None]) -> None: ...
-
-    def remove_listener(self, listener: Callable[[], None]) -> None: ...
 
     def start(self) -> None: ...
 
@@ -66,9 +81,6 @@ class IngestSource(Protocol):
 
     def publisher_stopped(self) -> None:
         """An on_publish_done hook: the publisher left."""
-
-    def session_info(self) -> SessionInfo | None:
-        """What OBS announced (resolution, codecs); None when this source cannot tell."""
 
     async def snapshot(self) -> bytes | None:
         """A JPEG of OBS's picture; None when this source cannot make one."""

@@ -1,4 +1,4 @@
-"""Is the ingest live? (direct mode; it fits engine.source.IngestSource)
+"""Is the ingest live? (direct mode; it fits hub.source.IngestSource)
 
 In cached mode the tap itself answers (hub.hub.Hub: live once it has read a
 keyframe). In direct mode nothing reads the ingest but the

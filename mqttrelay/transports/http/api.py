@@ -9,33 +9,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Annotated, Literal
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from mqttrelay import __version__
-from mqttrelay.config import ConfigError, is_loopback
-from mqttrelay.control.destinations import ConfigEditor
+from mqttrelay.config import ConfigError
+from mqttrelay.control.config_editor import ConfigEditor
 from mqttrelay.control.reload import ReloadResult
 from mqttrelay.control.router import (
     Router,
-    SourceState,
     StandbyError,
     UnknownSourceError,
     UnknownStreamError,
 )
-from mqttrelay.control.timers import Timer
-from mqttrelay.lib.ratelimit import RateLimitedLog
-from mqttrelay.relays.relay_errors import ErrorKind
-from mqttrelay.relays.status import Status
 from mqttrelay.transports.http.body import JsonBodyMiddleware
-from mqttrelay.transports.http.destinations import destination_routes
+from mqttrelay.transports.http.destination_routes import destination_routes
 from mqttrelay.transports.http.events import TICKET_TTL_S, EventBroker, EventTickets
 from mqttrelay.transports.http.guard import (
     DOCS_PATH,
@@ -44,151 +36,29 @@ from mqttrelay.transports.http.guard import (
     RequestGuard,
 )
 from mqttrelay.transports.http.history import BitrateHistory, HistorySampler
+from mqttrelay.transports.http.hooks import hook_routes
 from mqttrelay.transports.http.messages import with_messages
 from mqttrelay.transports.http.metrics import render_metrics
+from mqttrelay.transports.http.models import (
+    MAX_TIMER_S,
+    HealthOut,
+    HistoryOut,
+    IngestOut,
+    MqttOut,
+    ReloadOut,
+    SourceOut,
+    StandbyUpdate,
+    StreamOut,
+    StreamUpdate,
+    TicketOut,
+    TimerAt,
+    TimerIn,
+    TimerOut,
+    source_out,
+    timer_out,
+)
 
 log = logging.getLogger(__name__)
-
-MAX_TIMER_S = 7 * 24 * 3600
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class StreamOut(BaseModel):
-    id: str
-    name: str
-    url: str = Field(description="the destination with its key masked")
-    enabled: bool
-    status: Status
-    bitrate_kbps: float
-    pid: int | None
-    uptime_s: float
-    restarts: int
-    cpu_percent: float
-    rss_mb: float
-    last_error: str | None
-    next_change_at: str | None
-    next_change_to: Literal["on", "off"] | None
-    version: int = Field(description="grows with every change; newer answers win")
-    key_set: bool = Field(False, description="a key is set (the key itself is never shown)")
-    profile: str | None = Field(None, description="its output profile; null: copy")
-    retry_at: str | None = Field(None, description="while retrying: when it tries again")
-    delay_ms: int | None = Field(
-        None, description="how far behind OBS the platform is fed (ms); null when not running"
-    )
-    backlog_bytes: int | None = Field(None, description="bytes waiting for the platform's link")
-    dropped_share: float | None = Field(
-        None, description="share of the stream dropped for a slow link over the last 30 s (0-1)"
-    )
-    down_since: str | None = Field(None, description="while retrying: since when it is down")
-    problem: str | None = Field(
-        None, description="a long outage in words (it is still tried); null when none"
-    )
-    error_kind: ErrorKind | None = Field(
-        None, description="what last_error is about, for machines (docs/http.md, 'Errors')"
-    )
-    error_detail: str | None = Field(None, description="ffmpeg's (masked) lines behind last_error")
-    source: str = Field("main", description="the ingest source it relays (GET /api/sources)")
-
-
-class StreamUpdate(_Body):
-    enabled: bool
-
-
-class StandbyUpdate(_Body):
-    held: bool = Field(description='"be right back": the standby picture while OBS sends')
-
-
-class TimerIn(_Body):
-    """Switch in so many seconds."""
-
-    action: Literal["on", "off"]
-    in_s: Annotated[float, Field(gt=0, le=MAX_TIMER_S)]
-
-
-class TimerAt(_Body):
-    """Switch at a time (without an offset: in the config's time zone)."""
-
-    action: Literal["on", "off"]
-    at: datetime
-
-
-class TimerOut(BaseModel):
-    id: str
-    stream: str
-    action: Literal["on", "off"]
-    at: datetime
-
-
-class IngestOut(BaseModel):
-    mode: str
-    live: bool
-    bitrate_kbps: float
-    last_error: str | None
-    standby: bool = False  # the standby picture stands in for OBS
-    standby_held: bool = False  # held by hand: "be right back"
-    standby_available: bool = False  # a standby section, cached mode
-    width: int | None = None  # as OBS announces them (cached mode, while live)
-    height: int | None = None
-    fps: float | None = None
-    video_codec: str | None = None
-    audio_codec: str | None = None
-    video_kbps: float | None = None
-    problem: str | None = Field(
-        default=None,
-        description="a publisher is there, but none of its video arrives: why, and what to do",
-    )
-
-
-class SourceOut(IngestOut):
-    id: str = Field(description="`main` (ingest.url) or an ingest.sources id")
-    name: str = Field(description="its stream name at the ingest (OBS's key, before any ?key=)")
-    backup: str | None = Field(description="the source standing in while this one is away")
-    on_backup: bool = Field(description="its destinations get the backup's picture now")
-    backup_problem: str | None = Field(
-        description="why the backup cannot stand in (another size, frame rate or audio)"
-    )
-    streams: list[str] = Field(description="the destinations relaying it")
-
-
-class MqttOut(BaseModel):
-    enabled: bool
-    connected: bool
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
-    version: str
-    ingest: IngestOut
-    mqtt: MqttOut
-    state_file_error: str | None
-    problems: list[str] = Field(
-        default=[], description="conflicts with other mqttrelay hosts on the broker"
-    )
-
-
-class HistoryOut(BaseModel):
-    now: float = Field(description="the service's clock (unix time), to line the pairs up")
-    period_s: float
-    span_s: float
-    # each sample is [unix time, kbit/s]: a list, as a tuple's schema is not OpenAPI 3.1's
-    ingest: list[Annotated[list[float], Field(min_length=2, max_length=2)]]
-    streams: dict[str, list[Annotated[list[float], Field(min_length=2, max_length=2)]]]
-
-
-class TicketOut(BaseModel):
-    ticket: str
-    expires_in_s: float
-
-
-class ReloadOut(BaseModel):
-    added: list[str]
-    removed: list[str]
-    changed: list[str]
-    renamed: list[str]
-    restart_required: list[str]
 
 
 @dataclass
@@ -213,17 +83,6 @@ class ApiContext:
     ingress_proxy: str | None = None  # api.ingress_proxy
 
 
-def _timer_out(timer: Timer) -> TimerOut:
-    return TimerOut(
-        id=timer.id, stream=timer.stream_id, action="on" if timer.enabled else "off", at=timer.due
-    )
-
-
-def _source_out(source: SourceState) -> SourceOut:
-    fields = asdict(source)
-    return SourceOut(**fields.pop("ingest"), **fields)
-
-
 def create_app(ctx: ApiContext) -> FastAPI:
     router = ctx.router
     broker = EventBroker(router)
@@ -245,7 +104,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
         ingress_proxy=ctx.ingress_proxy,
     )
     tickets = EventTickets()
-    hook_warnings = RateLimitedLog(log, 60.0)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -294,7 +152,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         """A ticket for one `GET /api/events?ticket=...`, valid for a short while."""
         return TicketOut(ticket=tickets.issue(), expires_in_s=TICKET_TTL_S)
 
-    app.include_router(destination_routes(router, ctx.editor, StreamOut, auth))
+    app.include_router(destination_routes(router, ctx.editor, auth))
 
     @app.get("/api/streams", dependencies=auth)
     async def list_streams() -> list[StreamOut]:
@@ -315,12 +173,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @app.get("/api/sources", dependencies=auth)
     async def list_sources() -> list[SourceOut]:
         """Every ingest source (`main` first) with its state, as /api/health's ingest."""
-        return [_source_out(source) for source in router.sources()]
+        return [source_out(source) for source in router.sources()]
 
     @app.get("/api/sources/{source_id}", dependencies=auth, responses={404: {}})
     async def get_source(source_id: str) -> SourceOut:
         try:
-            return _source_out(router.source_state(source_id))
+            return source_out(router.source_state(source_id))
         except UnknownSourceError as exc:
             raise HTTPException(404, str(exc)) from None
 
@@ -345,54 +203,28 @@ def create_app(ctx: ApiContext) -> FastAPI:
                 raise HTTPException(422, "'at' is in the past")
             if due - now > timedelta(seconds=MAX_TIMER_S):
                 raise HTTPException(422, "'at' is more than 7 days away")
-        return _timer_out(router.add_timer(stream_id, body.action == "on", due))
+        return timer_out(router.add_timer(stream_id, body.action == "on", due))
 
     @app.get("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
     async def list_timers(stream_id: str) -> list[TimerOut]:
         stream_or_404(stream_id)
-        return [_timer_out(t) for t in router.timers(stream_id)]
+        return [timer_out(t) for t in router.timers(stream_id)]
 
     @app.delete("/api/streams/{stream_id}/timer", dependencies=auth, responses={404: {}})
     async def cancel_timers(stream_id: str, timer_id: str | None = None) -> list[TimerOut]:
         """Cancel every pending timer of the stream, or only `timer_id`."""
         stream_or_404(stream_id)
-        return [_timer_out(t) for t in router.cancel_timers(stream_id, timer_id)]
+        return [timer_out(t) for t in router.cancel_timers(stream_id, timer_id)]
 
-    def matches(given: str, secret: str | None) -> bool:
-        return secret is not None and hmac.compare_digest(given.encode(), secret.encode())
-
-    async def hook_allowed(request: Request) -> dict[str, str]:
-        """The hook secret in the URL (or the API token, as URLs rendered before it had)."""
-        given = request.query_params.get("secret", "")
-        token = request.query_params.get("token", "")
-        if not (matches(given, ctx.hook_secret) or (token and matches(token, ctx.token))):
-            client = request.client.host if request.client else ""
-            if ctx.hook_secret_required or given or token or not is_loopback(client):
-                raise HTTPException(403, "missing or wrong hook secret")
-            hook_warnings.warning(
-                "nginx calls the ingest hooks without their secret: render its config again "
-                "(mqttrelay nginx-conf) and restart it"
-            )
-        body = (await request.body()).decode("utf-8", "replace")
-        return {k: v[0] for k, v in parse_qs(body).items()}
-
-    @app.post("/api/hooks/on_publish", include_in_schema=False)
-    async def on_publish(request: Request) -> Response:
-        form = await hook_allowed(request)
-        key = ctx.publish_key
-        if key is not None and not hmac.compare_digest(form.get("key", "").encode(), key.encode()):
-            log.warning("refused a publisher from %s: wrong or missing key", form.get("addr", "?"))
-            return Response("wrong publish key", status_code=403)
-        log.info("ingest: publisher started (%s)", form.get("name", "?"))
-        router.notify_ingest_publishing(form.get("name"))
-        return Response("ok")
-
-    @app.post("/api/hooks/on_publish_done", include_in_schema=False)
-    async def on_publish_done(request: Request) -> Response:
-        form = await hook_allowed(request)
-        log.info("ingest: publisher stopped (%s)", form.get("name", "?"))
-        router.notify_ingest_stopped(form.get("name"))
-        return Response("ok")
+    app.include_router(
+        hook_routes(
+            router,
+            api_token=ctx.token,
+            hook_secret=ctx.hook_secret,
+            hook_secret_required=ctx.hook_secret_required,
+            publish_key=ctx.publish_key,
+        )
+    )
 
     @app.post("/api/reload", dependencies=auth, responses={422: {}})
     async def reload() -> ReloadOut:

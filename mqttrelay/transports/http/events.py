@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from mqttrelay.control.router import ChangeEvent, Router, StreamState
+from mqttrelay.control.router import ChangeEvent, Router
+from mqttrelay.control.views import StreamState
 
 STATS_MIN_INTERVAL_S = 1.0  # bitrate updates per stream and client, at most
 INGEST_PERIOD_S = 2.0  # the ingest's bitrate, and a keepalive for proxies

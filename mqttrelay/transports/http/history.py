@@ -11,7 +11,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
-from mqttrelay.control.router import IngestState, Router, StreamState
+from mqttrelay.control.router import Router
+from mqttrelay.control.views import IngestState, StreamState
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from mqttrelay.control.router import Router, StreamState
+from mqttrelay.control.router import Router
+from mqttrelay.control.views import StreamState
 
 
 class RouterCollector(Collector):

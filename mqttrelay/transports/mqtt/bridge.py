@@ -16,19 +16,12 @@ from typing import Any
 import aiomqtt
 
 from mqttrelay.config import MqttConfig
-from mqttrelay.control.destinations import ConfigEditor, EditRefused
-from mqttrelay.control.router import (
-    ChangeEvent,
-    IngestState,
-    Router,
-    StandbyError,
-    UnknownStreamError,
-)
+from mqttrelay.control.config_editor import ConfigEditor
+from mqttrelay.control.router import ChangeEvent, Router, UnknownStreamError
+from mqttrelay.control.views import IngestState
 from mqttrelay.lib.aio import cancel_and_wait
-from mqttrelay.lib.ratelimit import RateLimitedLog
-from mqttrelay.lib.redact import mask
 from mqttrelay.transports.mqtt.client import SharedStatus, make_client, reconnect_backoff
-from mqttrelay.transports.mqtt.commands import CommandError, parse_command, parse_key
+from mqttrelay.transports.mqtt.command_handler import CommandHandler, payload_bytes
 from mqttrelay.transports.mqtt.discovery import (
     DiscoveryContext,
     Topics,
@@ -43,25 +36,6 @@ from mqttrelay.transports.mqtt.states import StatePublisher
 log = logging.getLogger(__name__)
 
 BITRATE_PERIOD_S = 5.0
-
-
-class BadInputLog:
-    """Logs bad input with its reason, at most once per topic and reason a minute."""
-
-    def __init__(self, period_s: float = 60.0) -> None:
-        self._log = RateLimitedLog(log, period_s)
-
-    def warn(self, topic: str, reason: str) -> None:
-        key = (topic[:120], reason[:120])
-        self._log.warning("ignored MQTT message on %s: %s", *key, key=key)
-
-
-def payload_bytes(payload: Any) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    if payload is None:
-        return b""
-    return str(payload).encode()
 
 
 class MqttBridge:
@@ -92,7 +66,7 @@ class MqttBridge:
         self._discovery_topics: set[str] = set()  # the configs the broker holds from us
         self.home_assistant = HomeAssistantAnswer()
         self._wake = asyncio.Event()
-        self._bad = BadInputLog()
+        self._commands = CommandHandler(router, editor, self.topics, self.fleet)
         self._task: asyncio.Task[None] | None = None
         self._states = StatePublisher(self.topics)
         self.connected = False
@@ -155,10 +129,13 @@ class MqttBridge:
         if ingest is None:
             ingest = self._router.ingest_state()
         return DiscoveryContext(
-            self.topics, self._cfg.discovery_prefix, self._configuration_url,
-            standby=ingest.standby_available, picture=ingest.mode == "cached",
+            self.topics,
+            self._cfg.discovery_prefix,
+            self._configuration_url,
+            standby=ingest.standby_available,
+            picture=ingest.mode == "cached",
             sources=tuple(self._more_sources()),
-        )  # fmt: skip
+        )
 
     def _more_sources(self) -> list[str]:
         """The ingest sources besides main, which has the ingest topics."""
@@ -222,76 +199,10 @@ class MqttBridge:
         if message.topic.matches(self._discovery_wildcard):
             await self._remove_stale_discovery(client, topic, payload)
             return
-        if topic == self.topics.brb_set:
-            self._be_right_back(topic, payload, message.retain)
+        if topic.startswith(self.topics.host_prefix) and topic != self.topics.brb_set:
+            self._seen_host(topic, payload)  # be right back is a command under it
             return
-        if topic.startswith(self.topics.host_prefix):
-            self._seen_host(topic, payload)
-            return
-        if (key_of := self.topics.stream_of_key_topic(topic)) is not None:
-            await self._new_key(topic, key_of, payload, message.retain)
-            return
-        stream_id = self.topics.stream_of_set_topic(topic)
-        if stream_id is None:
-            return
-        if message.retain:
-            # A retained ON left on the broker would switch a platform on at every start.
-            self._bad.warn(topic, "retained command ignored (publish commands without retain)")
-            return
-        try:
-            command = parse_command(payload)
-            if stream_id == "all":
-                if command.action == "TOGGLE":
-                    raise CommandError("TOGGLE is for one stream; use ON or OFF for all")
-                await self._router.set_all(command.action == "ON", command.duration_s)
-            elif command.action == "TOGGLE":
-                await self._router.toggle(stream_id, command.duration_s)
-            else:
-                await self._router.set_enabled(
-                    stream_id, command.action == "ON", command.duration_s
-                )
-        except CommandError as exc:
-            self._bad.warn(topic, str(exc))
-        except UnknownStreamError as exc:
-            if self.fleet.owner_of(stream_id) is None:  # another host's stream: not ours
-                self._bad.warn(topic, str(exc))
-
-    async def _new_key(self, topic: str, stream_id: str, payload: bytes, retained: bool) -> None:
-        """Re-key a destination as the page's "Use this key" does: config.yaml is
-        edited and the live relay restarts on the new key. Nothing said about
-        it, here or in the editor, ever repeats the key."""
-        if retained:
-            self._bad.warn(topic, "retained command ignored (publish commands without retain)")
-            return
-        if stream_id not in self._router.stream_ids:
-            if self.fleet.owner_of(stream_id) is None:  # another host's stream: not ours
-                self._bad.warn(topic, f"unknown stream '{stream_id}'")
-            return
-        try:
-            key = parse_key(payload)
-        except CommandError as exc:
-            self._bad.warn(topic, str(exc))
-            return
-        if self._editor is None:
-            self._bad.warn(topic, "keys are kept in config.yaml: start mqttrelay from one")
-            return
-        try:
-            await self._editor.update(stream_id, {"key": key})
-        except EditRefused as exc:
-            self._bad.warn(topic, mask(str(exc), [key]))
-
-    def _be_right_back(self, topic: str, payload: bytes, retained: bool) -> None:
-        if retained:
-            self._bad.warn(topic, "retained command ignored (publish commands without retain)")
-            return
-        try:
-            command = parse_command(payload)
-            held = self._router.ingest_state().standby_held
-            self._router.hold_standby(
-                not held if command.action == "TOGGLE" else command.action == "ON"
-            )
-        except (CommandError, StandbyError) as exc:
-            self._bad.warn(topic, str(exc))
+        await self._commands.handle(topic, payload, message.retain)
 
     # -- several hosts ------------------------------------------------------
     def _seen_host(self, topic: str, payload: bytes) -> None:

@@ -13,7 +13,8 @@ import time
 import aiomqtt
 
 from mqttrelay.config import MAIN_SOURCE
-from mqttrelay.control.router import IngestState, Router
+from mqttrelay.control.router import Router
+from mqttrelay.control.views import IngestState
 from mqttrelay.hub.snapshot import SnapshotError
 from mqttrelay.lib.ratelimit import RateLimitedLog
 

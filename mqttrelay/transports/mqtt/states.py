@@ -8,7 +8,7 @@ import json
 
 import aiomqtt
 
-from mqttrelay.control.router import IngestState, StreamState
+from mqttrelay.control.views import IngestState, StreamState
 from mqttrelay.transports.mqtt.discovery import Topics
 from mqttrelay.transports.mqtt.picture import ingest_info
 

@@ -10,10 +10,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from mqttrelay.config import Config, ConfigError, parse_config
+from mqttrelay.config import Config, ConfigError, IngestMode, parse_config
 from mqttrelay.config.edit import (
     EditError,
     add_stream,
@@ -28,12 +29,21 @@ from mqttrelay.lib.files import write_atomic
 log = logging.getLogger(__name__)
 
 
-class EditRefused(Exception):
-    """A change not made; `status` is the HTTP answer it maps to (404, 409, 422, 503)."""
+class Refusal(Enum):
+    """Why a change was not made; each transport says it in its own terms."""
 
-    def __init__(self, status: int, detail: str | list[str], field: str | None = None) -> None:
+    UNKNOWN = "unknown"  # no such destination
+    CONFLICT = "conflict"  # it clashes with what is there (an id, schedules, a broken file)
+    INVALID = "invalid"  # what was asked is not a valid config
+    UNAVAILABLE = "unavailable"  # the file could not be read or written
+
+
+class EditRefused(Exception):
+    """A change not made: `reason` says which kind, `detail` says it in words."""
+
+    def __init__(self, reason: Refusal, detail: str | list[str], field: str | None = None) -> None:
         super().__init__(detail if isinstance(detail, str) else "; ".join(detail))
-        self.status = status
+        self.reason = reason
         self.detail = detail
         self.field = field  # the request's field it is about, if one
 
@@ -41,7 +51,7 @@ class EditRefused(Exception):
 @dataclass(frozen=True)
 class Settings:
     ffmpeg_path: str
-    ingest_mode: Literal["cached", "direct"]
+    ingest_mode: IngestMode
 
 
 Apply = Callable[[Config], Awaitable[object]]
@@ -61,7 +71,7 @@ class ConfigEditor:
         try:
             return self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise EditRefused(503, f"cannot read {self.path}: {exc}") from None
+            raise EditRefused(Refusal.UNAVAILABLE, f"cannot read {self.path}: {exc}") from None
 
     async def _change(self, edit: Callable[[str], str]) -> Config:
         # the file's round trip (ruamel.yaml, pydantic, fsync) takes ~1 ms a
@@ -75,16 +85,17 @@ class ConfigEditor:
         try:
             new_text = edit(text)
         except EditError as exc:
-            raise EditRefused(422, str(exc)) from None
+            raise EditRefused(Refusal.INVALID, str(exc)) from None
         try:
             config = parse_config(new_text, base_dir=self.path.parent)
         except ConfigError as exc:
-            raise EditRefused(422, exc.problems) from None
+            raise EditRefused(Refusal.INVALID, exc.problems) from None
         try:
             write_atomic(self.path, new_text)
         except OSError as exc:
             raise EditRefused(
-                503, f"cannot write {self.path}: {exc.strerror or exc} (nothing was changed)"
+                Refusal.UNAVAILABLE,
+                f"cannot write {self.path}: {exc.strerror or exc} (nothing was changed)",
             ) from None
         return config
 
@@ -96,14 +107,16 @@ class ConfigEditor:
             return parse_config(self._read(), base_dir=self.path.parent)
         except ConfigError as exc:
             problems = ["config file has problems; fix it first", *exc.problems]
-            raise EditRefused(409, problems) from None
+            raise EditRefused(Refusal.CONFLICT, problems) from None
 
     # -- destinations --------------------------------------------------------
     async def add(self, fields: Mapping[str, Any]) -> None:
         async with self._lock:
             stream_id = str(fields["id"])
             if (await self._config()).stream(stream_id) is not None:
-                raise EditRefused(409, f"a stream with id '{stream_id}' exists already")
+                raise EditRefused(
+                    Refusal.CONFLICT, f"a stream with id '{stream_id}' exists already"
+                )
             await self._change(lambda text: add_stream(text, fields))
             log.info("%s: destination added", stream_id)
 
@@ -111,13 +124,13 @@ class ConfigEditor:
         async with self._lock:
             old = (await self._config()).stream(stream_id)
             if old is None:
-                raise EditRefused(404, f"unknown stream '{stream_id}'")
+                raise EditRefused(Refusal.UNKNOWN, f"unknown stream '{stream_id}'")
             url = changes.get("url")
             moved = bool(url) and server_of(str(url)) != server_of(old.url)
             if moved and old.key is not None and "key" not in changes:
                 # the key was issued by the old server; it must not follow the URL
                 raise EditRefused(
-                    422,
+                    Refusal.INVALID,
                     "the url names another server (scheme, host or port): send that "
                     'server\'s key with it, or "key": null when the url holds everything',
                     field="key",
@@ -129,12 +142,12 @@ class ConfigEditor:
     async def remove(self, stream_id: str) -> None:
         async with self._lock:
             if (await self._config()).stream(stream_id) is None:
-                raise EditRefused(404, f"unknown stream '{stream_id}'")
+                raise EditRefused(Refusal.UNKNOWN, f"unknown stream '{stream_id}'")
             schedules = schedules_naming(await asyncio.to_thread(self._read), stream_id)
             if schedules:
                 where = ", ".join(f"schedules[{n}]" for n in schedules)
                 raise EditRefused(
-                    409,
+                    Refusal.CONFLICT,
                     f"'{stream_id}' is switched by {where} in {self.path.name}: remove them first",
                 )
             await self._change(lambda text: remove_stream(text, stream_id))
@@ -146,13 +159,13 @@ class ConfigEditor:
         return Settings(ffmpeg_path=config.ffmpeg.path, ingest_mode=config.ingest.mode)
 
     async def update_settings(
-        self, ffmpeg_path: str | None, ingest_mode: Literal["cached", "direct"] | None
+        self, ffmpeg_path: str | None, ingest_mode: IngestMode | None
     ) -> Settings:
         async with self._lock:
             if ffmpeg_path is not None:
                 problem = await self._check_ffmpeg(ffmpeg_path)
                 if problem is not None:
-                    raise EditRefused(422, f"ffmpeg_path: {problem}")
+                    raise EditRefused(Refusal.INVALID, f"ffmpeg_path: {problem}")
 
             def edit(text: str) -> str:
                 if ffmpeg_path is not None:

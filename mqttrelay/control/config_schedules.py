@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mqttrelay.config import ScheduleConfig
-from mqttrelay.control.schedule import Change, build_trigger, missed_changes, next_changes, targets
+from mqttrelay.control.schedule_times import (
+    Change,
+    build_trigger,
+    missed_changes,
+    next_changes,
+    targets,
+)
 from mqttrelay.control.state import SavedState, SavedTimer
 
 log = logging.getLogger(__name__)

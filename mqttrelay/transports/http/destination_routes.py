@@ -1,34 +1,37 @@
 """The HTTP routes that manage destinations and settings (kept in config.yaml
-by control/destinations.py), the platform presets and the ingest picture."""
+by control/config_editor.py), the platform presets and the ingest picture."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import yaml
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Response, params
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqttrelay.config import (
     MAIN_SOURCE,
     STREAM_ID_PATTERN,
+    IngestMode,
     check_destination_url,
     check_entered_key,
     check_stream_id,
     check_stream_name,
 )
-from mqttrelay.control.destinations import ConfigEditor, EditRefused
+from mqttrelay.control.config_editor import ConfigEditor, EditRefused, Refusal
 from mqttrelay.control.router import (
     Router,
     StaleVersionError,
-    StreamState,
     UnknownSourceError,
     UnknownStreamError,
 )
+from mqttrelay.control.views import StreamState
 from mqttrelay.hub.snapshot import SnapshotError
+from mqttrelay.transports.http.models import StreamOut
 
 
 class _Body(BaseModel):
@@ -95,12 +98,12 @@ class StreamPatch(_StreamFields):
 
 class SettingsPatch(_Body):
     ffmpeg_path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    ingest_mode: Literal["cached", "direct"] | None = None
+    ingest_mode: IngestMode | None = None
 
 
 class SettingsOut(BaseModel):
     ffmpeg_path: str
-    ingest_mode: Literal["cached", "direct"]
+    ingest_mode: IngestMode
 
 
 class ProfileOut(BaseModel):
@@ -138,35 +141,40 @@ def key_in_url(url: str) -> str | None:
     return None
 
 
+_STATUS = {
+    Refusal.UNKNOWN: 404,
+    Refusal.CONFLICT: 409,
+    Refusal.INVALID: 422,
+    Refusal.UNAVAILABLE: 503,
+}
+
+
 def _refused(exc: EditRefused) -> HTTPException:
+    status = _STATUS[exc.reason]
     if exc.field is not None:  # named as a validation error names its field
-        return HTTPException(exc.status, [{"loc": ["body", exc.field], "msg": str(exc.detail)}])
-    return HTTPException(exc.status, exc.detail)
+        return HTTPException(status, [{"loc": ["body", exc.field], "msg": str(exc.detail)}])
+    return HTTPException(status, exc.detail)
 
 
 def destination_routes(
-    router: Router,
-    editor: ConfigEditor | None,
-    stream_out: type[BaseModel],
-    auth: list[Any],
+    router: Router, editor: ConfigEditor | None, auth: Sequence[params.Depends]
 ) -> APIRouter:
-    routes = APIRouter(dependencies=auth)
+    routes = APIRouter(dependencies=list(auth))
 
     def need_editor() -> ConfigEditor:
         if editor is None:
             raise HTTPException(409, "this instance was not started from a config file")
         return editor
 
-    def out(state: StreamState) -> Any:
-        return stream_out(**asdict(state))
+    def out(state: StreamState) -> StreamOut:
+        return StreamOut(**asdict(state))
 
     @routes.post(
         "/api/streams",
         status_code=201,
-        response_model=stream_out,
         responses={409: {}, 422: {}, 503: {}},
     )
-    async def add_stream(body: StreamIn) -> Any:
+    async def add_stream(body: StreamIn) -> StreamOut:
         """Add a destination; it is written to config.yaml and its entities appear."""
         try:
             await need_editor().add(body.model_dump(exclude_defaults=True) | {"id": body.id})
@@ -176,10 +184,9 @@ def destination_routes(
 
     @routes.patch(
         "/api/streams/{stream_id}",
-        response_model=stream_out,
         responses={404: {}, 409: {}, 422: {}},
     )
-    async def change_stream(stream_id: str, body: StreamPatch) -> Any:
+    async def change_stream(stream_id: str, body: StreamPatch) -> StreamOut:
         """A live relay whose URL or key changed restarts on the new target."""
         changes = {f: getattr(body, f) for f in body.model_fields_set if f != "version"}
         if "url" in changes and changes["url"] is None:
