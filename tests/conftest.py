@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
+# also imported from here (the kit's names as they were)
+from .kit import CANARY_KEY as CANARY_KEY
+from .kit import make_config as make_config
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -20,8 +22,6 @@ from .support import (
     start_nginx,
     start_tls_front,
 )
-
-CANARY_KEY = "canary-SECRET-4711"
 
 # Faster supervision for tests; the values the product uses are in RelaySettings.
 TEST_RELAY_OVERRIDES: dict[str, float] = {
@@ -73,31 +73,6 @@ def publisher(ingest: NginxRtmp) -> Iterator[Publisher]:
     pub.start()
     yield pub
     pub.stop()
-
-
-def make_config(
-    tmp_path: Path,
-    ingest: NginxRtmp,
-    platforms: NginxRtmp,
-    names: list[str],
-    mode: str = "cached",
-    **ingest_extra: Any,
-) -> Config:
-    return Config.model_validate(
-        {
-            "state_file": str(tmp_path / "state.json"),
-            "ingest": {"url": ingest.url("stream"), "mode": mode, **ingest_extra},
-            "streams": [
-                {
-                    "id": name,
-                    "name": name.title(),
-                    "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
-                    "key": f"{name}-{CANARY_KEY}",
-                }
-                for name in names
-            ],
-        }
-    )
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from hypothesis import strategies as st
 
 from mqttrelay.config import load_config
 
-from .conftest import CANARY_KEY
-from .test_api import write_offline_config
-from .test_http_service import RunningService
+from .kit import CANARY_KEY, RunningService, write_offline_config
 
 pytestmark = pytest.mark.integration
 

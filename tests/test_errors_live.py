@@ -22,10 +22,9 @@ from playwright.async_api import Browser, expect
 
 from mqttrelay.ingest.nginx import RTMP_MODULE, quoted
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, B, collector
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, require_tool, wait_port
-from .test_mqtt import B, collector
-from .test_web import browser, shot
+from .web_kit import browser, shot
 
 __all__ = ["browser"]  # the fixture, used here by name
 pytestmark = pytest.mark.integration

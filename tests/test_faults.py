@@ -19,7 +19,7 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .conftest import CANARY_KEY, make_config
+from .kit import CANARY_KEY, make_config, wait_gone, wait_ingest_live, wait_publishing, wait_status
 from .support import (
     NginxRtmp,
     Publisher,
@@ -30,7 +30,6 @@ from .support import (
     require_tool,
     stat_streams,
 )
-from .test_relay_e2e import wait_gone, wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, wait_publishing
 from .support import Mosquitto, NginxRtmp, Publisher, ServiceProcess, eventually, free_port
-from .test_relay_e2e import wait_publishing
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from playwright.async_api import Browser, Dialog, expect
 from mqttrelay.config import ConfigError, parse_config
 from mqttrelay.transports.http.guard import ingress_path
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, free_port, require_tool, wait_port
-from .test_web import WebService, browser, launch, shot
+from .web_kit import WebService, browser, launch, shot
 
 __all__ = ["browser"]  # the fixture, used by name
 

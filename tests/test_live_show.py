@@ -15,9 +15,8 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .conftest import make_config
+from .kit import make_config, wait_ingest_live, wait_publishing, wait_status
 from .support import NginxRtmp, Publisher, free_port, start_nginx
-from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,8 @@ from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, UnknownStreamError
 from mqttrelay.engine.outage import backoff_delay
 
-from .conftest import CANARY_KEY, make_config
+from .kit import CANARY_KEY, make_config, wait_ingest_live, wait_publishing, wait_status
 from .support import NginxRtmp, Publisher, eventually, free_port, probe_codecs, start_nginx
-from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 

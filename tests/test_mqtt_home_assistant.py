@@ -19,8 +19,8 @@ from mqttrelay.config import Config
 from mqttrelay.config.model import MAX_STREAMS
 from mqttrelay.transports.mqtt.home_assistant import HA_REPUBLISH_DELAY_S
 
+from .kit import B, offline_config, running_bridge, wait_connected
 from .support import Mosquitto, eventually
-from .test_mqtt import B, offline_config, running_bridge, wait_connected
 
 pytestmark = pytest.mark.integration
 HA_STATUS = "homeassistant/status"

@@ -18,8 +18,8 @@ from mqttrelay.config import Config
 from mqttrelay.control.router import Router
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
+from .kit import B, collector, offline_config, running_bridge, wait_connected
 from .support import Mosquitto, eventually
-from .test_mqtt import B, collector, offline_config, running_bridge, wait_connected
 
 pytestmark = pytest.mark.integration
 TRIES = 10

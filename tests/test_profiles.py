@@ -17,7 +17,18 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .conftest import CANARY_KEY
+from .kit import (
+    CANARY_KEY,
+    _async,
+    is_red,
+    publisher_client,
+    red_png,
+    standby_config,
+    wait_ingest_live,
+    wait_loop_ready,
+    wait_publishing,
+    wait_status,
+)
 from .support import (
     NginxRtmp,
     Publisher,
@@ -25,15 +36,6 @@ from .support import (
     eventually,
     owned_processes,
     stat_streams,
-)
-from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
-from .test_standby import (
-    _async,
-    is_red,
-    publisher_client,
-    red_png,
-    standby_config,
-    wait_loop_ready,
 )
 
 pytestmark = pytest.mark.integration

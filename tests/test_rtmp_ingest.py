@@ -24,7 +24,7 @@ from mqttrelay.ingest.rtmp import amf0, handshake
 from mqttrelay.ingest.rtmp.chunks import COMMAND_AMF0, encode_message
 from mqttrelay.ingest.rtmp.server import Limits, RtmpServer
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY
 from .support import (
     NginxRtmp,
     eventually,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import yaml
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, collector
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -24,7 +24,6 @@ from .support import (
     stat_streams,
     wait_port,
 )
-from .test_mqtt import collector
 
 pytestmark = pytest.mark.integration
 

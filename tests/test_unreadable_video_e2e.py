@@ -20,7 +20,7 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.ingest.direct import DirectIngest
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, Collector, collector
 from .support import (
     HevcPublisher,
     Mosquitto,
@@ -33,8 +33,7 @@ from .support import (
     start_nginx,
     stat_streams,
 )
-from .test_mqtt import Collector, collector
-from .test_web import browser, shot  # noqa: F401
+from .web_kit import browser, shot  # noqa: F401
 
 pytestmark = pytest.mark.integration
 REASON = (

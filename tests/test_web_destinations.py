@@ -12,10 +12,9 @@ import pytest
 import yaml
 from playwright.async_api import Browser, expect
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, wait_gone, wait_publishing
 from .support import Mosquitto, NginxRtmp, Publisher, free_port
-from .test_relay_e2e import wait_gone, wait_publishing
-from .test_web import WebService, browser, launch, shot, web_service  # noqa: F401
+from .web_kit import WebService, browser, launch, shot, web_service  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, free_port
-from .test_web import ARTIFACTS, browser, launch  # noqa: F401
+from .web_kit import ARTIFACTS, browser, launch  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
