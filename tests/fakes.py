@@ -4,6 +4,9 @@ router's relays, ingest and clock, and a relay's ffmpeg."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -216,3 +219,84 @@ class FakeTimekeeper:
         assert self.switch is not None
         self.timers.remove(timer)
         await self.switch(timer.stream_id, timer.enabled, f"timer {timer.id}")
+
+
+# -- a relay's process (engine/relay.py) -----------------------------------------
+# Beyond any pid the kernel hands out (pid_max is at most 2**22): a signal sent to
+# one of these by mistake reaches no real process.
+FAKE_PID_BASE = 2**22 + 1000
+
+
+class FakeProcess:
+    """ffmpeg as a relay sees it: progress on stdout, lines on stderr, an exit code;
+    a test says what it prints and when it ends. Signals reach it through
+    fake_signal_group (lib.process.signal_group in the tests)."""
+
+    def __init__(self, pid: int, argv: list[str]) -> None:
+        self.pid = pid
+        self.argv = argv
+        self.returncode: int | None = None
+        self.stdin = None  # direct mode: the relay reads the ingest itself
+        self.stdout = asyncio.StreamReader()
+        self.stderr = asyncio.StreamReader()
+        self.signals: list[int] = []
+        self._ended = asyncio.Event()
+        self._size = 0
+
+    def progress(self, grow_by: int = 50_000) -> None:
+        """One block of -progress output: more bytes sent to the platform."""
+        self._size += grow_by
+        self.stdout.feed_data(f"total_size={self._size}\nprogress=continue\n".encode())
+
+    def say(self, line: str) -> None:
+        self.stderr.feed_data(f"{line}\n".encode())
+
+    def exit(self, code: int) -> None:
+        if self.returncode is None:
+            self.returncode = code
+            self.stdout.feed_eof()
+            self.stderr.feed_eof()
+            self._ended.set()
+
+    def signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        if sig in (signal.SIGTERM, signal.SIGKILL):
+            self.exit(255 if sig == signal.SIGTERM else -sig)
+
+    async def wait(self) -> int:
+        await self._ended.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+class FakeSpawner:
+    """The relay's `spawn`: each call makes a FakeProcess (or raises `fail`)."""
+
+    def __init__(self) -> None:
+        self.procs: list[FakeProcess] = []
+        self.fail: OSError | None = None
+        self.spawned = asyncio.Event()
+
+    async def __call__(self, argv: list[str], owner: str, *, stdin: bool) -> Process:
+        if self.fail is not None:
+            raise self.fail
+        proc = FakeProcess(FAKE_PID_BASE + len(self.procs), argv)
+        self.procs.append(proc)
+        self.spawned.set()
+        return cast(Process, proc)
+
+    @property
+    def last(self) -> FakeProcess:
+        return self.procs[-1]
+
+
+def fake_signal_group(real: Callable[[Process, int], None]) -> Callable[[Process, int], None]:
+    """lib.process.signal_group that hands signals for a FakeProcess to it."""
+
+    def send(proc: Process, sig: int) -> None:
+        if isinstance(proc, FakeProcess):
+            proc.signal(sig)
+        else:
+            real(proc, sig)
+
+    return send
