@@ -32,6 +32,15 @@ TEST_RELAY_OVERRIDES: dict[str, float] = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `early` first and `late` last: what waits in the background
+    (the quiet minutes) overlaps the rest of the suite."""
+    early = [i for i in items if i.get_closest_marker("early")]
+    late = [i for i in items if i.get_closest_marker("late")]
+    rest = [i for i in items if i not in early and i not in late]
+    items[:] = early + rest + late
+
+
 @pytest.fixture
 def ingest(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NginxRtmp]:
     """The ingest as `mqttrelay nginx-conf` renders it; parametrize with
