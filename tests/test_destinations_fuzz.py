@@ -44,6 +44,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
     assert CANARY_KEY not in (folder / "state.json").read_text()
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     action=st.sampled_from(["post", "patch", "delete"]),

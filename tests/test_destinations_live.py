@@ -83,6 +83,7 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     return stream["width"], stream["height"]
 
 
+@pytest.mark.slow
 async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -239,6 +239,7 @@ def service(
     assert CANARY_KEY not in log.read_text()
 
 
+@pytest.mark.slow
 async def test_each_failure_says_why_in_the_api_mqtt_the_page_and_the_log(
     service: Running, servers: Servers, broker: Mosquitto, browser: Browser
 ) -> None:

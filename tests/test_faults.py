@@ -102,6 +102,7 @@ async def test_switching_one_destination_never_interrupts_another(
     assert_no_canary(repr(manager.snapshot()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
 async def test_killed_or_frozen_relay_is_replaced(
     sig: signal.Signals,
@@ -159,6 +160,7 @@ while True:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+@pytest.mark.slow
 async def test_relay_ignoring_sigterm_is_killed_after_grace(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -242,6 +244,7 @@ async def proxy(platforms: NginxRtmp) -> AsyncIterator[FreezableProxy]:
     await p.close()
 
 
+@pytest.mark.slow
 async def test_destination_that_stops_reading_gets_its_relay_restarted(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -291,6 +294,7 @@ def tap_pids(config: Config) -> set[int]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "ingest", [True, False], indirect=True, ids=["idle_streams_on", "idle_streams_off"]
 )
@@ -337,6 +341,7 @@ async def test_short_ingest_outage_keeps_platform_connection(
     assert manager.stream_state("youtube").restarts == 0
 
 
+@pytest.mark.slow
 async def test_long_ingest_outage_waits_then_resumes_by_itself(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -363,6 +368,7 @@ async def test_long_ingest_outage_waits_then_resumes_by_itself(
     assert manager.stream_state("youtube").restarts == 0
 
 
+@pytest.mark.slow
 async def test_platform_that_accepts_and_never_answers_is_retried_within_the_deadline(
     tmp_path: Path,
     ingest: NginxRtmp,

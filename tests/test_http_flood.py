@@ -53,6 +53,7 @@ def flooding(port: int, log: Path) -> Iterator[Callable[[], tuple[int, int]]]:
         proc.wait(30)
 
 
+@pytest.mark.slow
 async def test_slow_clients_on_the_page_port_stop_nothing_else(
     tmp_path: Path,
     ingest: NginxRtmp,

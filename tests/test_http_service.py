@@ -45,6 +45,7 @@ def api_schema(service: RunningService) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{service.url}/openapi.json")
 
 
+@pytest.mark.slow
 def test_openapi_fuzzing_no_server_errors_and_schema_holds(
     api_schema: schemathesis.BaseSchema,
 ) -> None:
@@ -112,6 +113,7 @@ def run_cli(config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_busy_port_and_exposed_api_are_clear_errors(tmp_path: Path) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
     raw = yaml.safe_load(path.read_text())

@@ -43,6 +43,7 @@ async def _live(api_port: int) -> bool:
     return health is not None and bool(health["ingest"]["live"])
 
 
+@pytest.mark.slow
 async def test_obs_publishes_to_the_managed_ingest_while_300_idle_connections_are_open(
     tmp_path: Path,
 ) -> None:

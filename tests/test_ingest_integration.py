@@ -185,6 +185,7 @@ async def _api(port: int, path: str) -> dict[str, object]:
         return result
 
 
+@pytest.mark.slow
 async def test_managed_ingest_hooks_start_relays_at_once_and_check_the_key(
     tmp_path: Path,
     platforms: NginxRtmp,
@@ -232,6 +233,7 @@ async def test_managed_ingest_hooks_start_relays_at_once_and_check_the_key(
         await asyncio.wait_for(runner, 30)
 
 
+@pytest.mark.slow
 async def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
     for tool in ("ffmpeg", "nginx", "mosquitto"):
         require_tool(tool)

@@ -172,6 +172,7 @@ def test_through_ingress_no_token_directly_the_token(
         assert first.startswith(("event:", "data:", ":", "retry:"))
 
 
+@pytest.mark.slow
 async def test_the_page_in_a_browser_behind_ingress_switches_a_destination(
     browser: Browser, behind_ingress: tuple[WebService, IngressFront], platforms: NginxRtmp
 ) -> None:

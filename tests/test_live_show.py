@@ -125,6 +125,7 @@ class CuttingProxy:
             self._server.close()
 
 
+@pytest.mark.slow
 async def test_a_platform_closing_a_long_run_gets_the_stream_again_at_once(
     tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, publisher: Publisher
 ) -> None:

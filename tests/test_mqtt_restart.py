@@ -84,6 +84,7 @@ async def restart_and_command(
     return None
 
 
+@pytest.mark.slow
 async def test_online_after_a_broker_restart_means_commands_are_obeyed(
     tmp_path: Path, broker: Mosquitto, managers: Callable[[Config], Service]
 ) -> None:

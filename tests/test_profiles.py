@@ -95,6 +95,7 @@ async def kbps_at_platform(platforms: NginxRtmp, key: str, seconds: float = 6.0)
     return (after - before) * 8 / 1000 / (time.monotonic() - started)
 
 
+@pytest.mark.slow
 async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -183,6 +184,7 @@ async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
     assert len(encoder_processes(config.state_file)) == 1
 
 
+@pytest.mark.slow
 async def test_profile_destinations_hold_through_an_obs_outage_on_the_standby_picture(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -26,6 +26,7 @@ async def _async(value: bool) -> bool:
     return value
 
 
+@pytest.mark.slow
 async def test_standby_starts_when_the_publisher_drops(
     tmp_path: Path, platforms: NginxRtmp
 ) -> None:

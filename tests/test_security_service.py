@@ -188,6 +188,7 @@ def _environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
 
+@pytest.mark.slow
 async def test_no_secret_in_children_nor_in_what_the_service_says(
     tmp_path: Path, platforms: NginxRtmp, broker: Mosquitto
 ) -> None:

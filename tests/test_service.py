@@ -75,6 +75,7 @@ async def wait_dest(platforms: NginxRtmp, key: str, present: bool, deadline_s: f
     await eventually(check, deadline_s, f"{key} {'publishing' if present else 'gone'}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cached", "direct"])
 async def test_sigkill_and_restart_keeps_state_and_leaves_no_orphans(
     mode: str,

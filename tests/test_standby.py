@@ -139,6 +139,7 @@ def check_what_the_platform_saw(
     assert not any(is_red(f) for f in after)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=["320x180-30-stereo", "640x360-25-mono"])
 async def test_standby_picture_fills_an_obs_outage_without_hooks(
     shape: dict[str, Any],
@@ -178,6 +179,7 @@ async def test_standby_picture_fills_an_obs_outage_without_hooks(
         publisher.stop()
 
 
+@pytest.mark.slow
 async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -212,6 +214,7 @@ async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
     await wait_status(router, "youtube", "live", deadline_s=30)
 
 
+@pytest.mark.slow
 async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hook(
     tmp_path: Path,
     platforms: NginxRtmp,
@@ -271,6 +274,7 @@ async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hoo
         await asyncio.wait_for(runner, 30)
 
 
+@pytest.mark.slow
 async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -390,6 +394,7 @@ def test_the_built_in_card_is_made_here_with_its_text() -> None:
     assert stdev is not None and float(stdev.group(1)) > 5  # the text is on the card
 
 
+@pytest.mark.slow
 async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -120,6 +120,7 @@ async def _problem_texts(
     }
 
 
+@pytest.mark.slow
 async def test_an_hevc_publisher_is_explained_within_10_s_and_h264_is_not(
     tmp_path: Path,
     hooked_ingest: NginxRtmp,
@@ -206,6 +207,7 @@ async def test_an_hevc_publisher_is_explained_within_10_s_and_h264_is_not(
     assert "Traceback" not in log and CANARY_KEY not in log
 
 
+@pytest.mark.slow
 async def test_direct_mode_reads_it_from_the_stat_page(tmp_path: Path) -> None:
     """Direct mode: nothing of mqttrelay reads the stream, so the stat page's
     codec says it (nginx-rtmp names Enhanced RTMP's coded frames "Jpeg")."""
@@ -251,6 +253,7 @@ async def test_direct_mode_reads_it_from_the_stat_page(tmp_path: Path) -> None:
         ingest.stop()
 
 
+@pytest.mark.slow
 async def test_a_default_application_without_hooks_hands_out_audio_only(
     tmp_path: Path, managers: Callable[[Config], Service]
 ) -> None:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 __all__ = ["ARTIFACTS", "WebService", "browser", "launch", "shot", "web_service"]
 
 
+@pytest.mark.slow
 async def test_toggle_in_the_browser_goes_live_and_off(
     browser: Browser, web_service: WebService, broker: Mosquitto
 ) -> None:
@@ -66,6 +67,7 @@ async def test_toggle_in_the_browser_goes_live_and_off(
     assert re.search(r"rtmp://127\.0\.0\.1:\d+/dest/\*\*\*\*", content)
 
 
+@pytest.mark.slow
 async def test_phone_layout_and_lost_service(browser: Browser, web_service: WebService) -> None:
     page = await browser.new_page(
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
@@ -132,6 +134,7 @@ async def test_page_with_a_token_strict_policy_and_sign_out(
         service.cleanup()
 
 
+@pytest.mark.slow
 async def test_be_right_back_from_the_page(
     browser: Browser,
     tmp_path: Path,

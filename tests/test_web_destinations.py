@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 
 
+@pytest.mark.slow
 async def test_add_from_a_preset_go_live_rekey_and_delete_on_a_phone(
     browser: Browser, web_service: WebService, platforms: NginxRtmp, tmp_path: Path
 ) -> None:
@@ -146,6 +147,7 @@ async def test_a_retrying_destination_says_why_and_when_it_tries_again(
     assert CANARY_KEY not in await page.content()
 
 
+@pytest.mark.slow
 async def test_the_page_shows_profiles_and_their_encoders(
     browser: Browser,
     tmp_path: Path,

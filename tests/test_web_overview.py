@@ -74,6 +74,7 @@ async def switches_on_first_screen(page: Page, height: int) -> None:
         assert box["height"] >= 44 and box["width"] >= 44, f"{name}'s switch is small: {box}"
 
 
+@pytest.mark.slow
 async def test_five_destinations_mid_show_on_a_phone_and_a_desktop(
     browser: Browser,
     tmp_path: Path,

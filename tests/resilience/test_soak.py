@@ -40,7 +40,7 @@ from ..support import (
 )
 from .conftest import STREAMS, service_config
 
-pytestmark = [pytest.mark.integration, pytest.mark.resilience]
+pytestmark = [pytest.mark.integration, pytest.mark.resilience, pytest.mark.slow]
 COMMANDS = int(os.environ.get("MQTTRELAY_SOAK_COMMANDS", "1000"))
 SOAK_SECONDS = float(os.environ.get("MQTTRELAY_SOAK_SECONDS", "300"))
 
