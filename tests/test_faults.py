@@ -368,7 +368,6 @@ async def test_long_ingest_outage_waits_then_resumes_by_itself(
     assert manager.stream_state("youtube").restarts == 0
 
 
-@pytest.mark.slow
 async def test_platform_that_accepts_and_never_answers_is_retried_within_the_deadline(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -185,7 +185,6 @@ async def _api(port: int, path: str) -> dict[str, object]:
         return result
 
 
-@pytest.mark.slow
 async def test_managed_ingest_hooks_start_relays_at_once_and_check_the_key(
     tmp_path: Path,
     platforms: NginxRtmp,

@@ -218,7 +218,6 @@ async def test_home_assistant_online_republishes_and_stale_discovery_is_removed(
             await col.wait(f"{B}/tiktok/state", b"OFF")
 
 
-@pytest.mark.slow
 async def test_real_relay_status_and_bitrate_over_mqtt(
     tmp_path: Path,
     broker: Mosquitto,

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.integration
 __all__ = ["ARTIFACTS", "WebService", "browser", "launch", "shot", "web_service"]
 
 
-@pytest.mark.slow
 async def test_toggle_in_the_browser_goes_live_and_off(
     browser: Browser, web_service: WebService, broker: Mosquitto
 ) -> None:
