@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,8 +42,6 @@ _cap_refused = False  # the warning is given once
 DIRECT_START_ALLOWANCE_S = 15.0
 # what each ffmpeg cannot carry of Enhanced RTMP (ffmpeg_check), asked once per path
 _ENHANCED_RTMP_PROBLEMS: dict[str, str | None] = {}
-# starts a relay's process: lib.process.spawn, or a test's fake
-Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]
 
 
 @dataclass(frozen=True)
@@ -76,18 +74,15 @@ class Relay:
         hub: Hub | None,
         on_change: Callable[[Relay, bool], None],
         feed: Feed | None = None,
-        spawn: Spawn = process.spawn,
     ) -> None:
         """`feed`: where its stdin is fed from in cached mode, the hub (OBS's stream as
-        it is) or a profile's encoder; by default the hub. `spawn`: starts the process
-        (tests give a fake)."""
+        it is) or a profile's encoder; by default the hub."""
         self.stream = stream
         self.settings = settings
         self._source = source
         self._hub = hub
         self._feed: Feed | None = feed if feed is not None else hub
         self._on_change = on_change
-        self._spawn = spawn
         self._wake = asyncio.Event()
         self._desired = False
         self._task: asyncio.Task[None] | None = None
@@ -324,7 +319,7 @@ class Relay:
             self.settings.ffmpeg, target, None if cached else self.settings.ingest_url, tcurl
         )
         try:
-            proc = await self._spawn(argv, self.settings.owner, stdin=cached)
+            proc = await process.spawn(argv, self.settings.owner, stdin=cached)
         except OSError as exc:
             return f"cannot start ffmpeg: {exc.strerror or exc}"
         self._proc = proc
