@@ -270,14 +270,16 @@ class FakeProcess:
 
 
 class FakeSpawner:
-    """The relay's `spawn`: each call makes a FakeProcess (or raises `fail`)."""
+    """lib.process.spawn for a relay: each call makes a FakeProcess (or raises `fail`)."""
 
     def __init__(self) -> None:
         self.procs: list[FakeProcess] = []
         self.fail: OSError | None = None
         self.spawned = asyncio.Event()
 
-    async def __call__(self, argv: list[str], owner: str, *, stdin: bool) -> Process:
+    async def __call__(
+        self, argv: list[str], owner: str, *, stdin: bool, capture: bool = True
+    ) -> Process:
         if self.fail is not None:
             raise self.fail
         proc = FakeProcess(FAKE_PID_BASE + len(self.procs), argv)

@@ -1,6 +1,7 @@
 """A relay (engine/relay.py) as a state machine, on a fake ffmpeg (tests/fakes.py)
 and a fake ingest, in direct mode: no process, no socket, timings in tenths of a
-second. Start, live, a stop, a refused platform retried with growing waits until
+second. The fake comes in through lib.process (spawn, signal_group), so the
+relay itself is as it runs. Start, live, a stop, a refused platform retried with growing waits until
 it is a problem, a stall, the ingest going away, a long run closed by the
 platform. The real ffmpeg is in test_relay_e2e.py, test_faults.py and the rest."""
 
@@ -66,13 +67,15 @@ class Lab:
 
 @pytest.fixture
 async def make(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[..., Lab]]:
-    """Relays on a fake ffmpeg; closed after the test."""
+    """Relays on a fake ffmpeg (one relay a test: lib.process.spawn is its spawner);
+    closed after the test."""
     monkeypatch.setattr(process, "signal_group", fake_signal_group(process.signal_group))
     monkeypatch.setattr(relay_module, "DIRECT_START_ALLOWANCE_S", 0.0)
     made: list[Relay] = []
 
     def factory(live: bool = True, **settings: Any) -> Lab:
         source, spawn = FakeSource(live=live), FakeSpawner()
+        monkeypatch.setattr(process, "spawn", spawn)
         stream = StreamConfig(id="tiktok", url="rtmp://127.0.0.1:9/app", key=KEY)
         seen: list[str] = []
 
@@ -86,7 +89,6 @@ async def make(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[..., L
             source,
             None,
             changed,
-            spawn=spawn,
         )
         made.append(relay)
         return Lab(relay, source, spawn, seen)
