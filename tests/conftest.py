@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
+# also imported from here (the kit's names as they were)
+from .kit import CANARY_KEY as CANARY_KEY
+from .kit import make_config as make_config
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -21,8 +23,6 @@ from .support import (
     start_tls_front,
 )
 
-CANARY_KEY = "canary-SECRET-4711"
-
 # Faster supervision for tests; the values the product uses are in RelaySettings.
 TEST_RELAY_OVERRIDES: dict[str, float] = {
     "stop_grace_s": 2.0,
@@ -30,6 +30,15 @@ TEST_RELAY_OVERRIDES: dict[str, float] = {
     "backoff_first_s": 0.3,
     "backoff_max_s": 2.0,
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `early` first and `late` last: what waits in the background
+    (the quiet minutes) overlaps the rest of the suite."""
+    early = [i for i in items if i.get_closest_marker("early")]
+    late = [i for i in items if i.get_closest_marker("late")]
+    rest = [i for i in items if i not in early and i not in late]
+    items[:] = early + rest + late
 
 
 @pytest.fixture
@@ -73,31 +82,6 @@ def publisher(ingest: NginxRtmp) -> Iterator[Publisher]:
     pub.start()
     yield pub
     pub.stop()
-
-
-def make_config(
-    tmp_path: Path,
-    ingest: NginxRtmp,
-    platforms: NginxRtmp,
-    names: list[str],
-    mode: str = "cached",
-    **ingest_extra: Any,
-) -> Config:
-    return Config.model_validate(
-        {
-            "state_file": str(tmp_path / "state.json"),
-            "ingest": {"url": ingest.url("stream"), "mode": mode, **ingest_extra},
-            "streams": [
-                {
-                    "id": name,
-                    "name": name.title(),
-                    "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
-                    "key": f"{name}-{CANARY_KEY}",
-                }
-                for name in names
-            ],
-        }
-    )
 
 
 @pytest.fixture

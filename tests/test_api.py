@@ -3,80 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from mqttrelay.app import Service, StartupError, check_api_exposure
-from mqttrelay.config import Config, load_config
-from mqttrelay.control.router import Router
-from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.config import Config
 
-from .conftest import CANARY_KEY
-from .support import free_port
+from .kit import CANARY_KEY
+from .kit import api_client as api_client
+from .kit import assert_no_canary as assert_no_canary
+from .kit import write_offline_config as write_offline_config
 
 TOKEN = "test-token-123"
-
-
-def write_offline_config(tmp_path: Path, streams: list[str], token: str | None = None) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "state_file": "state.json",
-                "ingest": {"url": f"rtmp://127.0.0.1:{free_port()}/live/stream"},
-                "mqtt": {"enabled": False},
-                "api": {"port": free_port(), "token": token},
-                "streams": [
-                    {
-                        "id": s,
-                        "name": s.title(),
-                        "url": "rtmps://live-api-s.example.com:443/rtmp/",
-                        "key": f"{s}-{CANARY_KEY}",
-                    }
-                    for s in streams
-                ],
-            }
-        )
-    )
-    return path
-
-
-@contextlib.asynccontextmanager
-async def api_client(
-    config_path: Path, services: Callable[[Config], Service], token: str | None = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, Router]]:
-    config = load_config(config_path)
-    service = services(config)
-    router = service.router
-    await service.start()
-    app = create_app(
-        ApiContext(
-            router,
-            lambda: service.reload_file(config_path),
-            token,
-            config.timezone,
-            publish_key=config.ingest.publish_key,
-            state_error=lambda: service.persistence.error,
-            editor=service.editor(config_path),
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://127.0.0.1", headers=headers
-    ) as client:
-        yield client, router
-
-
-def assert_no_canary(response: httpx.Response) -> None:
-    assert CANARY_KEY not in response.text
 
 
 async def test_streams_endpoints(tmp_path: Path, services: Callable[[Config], Service]) -> None:

@@ -14,8 +14,7 @@ import yaml
 from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
 
-from .conftest import CANARY_KEY
-from .test_api import api_client, assert_no_canary, write_offline_config
+from .kit import CANARY_KEY, api_client, assert_no_canary, write_offline_config
 
 NEW_KEY = f"new-{CANARY_KEY}"
 

@@ -13,9 +13,7 @@ from hypothesis import strategies as st
 
 from mqttrelay.config import load_config
 
-from .conftest import CANARY_KEY
-from .test_api import write_offline_config
-from .test_http_service import RunningService
+from .kit import CANARY_KEY, RunningService, write_offline_config
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +44,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
     assert CANARY_KEY not in (folder / "state.json").read_text()
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     action=st.sampled_from(["post", "patch", "delete"]),

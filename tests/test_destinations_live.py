@@ -20,7 +20,7 @@ from mqttrelay.config import Config, load_config
 from mqttrelay.transports.http.api import ApiContext, create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, collector, wait_gone, wait_ingest_live, wait_publishing, wait_status
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -31,8 +31,6 @@ from .support import (
     require_tool,
     stat_streams,
 )
-from .test_mqtt import collector
-from .test_relay_e2e import wait_gone, wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +83,7 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     return stream["width"], stream["height"]
 
 
+@pytest.mark.slow
 async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -22,10 +22,9 @@ from playwright.async_api import Browser, expect
 
 from mqttrelay.ingest.nginx.conf import RTMP_MODULE, quoted
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, B, collector
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, require_tool, wait_port
-from .test_mqtt import B, collector
-from .test_web import browser, shot
+from .web_kit import browser, shot
 
 __all__ = ["browser"]  # the fixture, used here by name
 pytestmark = pytest.mark.integration
@@ -240,6 +239,7 @@ def service(
     assert CANARY_KEY not in log.read_text()
 
 
+@pytest.mark.slow
 async def test_each_failure_says_why_in_the_api_mqtt_the_page_and_the_log(
     service: Running, servers: Servers, broker: Mosquitto, browser: Browser
 ) -> None:

@@ -11,7 +11,7 @@ from typing import cast
 from mqttrelay.hub.fanout import FanOut
 from mqttrelay.lib.flv import FlvReader, FlvTag, TagType
 
-from .test_subscription import FakePipe
+from .fakes import FakePipe
 
 AVC_SEQ = FlvTag(TagType.VIDEO, 0, b"\x17\x00\x00\x00\x00" + b"S" * 20)
 AAC_SEQ = FlvTag(TagType.AUDIO, 0, b"\xaf\x00\x12\x10")

@@ -19,7 +19,7 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .conftest import CANARY_KEY, make_config
+from .kit import CANARY_KEY, make_config, wait_gone, wait_ingest_live, wait_publishing, wait_status
 from .support import (
     NginxRtmp,
     Publisher,
@@ -30,7 +30,6 @@ from .support import (
     require_tool,
     stat_streams,
 )
-from .test_relay_e2e import wait_gone, wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +102,7 @@ async def test_switching_one_destination_never_interrupts_another(
     assert_no_canary(repr(router.snapshot()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
 async def test_killed_or_frozen_relay_is_replaced(
     sig: signal.Signals,
@@ -160,6 +160,7 @@ while True:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+@pytest.mark.slow
 async def test_relay_ignoring_sigterm_is_killed_after_grace(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -243,6 +244,7 @@ async def proxy(platforms: NginxRtmp) -> AsyncIterator[FreezableProxy]:
     await p.close()
 
 
+@pytest.mark.slow
 async def test_destination_that_stops_reading_gets_its_relay_restarted(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -292,6 +294,7 @@ def tap_pids(config: Config) -> set[int]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "ingest", [True, False], indirect=True, ids=["idle_streams_on", "idle_streams_off"]
 )
@@ -338,6 +341,7 @@ async def test_short_ingest_outage_keeps_platform_connection(
     assert router.stream_state("youtube").restarts == 0
 
 
+@pytest.mark.slow
 async def test_long_ingest_outage_waits_then_resumes_by_itself(
     tmp_path: Path,
     ingest: NginxRtmp,

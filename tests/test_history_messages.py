@@ -16,8 +16,7 @@ from mqttrelay.relays.status import Status
 from mqttrelay.transports.http.history import BitrateHistory, HistorySampler
 from mqttrelay.transports.http.messages import readable, with_messages
 
-from .conftest import CANARY_KEY
-from .test_api import api_client, assert_no_canary, write_offline_config
+from .kit import CANARY_KEY, api_client, assert_no_canary, write_offline_config
 
 
 def _state(sid: str, status: str, kbps: float) -> StreamState:

@@ -19,9 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, wait_publishing
 from .support import Mosquitto, NginxRtmp, Publisher, ServiceProcess, eventually, free_port
-from .test_relay_e2e import wait_publishing
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +53,7 @@ def flooding(port: int, log: Path) -> Iterator[Callable[[], tuple[int, int]]]:
         proc.wait(30)
 
 
+@pytest.mark.slow
 async def test_slow_clients_on_the_page_port_stop_nothing_else(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -21,38 +21,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from .conftest import CANARY_KEY
-from .support import wait_port
-from .test_api import write_offline_config
+from .kit import CANARY_KEY, write_offline_config
+from .kit import RunningService as RunningService
 
 pytestmark = pytest.mark.integration
-
-
-class RunningService:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.port = yaml.safe_load(config.read_text())["api"]["port"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_port(self.port, 30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +45,7 @@ def api_schema(service: RunningService) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{service.url}/openapi.json")
 
 
+@pytest.mark.slow
 def test_openapi_fuzzing_no_server_errors_and_schema_holds(
     api_schema: schemathesis.BaseSchema,
 ) -> None:
@@ -140,6 +113,7 @@ def run_cli(config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_busy_port_and_exposed_api_are_clear_errors(tmp_path: Path) -> None:
     path = write_offline_config(tmp_path, ["facebook"])
     raw = yaml.safe_load(path.read_text())

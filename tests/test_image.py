@@ -22,10 +22,9 @@ import psutil
 import pytest
 import yaml
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, IdleHolder, collector
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams, wait_port
-from .test_ingest_flood import IDLE, IdleHolder
-from .test_mqtt import collector
+from .test_ingest_flood import IDLE
 
 pytestmark = pytest.mark.image
 # the image built from the repository's root, and the one built from addon/

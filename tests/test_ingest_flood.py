@@ -6,10 +6,8 @@ OBS (ffmpeg with the publish key) must still get in and be readable."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from .kit import IdleHolder as IdleHolder
 from .support import Publisher, eventually, free_port, probe_codecs, require_tool
 
 pytestmark = pytest.mark.integration
@@ -24,57 +23,6 @@ TOKEN = "flood-token-0123456789"
 PUBLISH_KEY = "pubkey-flood-0815"
 IDLE = 300
 DROPPED_WITHIN_S = 30.0  # nginx-rtmp's default `timeout` is 60 s
-
-
-class IdleHolder:
-    """Keeps `count` TCP connections open that never send a byte."""
-
-    def __init__(self, port: int, count: int) -> None:
-        self.port = port
-        self.count = count
-        self.dropped: list[float] = []  # how long each dropped one had been open
-        self._tasks: list[asyncio.Task[None]] = []
-        self._refill = True
-        self.open_now = 0
-
-    async def _hold(self) -> None:
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            opened = time.monotonic()
-            self.open_now += 1
-            try:
-                # nginx sends nothing before the client's handshake: this ends at its close
-                await reader.read()
-            except ConnectionError:
-                pass
-            finally:
-                self.open_now -= 1
-                writer.close()
-            self.dropped.append(time.monotonic() - opened)
-            if not self._refill:
-                return
-
-    async def open(self) -> None:
-        for _ in range(self.count):
-            self._tasks.append(asyncio.create_task(self._hold()))
-            await asyncio.sleep(0)  # one connect at a time, as a flood arrives
-
-    async def stop_refilling_and_wait(self, deadline_s: float) -> bool:
-        """True when nginx closed every connection within deadline_s."""
-        self._refill = False
-        done, _ = await asyncio.wait(self._tasks, timeout=deadline_s)
-        return len(done) == len(self._tasks)
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
 
 
 async def _health(api_port: int) -> dict[str, Any] | None:
@@ -95,6 +43,7 @@ async def _live(api_port: int) -> bool:
     return health is not None and bool(health["ingest"]["live"])
 
 
+@pytest.mark.slow
 async def test_obs_publishes_to_the_managed_ingest_while_300_idle_connections_are_open(
     tmp_path: Path,
 ) -> None:

@@ -275,6 +275,7 @@ async def test_managed_nginx_that_dies_is_started_again_until_stopped(
     assert not masters() and not await port_open(host, port)
 
 
+@pytest.mark.slow
 async def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
     for tool in ("ffmpeg", "nginx", "mosquitto"):
         require_tool(tool)

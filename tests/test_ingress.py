@@ -19,9 +19,9 @@ from playwright.async_api import Browser, Dialog, expect
 from mqttrelay.config import ConfigError, parse_config
 from mqttrelay.transports.http.guard import ingress_path
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, free_port, require_tool, wait_port
-from .test_web import WebService, browser, launch, shot
+from .web_kit import WebService, browser, launch, shot
 
 __all__ = ["browser"]  # the fixture, used by name
 
@@ -172,6 +172,7 @@ def test_through_ingress_no_token_directly_the_token(
         assert first.startswith(("event:", "data:", ":", "retry:"))
 
 
+@pytest.mark.slow
 async def test_the_page_in_a_browser_behind_ingress_switches_a_destination(
     browser: Browser, behind_ingress: tuple[WebService, IngressFront], platforms: NginxRtmp
 ) -> None:

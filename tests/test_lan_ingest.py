@@ -78,6 +78,7 @@ def _probe(ns: Namespace, url: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_lan_ingest_takes_obs_with_the_key_only_and_plays_to_nobody_on_the_lan(
     tmp_path: Path,
 ) -> None:

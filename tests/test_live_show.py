@@ -15,9 +15,8 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .conftest import make_config
+from .kit import make_config, wait_ingest_live, wait_publishing, wait_status
 from .support import NginxRtmp, Publisher, free_port, start_nginx
-from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +125,7 @@ class CuttingProxy:
             self._server.close()
 
 
+@pytest.mark.slow
 async def test_a_platform_closing_a_long_run_gets_the_stream_again_at_once(
     tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, publisher: Publisher
 ) -> None:

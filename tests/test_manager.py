@@ -12,9 +12,8 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, UnknownStreamError
 
-from .conftest import CANARY_KEY, make_config
+from .kit import CANARY_KEY, make_config, wait_ingest_live, wait_publishing, wait_status
 from .support import NginxRtmp, Publisher, eventually, free_port, probe_codecs, start_nginx
-from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
 

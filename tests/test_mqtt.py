@@ -3,124 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-import aiomqtt
 import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.transports.mqtt.bridge import MqttBridge
 from mqttrelay.transports.mqtt.discovery import (
     DiscoveryContext,
     Topics,
     all_discovery,
-    configuration_url,
 )
 
-from .conftest import CANARY_KEY, make_config
-from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port
-from .test_relay_e2e import wait_gone, wait_publishing
+from .kit import CANARY_KEY, make_config, wait_gone, wait_publishing
+from .kit import B as B
+from .kit import Collector as Collector
+from .kit import collector as collector
+from .kit import offline_config as offline_config
+from .kit import running_bridge as running_bridge
+from .kit import wait_connected as wait_connected
+from .support import Mosquitto, NginxRtmp, Publisher, eventually
 
 pytestmark = pytest.mark.integration
-B = "streamrelay"
-
-
-@dataclass
-class Seen:
-    topic: str
-    payload: bytes
-    retain: bool
-
-
-@dataclass
-class Collector:
-    """A client subscribed to '#' that remembers everything it sees."""
-
-    port: int
-    seen: list[Seen] = field(default_factory=list)
-    client: aiomqtt.Client | None = None
-
-    def last(self, topic: str) -> bytes | None:
-        for item in reversed(self.seen):
-            if item.topic == topic:
-                return item.payload
-        return None
-
-    async def wait(self, topic: str, payload: bytes, deadline_s: float = 20) -> None:
-        async def check() -> bool:
-            return self.last(topic) == payload
-
-        await eventually(check, deadline_s, f"{topic} = {payload!r}")
-
-    async def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
-        assert self.client is not None
-        await self.client.publish(topic, payload, qos=1, retain=retain)
-
-
-@contextlib.asynccontextmanager
-async def collector(port: int) -> AsyncIterator[Collector]:
-    col = Collector(port)
-
-    async def listen() -> None:
-        async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-{random.random()}") as c:
-            col.client = c
-            await c.subscribe("#", qos=1)
-            async for m in c.messages:
-                col.seen.append(Seen(str(m.topic), bytes(m.payload), m.retain))
-
-    task = asyncio.create_task(listen())
-
-    async def ready() -> bool:
-        return col.client is not None
-
-    await eventually(ready, 10, "the test client to connect")
-    try:
-        yield col
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await task
-
-
-def offline_config(tmp_path: Path, broker: Mosquitto, names: list[str]) -> Config:
-    """Streams whose ingest never goes live: commands work, relays wait."""
-    return Config.model_validate(
-        {
-            "state_file": str(tmp_path / "state.json"),
-            "ingest": {"url": f"rtmp://127.0.0.1:{free_port()}/live/stream"},
-            "mqtt": {"port": broker.port, "node_id": "studio"},
-            "streams": [
-                {"id": n, "name": n.title(), "url": "rtmp://127.0.0.1:9/app", "key": CANARY_KEY}
-                for n in names
-            ],
-        }
-    )
-
-
-@contextlib.asynccontextmanager
-async def running_bridge(service: Service, config: Config) -> AsyncIterator[MqttBridge]:
-    await service.start()
-    bridge = MqttBridge(
-        service.router, config.mqtt, configuration_url(config.api.host, config.api.port)
-    )
-    bridge.start()
-    try:
-        yield bridge
-    finally:
-        await bridge.stop()
-
-
-async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
-    async def check() -> bool:
-        return bridge.connected and bridge.connects >= connects
-
-    await eventually(check, 30, "the bridge to connect")
 
 
 def test_discovery_payloads() -> None:

@@ -19,8 +19,8 @@ from mqttrelay.config import Config
 from mqttrelay.config.model import MAX_STREAMS
 from mqttrelay.transports.mqtt.home_assistant import HA_REPUBLISH_DELAY_S
 
+from .kit import B, offline_config, running_bridge, wait_connected
 from .support import Mosquitto, eventually
-from .test_mqtt import B, offline_config, running_bridge, wait_connected
 
 pytestmark = pytest.mark.integration
 HA_STATUS = "homeassistant/status"
@@ -70,6 +70,7 @@ async def more_than(times: list[float], count: int, deadline_s: float, what: str
     await eventually(check, deadline_s, what)
 
 
+@pytest.mark.slow
 async def test_a_burst_of_online_costs_one_republish_and_republishes_keep_apart(
     tmp_path: Path,
     broker: Mosquitto,
@@ -112,6 +113,7 @@ async def test_a_burst_of_online_costs_one_republish_and_republishes_keep_apart(
         await eventually(on, 20, "the command after the bursts")
 
 
+@pytest.mark.slow
 async def test_the_most_destinations_cost_little_cpu_at_connect_and_on_online(
     tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:

@@ -20,9 +20,8 @@ from mqttrelay.transports.mqtt.bridge import MqttBridge
 from mqttrelay.transports.mqtt.commands import CommandError, parse_key
 from mqttrelay.transports.mqtt.discovery import DiscoveryContext, Topics, all_discovery
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, B, Collector, collector, offline_config, running_bridge, wait_connected
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams
-from .test_mqtt import B, Collector, collector, offline_config, running_bridge, wait_connected
 
 OLD_KEY = f"old-{CANARY_KEY}"
 NEW_KEY = f"new-{CANARY_KEY}"

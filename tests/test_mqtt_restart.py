@@ -18,8 +18,8 @@ from mqttrelay.config import Config
 from mqttrelay.control.router import Router
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
+from .kit import B, collector, offline_config, running_bridge, wait_connected
 from .support import Mosquitto, eventually
-from .test_mqtt import B, collector, offline_config, running_bridge, wait_connected
 
 pytestmark = pytest.mark.integration
 TRIES = 10
@@ -84,6 +84,7 @@ async def restart_and_command(
     return None
 
 
+@pytest.mark.slow
 async def test_online_after_a_broker_restart_means_commands_are_obeyed(
     tmp_path: Path, broker: Mosquitto, services: Callable[[Config], Service]
 ) -> None:

@@ -68,6 +68,7 @@ async def stop_obs(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flood", [False, True], ids=["quiet", "flood"])
 async def test_obs_studio_publishes_to_the_builtin_ingest(
     flood: bool,

@@ -17,7 +17,18 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .conftest import CANARY_KEY
+from .kit import (
+    CANARY_KEY,
+    _async,
+    is_red,
+    publisher_client,
+    red_png,
+    standby_config,
+    wait_ingest_live,
+    wait_loop_ready,
+    wait_publishing,
+    wait_status,
+)
 from .support import (
     NginxRtmp,
     Publisher,
@@ -25,15 +36,6 @@ from .support import (
     eventually,
     owned_processes,
     stat_streams,
-)
-from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
-from .test_standby import (
-    _async,
-    is_red,
-    publisher_client,
-    red_png,
-    standby_config,
-    wait_loop_ready,
 )
 
 pytestmark = pytest.mark.integration
@@ -93,6 +95,7 @@ async def kbps_at_platform(platforms: NginxRtmp, key: str, seconds: float = 6.0)
     return (after - before) * 8 / 1000 / (time.monotonic() - started)
 
 
+@pytest.mark.slow
 async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -181,6 +184,7 @@ async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
     assert len(encoder_processes(config.state_file)) == 1
 
 
+@pytest.mark.slow
 async def test_profile_destinations_hold_through_an_obs_outage_on_the_standby_picture(
     tmp_path: Path,
     ingest: NginxRtmp,

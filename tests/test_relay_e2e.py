@@ -9,43 +9,16 @@ import pytest
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config
-from mqttrelay.control.router import Router
 
-from .conftest import make_config
-from .support import NginxRtmp, Publisher, eventually, probe_codecs, stat_streams
+from .kit import make_config
+from .kit import wait_gone as wait_gone
+from .kit import wait_ingest_live as wait_ingest_live
+from .kit import wait_publishing as wait_publishing
+from .kit import wait_status as wait_status
+from .support import NginxRtmp, Publisher, probe_codecs
 
 pytestmark = pytest.mark.integration
 MODES = ["cached", "direct"]
-
-
-async def wait_ingest_live(router: Router) -> None:
-    async def live() -> bool:
-        return router.ingest_state().live
-
-    await eventually(live, 30, "the ingest to be live")
-
-
-async def wait_status(router: Router, stream_id: str, status: str, deadline_s: float = 30) -> None:
-    async def check() -> bool:
-        return router.stream_state(stream_id).status == status
-
-    await eventually(check, deadline_s, f"{stream_id} to be {status}")
-
-
-async def wait_publishing(platforms: NginxRtmp, key: str, deadline_s: float = 30) -> None:
-    async def check() -> bool:
-        stream = (await stat_streams(platforms)).get(key)
-        return bool(stream and stream.publishing and stream.video_codec and stream.audio_codec)
-
-    await eventually(check, deadline_s, f"{key} to publish audio and video")
-
-
-async def wait_gone(platforms: NginxRtmp, key: str, deadline_s: float = 15) -> None:
-    async def check() -> bool:
-        stream = (await stat_streams(platforms)).get(key)
-        return stream is None or not stream.publishing
-
-    await eventually(check, deadline_s, f"{key} to stop publishing")
 
 
 @pytest.mark.parametrize("mode", MODES)

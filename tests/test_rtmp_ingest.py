@@ -24,7 +24,7 @@ from mqttrelay.ingest.rtmp import amf0, handshake
 from mqttrelay.ingest.rtmp.chunks import COMMAND_AMF0, encode_message
 from mqttrelay.ingest.rtmp.server import Limits, RtmpServer
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY
 from .support import (
     NginxRtmp,
     eventually,
@@ -199,6 +199,7 @@ async def test_h264_publisher_reaches_a_platform_through_the_builtin_ingest(
         await pub.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("video", "audio", "seen"),
     [("libx265", "aac", ("Video: hevc", "Audio: aac")),
@@ -393,6 +394,7 @@ async def raw_publisher(port: int, key: str = KEY, then: bytes = b"") -> socket.
     return sock
 
 
+@pytest.mark.slow
 async def test_idle_flood_does_not_keep_obs_out(caplog: pytest.LogCaptureFixture) -> None:
     srv, sink = await server()
     flood = [await connect_from("127.0.0.2", srv.port) for _ in range(300)]
@@ -500,6 +502,7 @@ async def _true(value: bool) -> bool:
     return value
 
 
+@pytest.mark.slow
 async def test_malformed_input_over_sockets_never_stops_the_service(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -79,12 +79,12 @@ async def probe(url: str) -> list[dict[str, Any]]:
 async def test_two_tracks_reach_two_destinations_as_two_sources(
     tmp_path: Path,
     platforms: NginxRtmp,
-    managers: Callable[[Config], Service],
+    services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "mqttrelay.ingest.rtmp.tracks")
     config = multitrack_config(tmp_path, f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest")
-    service = managers(config)
+    service = services(config)
     await service.start()
     pub = await Pub.start(multitrack_argv(ffmpeg9(), f"{config.ingest.url}?key={KEY}"))
     try:

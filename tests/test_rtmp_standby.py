@@ -15,9 +15,8 @@ import pytest
 from mqttrelay import app
 from mqttrelay.config import Config
 
+from .kit import SHAPES, is_red, red_png, wait_publishing
 from .support import NginxRtmp, Publisher, Viewer, eventually, free_port, wait_port
-from .test_relay_e2e import wait_publishing
-from .test_standby import SHAPES, is_red, red_png
 
 pytestmark = pytest.mark.integration
 KEY = "pubkey-0123456789ab"
@@ -27,6 +26,7 @@ async def _async(value: bool) -> bool:
     return value
 
 
+@pytest.mark.slow
 async def test_standby_starts_when_the_publisher_drops(
     tmp_path: Path, platforms: NginxRtmp
 ) -> None:

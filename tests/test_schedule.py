@@ -20,9 +20,8 @@ from mqttrelay.config import Config, ScheduleConfig
 from mqttrelay.control.schedule_times import build_trigger, fire_times, missed_changes, next_changes
 from mqttrelay.control.state import SavedState, SavedTimer, load_state, save_state
 
-from .conftest import make_config
+from .kit import make_config, wait_gone, wait_ingest_live, wait_publishing
 from .support import NginxRtmp, Publisher, free_port
-from .test_relay_e2e import wait_gone, wait_ingest_live, wait_publishing
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

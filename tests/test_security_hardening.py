@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, wait_publishing
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -28,7 +28,6 @@ from .support import (
     start_nginx,
     stat_streams,
 )
-from .test_relay_e2e import wait_publishing
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ import psutil
 import pytest
 import yaml
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, TokenService, collector, offline_service
+from .kit import SERVICE_TOKEN as TOKEN
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -26,10 +27,8 @@ from .support import (
     free_port,
     require_tool,
 )
-from .test_mqtt import collector
 
 pytestmark = pytest.mark.integration
-TOKEN = "tok-" + "x" * 20
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 # every route, as (method, path, JSON body or None)
@@ -50,32 +49,6 @@ ROUTES = [
     ("GET", "/api/docs", None),
     ("GET", "/openapi.json", None),
 ]
-
-
-class TokenService(ServiceProcess):
-    token: str | None = None
-
-
-def offline_service(folder: Path, token: str | None) -> TokenService:
-    folder.mkdir()
-    config = folder / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state_file": "state.json",
-                "ingest": {"url": f"rtmp://127.0.0.1:{free_port()}/live/stream"},
-                "mqtt": {"enabled": False},
-                "api": {"port": free_port(), "token": token, "allowed_hosts": ["studio.lan"]},
-                "streams": [
-                    {"id": "facebook", "url": "rtmps://a.example:443/rtmp/", "key": CANARY_KEY}
-                ],
-            }
-        )
-    )
-    service = TokenService(config, folder / "service.log")
-    service.start()
-    service.wait_api()
-    return service
 
 
 @pytest.fixture(scope="module", params=[None, TOKEN], ids=["no-token", "token"])
@@ -215,6 +188,7 @@ def _environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
 
+@pytest.mark.slow
 async def test_no_secret_in_children_nor_in_what_the_service_says(
     tmp_path: Path, platforms: NginxRtmp, broker: Mosquitto
 ) -> None:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import yaml
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, collector
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -24,7 +24,6 @@ from .support import (
     stat_streams,
     wait_port,
 )
-from .test_mqtt import collector
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +75,7 @@ async def wait_dest(platforms: NginxRtmp, key: str, present: bool, deadline_s: f
     await eventually(check, deadline_s, f"{key} {'publishing' if present else 'gone'}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cached", "direct"])
 async def test_sigkill_and_restart_keeps_state_and_leaves_no_orphans(
     mode: str,

@@ -123,6 +123,7 @@ async def switch_on_s(router: Router, platforms: NginxRtmp, stream_id: str, key:
     return time.monotonic() - started
 
 
+@pytest.mark.slow
 async def test_two_sources_each_destination_gets_its_own_feed(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -309,6 +310,7 @@ async def test_a_backup_of_another_shape_is_refused_with_one_line(
     assert router.source_state("main").backup == "vertical"
 
 
+@pytest.mark.slow
 async def test_direct_mode_pulls_each_destinations_own_source(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -335,6 +337,7 @@ async def test_direct_mode_pulls_each_destinations_own_source(
     assert router.ingest_state("main").live
 
 
+@pytest.mark.slow
 async def test_the_vertical_source_gets_a_vertical_standby_card(
     tmp_path: Path,
     ingest: NginxRtmp,

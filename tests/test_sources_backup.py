@@ -100,6 +100,7 @@ def never_backwards(frames: list[SeenFrame]) -> None:
         assert b.pts > a.pts, (a, b)
 
 
+@pytest.mark.slow
 async def test_backup_stands_in_then_the_standby_when_it_is_away_too(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -46,6 +46,7 @@ def builtin_sources_config(tmp_path: Path, platforms: NginxRtmp) -> Config:
     )
 
 
+@pytest.mark.slow
 async def test_builtin_ingest_routes_each_stream_name_to_its_source(
     tmp_path: Path, platforms: NginxRtmp, services: Callable[[Config], Service]
 ) -> None:

@@ -29,7 +29,22 @@ from mqttrelay.hub.standby import FONT, loop_from_flv
 from mqttrelay.ingest.nginx import tap
 from mqttrelay.transports.http.api import ApiContext, create_app
 
-from .conftest import make_config
+from .kit import SHAPES as SHAPES
+from .kit import (
+    Collector,
+    _async,
+    collector,
+    make_config,
+    running_bridge,
+    wait_ingest_live,
+    wait_publishing,
+    wait_status,
+)
+from .kit import is_red as is_red
+from .kit import publisher_client as publisher_client
+from .kit import red_png as red_png
+from .kit import standby_config as standby_config
+from .kit import wait_loop_ready as wait_loop_ready
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -43,39 +58,8 @@ from .support import (
     stat_streams,
     wait_port,
 )
-from .test_mqtt import Collector, collector, running_bridge
-from .test_relay_e2e import wait_ingest_live, wait_publishing, wait_status
 
 pytestmark = pytest.mark.integration
-
-RED_YUV = (81, 90, 240)  # a solid red card after BT.601 conversion
-
-
-def is_red(frame: SeenFrame) -> bool:
-    return len(frame.mean) == 3 and all(
-        abs(a - b) <= 16 for a, b in zip(frame.mean, RED_YUV, strict=True)
-    )
-
-
-def red_png(folder: Path) -> Path:
-    path = folder / "red.png"
-    subprocess.run(
-        [require_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-         "-i", "color=c=red:s=160x90", "-frames:v", "1", str(path)],
-        check=True, timeout=30,
-    )  # fmt: skip
-    return path
-
-
-def standby_config(config: Config, image: Path, max_s: float = 120) -> Config:
-    return Config.model_validate(
-        config.model_dump() | {"standby": {"image": str(image), "max_s": max_s}}
-    )
-
-
-async def publisher_client(platforms: NginxRtmp, key: str) -> str | None:
-    stream = (await stat_streams(platforms)).get(key)
-    return stream.publisher_id if stream else None
 
 
 def statuses(router: Router, stream_id: str) -> list[str]:
@@ -92,23 +76,9 @@ def statuses(router: Router, stream_id: str) -> list[str]:
     return seen
 
 
-async def wait_loop_ready(service: Service) -> None:
-    async def ready() -> bool:
-        loops = service.hub._loops if service.hub else None
-        return loops is not None and loops.current is not None
-
-    await eventually(ready, 60, "the standby loop to be encoded")
-
-
 def frames_per_second(frames: list[SeenFrame]) -> float:
     deltas = sorted(b.pts - a.pts for a, b in itertools.pairwise(frames))
     return 1 / deltas[len(deltas) // 2]
-
-
-SHAPES: list[dict[str, Any]] = [
-    {"size": "320x180", "rate": 30, "sample_rate": 44100, "channels": 2},
-    {"size": "640x360", "rate": 25, "sample_rate": 48000, "channels": 1},
-]
 
 
 async def outage_through_standby(
@@ -147,10 +117,6 @@ async def outage_through_standby(
     return viewer, stopped, back
 
 
-async def _async(value: bool) -> bool:
-    return value
-
-
 def check_what_the_platform_saw(
     viewer: Viewer, stopped: float, back: float, shape: dict[str, Any]
 ) -> None:
@@ -174,6 +140,7 @@ def check_what_the_platform_saw(
     assert not any(is_red(f) for f in after)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=["320x180-30-stereo", "640x360-25-mono"])
 async def test_standby_picture_fills_an_obs_outage_without_hooks(
     shape: dict[str, Any],
@@ -213,6 +180,7 @@ async def test_standby_picture_fills_an_obs_outage_without_hooks(
         publisher.stop()
 
 
+@pytest.mark.slow
 async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -247,6 +215,7 @@ async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
     await wait_status(router, "youtube", "live", deadline_s=30)
 
 
+@pytest.mark.slow
 async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hook(
     tmp_path: Path,
     platforms: NginxRtmp,
@@ -306,6 +275,7 @@ async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hoo
         await asyncio.wait_for(runner, 30)
 
 
+@pytest.mark.slow
 async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
     tmp_path: Path,
     ingest: NginxRtmp,
@@ -425,6 +395,7 @@ def test_the_built_in_card_is_made_here_with_its_text() -> None:
     assert stdev is not None and float(stdev.group(1)) > 5  # the text is on the card
 
 
+@pytest.mark.slow
 async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
     tmp_path: Path,
     ingest: NginxRtmp,

@@ -14,43 +14,9 @@ from mqttrelay.hub.subscription import (
     Subscription,
 )
 
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.buffered = 0
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def is_closing(self) -> bool:
-        return False
-
-
-class FakePipe:
-    """A relay's stdin: what is written stays buffered until read() takes it."""
-
-    def __init__(self) -> None:
-        self.transport = FakeTransport()
-        self.received: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.received.append(data)
-        self.transport.buffered += len(data)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def read(self, count: int | None = None) -> None:
-        taken = self.transport.buffered if count is None else min(count, self.transport.buffered)
-        self.transport.buffered -= taken
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .fakes import FakeClock as FakeClock
+from .fakes import FakePipe as FakePipe
+from .fakes import FakeTransport as FakeTransport
 
 
 def make(max_delay_ms: int = 2000) -> tuple[Subscription, FakePipe, FakeClock]:

@@ -20,7 +20,7 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.ingest.nginx.direct import DirectIngest
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, Collector, collector
 from .support import (
     HevcPublisher,
     Mosquitto,
@@ -33,8 +33,7 @@ from .support import (
     start_nginx,
     stat_streams,
 )
-from .test_mqtt import Collector, collector
-from .test_web import browser, shot  # noqa: F401
+from .web_kit import browser, shot  # noqa: F401
 
 pytestmark = pytest.mark.integration
 REASON = (
@@ -121,6 +120,7 @@ async def _problem_texts(
     }
 
 
+@pytest.mark.slow
 async def test_an_hevc_publisher_is_explained_within_10_s_and_h264_is_not(
     tmp_path: Path,
     hooked_ingest: NginxRtmp,
@@ -207,6 +207,7 @@ async def test_an_hevc_publisher_is_explained_within_10_s_and_h264_is_not(
     assert "Traceback" not in log and CANARY_KEY not in log
 
 
+@pytest.mark.slow
 async def test_direct_mode_reads_it_from_the_stat_page(tmp_path: Path) -> None:
     """Direct mode: nothing of mqttrelay reads the stream, so the stat page's
     codec says it (nginx-rtmp names Enhanced RTMP's coded frames "Jpeg")."""
@@ -252,6 +253,7 @@ async def test_direct_mode_reads_it_from_the_stat_page(tmp_path: Path) -> None:
         ingest.stop()
 
 
+@pytest.mark.slow
 async def test_a_default_application_without_hooks_hands_out_audio_only(
     tmp_path: Path, services: Callable[[Config], Service]
 ) -> None:

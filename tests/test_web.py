@@ -3,118 +3,20 @@ the real service with real relays, a real broker and a real stream."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, expect
 
-from .conftest import CANARY_KEY
-from .support import Mosquitto, NginxRtmp, Publisher, free_port, require_tool, wait_port
-from .test_mqtt import collector
+from .kit import CANARY_KEY, collector
+from .support import Mosquitto, NginxRtmp, Publisher
+from .web_kit import ARTIFACTS, WebService, browser, launch, shot, web_service
 
 pytestmark = pytest.mark.integration
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # the tests run as root
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    chromium = require_tool("chromium")
-    async with async_playwright() as p:
-        instance = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield instance
-        await instance.close()
-
-
-@dataclass
-class WebService:
-    url: str
-    proc: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-
-def launch(
-    tmp_path: Path,
-    ingest: NginxRtmp,
-    platforms: NginxRtmp,
-    broker: Mosquitto,
-    api: Mapping[str, object] | None = None,
-    streams: list[dict[str, object]] | None = None,
-    **extra: object,
-) -> WebService:
-    """`mqttrelay run` with two streams (or `streams`); `api`: more of that section,
-    `extra`: more config sections."""
-    port = free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state_file": "state.json",
-                "ingest": {"url": ingest.url("stream")},
-                "mqtt": {"port": broker.port},
-                "api": {"port": port, **(api or {})},
-                "streams": streams
-                or [
-                    {
-                        "id": sid,
-                        "name": name,
-                        "url": f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest",
-                        "key": f"{sid}-{CANARY_KEY}",
-                    }
-                    for sid, name in [("tiktok", "TikTok"), ("youtube", "YouTube")]
-                ],
-                **extra,
-            }
-        )
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mqttrelay", "run", "--config", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=(tmp_path / "service.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
-    wait_port(port, 30)
-    return WebService(f"http://127.0.0.1:{port}", proc)
-
-
-@pytest.fixture
-def web_service(
-    tmp_path: Path,
-    ingest: NginxRtmp,
-    platforms: NginxRtmp,
-    publisher: Publisher,
-    broker: Mosquitto,
-) -> Iterator[WebService]:
-    service = launch(tmp_path, ingest, platforms, broker)
-    yield service
-    service.stop()
-    assert CANARY_KEY not in (tmp_path / "service.log").read_text()
-
-
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+# the fixtures, used by name; also imported from here
+__all__ = ["ARTIFACTS", "WebService", "browser", "launch", "shot", "web_service"]
 
 
 async def test_toggle_in_the_browser_goes_live_and_off(
@@ -164,6 +66,7 @@ async def test_toggle_in_the_browser_goes_live_and_off(
     assert re.search(r"rtmp://127\.0\.0\.1:\d+/dest/\*\*\*\*", content)
 
 
+@pytest.mark.slow
 async def test_phone_layout_and_lost_service(browser: Browser, web_service: WebService) -> None:
     page = await browser.new_page(
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
@@ -194,7 +97,8 @@ async def test_page_with_a_token_strict_policy_and_sign_out(
 ) -> None:
     """Token asked once, events through a ticket (the token never in a URL),
     nothing blocked by the page's own Content-Security-Policy, sign-out forgets it."""
-    from .test_security_service import TOKEN, offline_service
+    from .kit import SERVICE_TOKEN as TOKEN
+    from .kit import offline_service
 
     service = offline_service(tmp_path / "svc", TOKEN)
     try:
@@ -229,6 +133,7 @@ async def test_page_with_a_token_strict_policy_and_sign_out(
         service.cleanup()
 
 
+@pytest.mark.slow
 async def test_be_right_back_from_the_page(
     browser: Browser,
     tmp_path: Path,

@@ -12,16 +12,16 @@ import pytest
 import yaml
 from playwright.async_api import Browser, expect
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY, wait_gone, wait_publishing
 from .support import Mosquitto, NginxRtmp, Publisher, free_port
-from .test_relay_e2e import wait_gone, wait_publishing
-from .test_web import WebService, browser, launch, shot, web_service  # noqa: F401
+from .web_kit import WebService, browser, launch, shot, web_service  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 
 
+@pytest.mark.slow
 async def test_add_from_a_preset_go_live_rekey_and_delete_on_a_phone(
     browser: Browser, web_service: WebService, platforms: NginxRtmp, tmp_path: Path
 ) -> None:
@@ -147,6 +147,7 @@ async def test_a_retrying_destination_says_why_and_when_it_tries_again(
     assert CANARY_KEY not in await page.content()
 
 
+@pytest.mark.slow
 async def test_the_page_shows_profiles_and_their_encoders(
     browser: Browser,
     tmp_path: Path,

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from .conftest import CANARY_KEY
+from .kit import CANARY_KEY
 from .support import Mosquitto, NginxRtmp, Publisher, free_port
-from .test_web import ARTIFACTS, browser, launch  # noqa: F401
+from .web_kit import ARTIFACTS, browser, launch  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,7 @@ async def switches_on_first_screen(page: Page, height: int) -> None:
         assert box["height"] >= 44 and box["width"] >= 44, f"{name}'s switch is small: {box}"
 
 
+@pytest.mark.slow
 async def test_five_destinations_mid_show_on_a_phone_and_a_desktop(
     browser: Browser,
     tmp_path: Path,

@@ -70,6 +70,7 @@ def sources_service(
     assert CANARY_KEY not in (tmp_path / "service.log").read_text()
 
 
+@pytest.mark.slow
 async def test_the_page_shows_each_source_and_a_destination_picks_one(
     browser: Browser, sources_service: WebService, platforms: NginxRtmp, tmp_path: Path
 ) -> None:

@@ -15,9 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from ..conftest import CANARY_KEY
+from ..kit import CANARY_KEY, Collector, collector
 from ..support import Mosquitto, NginxRtmp, Publisher, ServiceProcess, eventually, free_port
-from ..test_mqtt import Collector, collector
 from .harness import HomeAssistant
 
 pytestmark = pytest.mark.home_assistant

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from ..conftest import CANARY_KEY
+from ..kit import CANARY_KEY, Collector, collector
 from ..support import Mosquitto, NginxRtmp, Publisher, eventually, stat_streams
-from ..test_mqtt import Collector, collector
 from .harness import ROOT, HomeAssistant
 from .test_home_assistant import (
     expected_entities,

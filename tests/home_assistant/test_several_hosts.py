@@ -20,7 +20,7 @@ import yaml
 from mqttrelay.ffmpeg.argv import build_test_source_argv
 from mqttrelay.ingest.nginx.conf import NginxSettings, render_nginx_conf
 
-from ..conftest import CANARY_KEY
+from ..kit import CANARY_KEY, collector
 from ..netns import Namespace, gateway, hosts_beside_this_one
 from ..support import (
     Mosquitto,
@@ -31,7 +31,6 @@ from ..support import (
     stat_streams,
     wait_port,
 )
-from ..test_mqtt import collector
 from .harness import HomeAssistant
 from .test_home_assistant import all_available, expected_entities, ha_states, turn, wait_ha
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import CANARY_KEY
+from ..kit import CANARY_KEY
 from ..support import Mosquitto, NginxRtmp, ServiceProcess, free_port
 
 STREAMS = ["facebook", "tiktok", "youtube", "onestream", "kick"]

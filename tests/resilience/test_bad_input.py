@@ -16,9 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from ..conftest import CANARY_KEY
+from ..kit import CANARY_KEY, collector
 from ..support import Mosquitto, NginxRtmp, ServiceProcess, eventually, owned_processes
-from ..test_mqtt import collector
 
 pytestmark = [pytest.mark.integration, pytest.mark.resilience]
 

@@ -27,7 +27,7 @@ import yaml
 
 from mqttrelay.control.state import SavedState, load_state, save_state
 
-from ..conftest import CANARY_KEY
+from ..kit import CANARY_KEY, collector
 from ..support import (
     Mosquitto,
     NginxRtmp,
@@ -38,10 +38,9 @@ from ..support import (
     stat_streams,
     wait_port,
 )
-from ..test_mqtt import collector
 from .conftest import STREAMS, service_config
 
-pytestmark = [pytest.mark.integration, pytest.mark.resilience]
+pytestmark = [pytest.mark.integration, pytest.mark.resilience, pytest.mark.slow]
 COMMANDS = int(os.environ.get("MQTTRELAY_SOAK_COMMANDS", "1000"))
 SOAK_SECONDS = float(os.environ.get("MQTTRELAY_SOAK_SECONDS", "300"))
 
