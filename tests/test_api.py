@@ -16,7 +16,7 @@ import yaml
 from mqttrelay.app import Service, StartupError, check_api_exposure
 from mqttrelay.config import Config, load_config
 from mqttrelay.control.router import Router
-from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.api import create_app
 
 from .conftest import CANARY_KEY
 from .support import free_port
@@ -50,23 +50,12 @@ def write_offline_config(tmp_path: Path, streams: list[str], token: str | None =
 
 @contextlib.asynccontextmanager
 async def api_client(
-    config_path: Path, managers: Callable[[Config], Service], token: str | None = None
+    config_path: Path, managers: Callable[..., Service], token: str | None = None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Router]]:
-    config = load_config(config_path)
-    service = managers(config)
+    service = managers(load_config(config_path), config_path)
     manager = service.router
     await service.start()
-    app = create_app(
-        ApiContext(
-            manager,
-            lambda: service.reload_file(config_path),
-            token,
-            config.timezone,
-            publish_key=config.ingest.publish_key,
-            state_error=lambda: service.persistence.error,
-            editor=service.editor(config_path),
-        )
-    )
+    app = create_app(service.api)
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(

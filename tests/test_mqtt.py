@@ -20,7 +20,6 @@ from mqttrelay.transports.mqtt.discovery import (
     DiscoveryContext,
     Topics,
     all_discovery,
-    configuration_url,
 )
 
 from .conftest import CANARY_KEY, make_config
@@ -106,9 +105,8 @@ def offline_config(tmp_path: Path, broker: Mosquitto, names: list[str]) -> Confi
 @contextlib.asynccontextmanager
 async def running_bridge(service: Service, config: Config) -> AsyncIterator[MqttBridge]:
     await service.start()
-    bridge = MqttBridge(
-        service.router, config.mqtt, configuration_url(config.api.host, config.api.port)
-    )
+    bridge = service.bridge
+    assert bridge is not None  # mqtt.enabled
     bridge.start()
     try:
         yield bridge

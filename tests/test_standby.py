@@ -374,10 +374,10 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
             "homeassistant/image/studio/ingest_picture/config",
         ]
         direct = config.ingest.model_copy(update={"mode": "direct"})
-        await service.apply(config.model_copy(update={"ingest": direct}))
+        await service.runtime.apply(config.model_copy(update={"ingest": direct}))
         for topic in standby_topics:
             await col.wait(topic, b"")
-        await service.apply(config)
+        await service.runtime.apply(config)
         for topic in standby_topics:
             await _retained_again(col, topic)
         await wait_status(router, "youtube", "live", 45)
