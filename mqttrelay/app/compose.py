@@ -6,17 +6,13 @@ each reload against it: each gets its section."""
 
 from __future__ import annotations
 
-import logging
-import secrets
 from pathlib import Path
 
 from mqttrelay.app.engine import Engines
 from mqttrelay.app.runtime import Runtime
 from mqttrelay.app.service import BuiltInIngest, Service
 from mqttrelay.config import (
-    ApiConfig,
     Config,
-    IngestConfig,
     ingest_app_and_stream,
     split_listen,
 )
@@ -25,7 +21,7 @@ from mqttrelay.control.destinations import ConfigEditor
 from mqttrelay.control.persistence import Persistence, StateFile
 from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.ffmpeg.check import ffmpeg_problem
-from mqttrelay.ingest.nginx.hook_secret import hook_secret_path, load_hook_secret
+from mqttrelay.ingest.nginx.hook_secret import hook_secret_for_run
 from mqttrelay.ingest.nginx.managed import ManagedNginx
 from mqttrelay.ingest.rtmp.feed import RtmpFeed
 from mqttrelay.ingest.rtmp.server import RtmpServer, Sink
@@ -33,8 +29,6 @@ from mqttrelay.lib.redact import Redactor
 from mqttrelay.transports.http.api import ApiContext
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from mqttrelay.transports.mqtt.discovery import configuration_url
-
-log = logging.getLogger(__name__)
 
 
 def build(
@@ -69,6 +63,23 @@ def build(
         relay_overrides=relay_overrides,
     )
     engine = engines.current
+    rtmp = None
+    if ingest.listen is not None and feeds:
+        # the built-in ingest: each source's /<app>/<stream name> (ingest.url's for
+        # main, each ingest.sources[].url's for the others)
+        sinks: dict[str, Sink] = {}
+        for source_id, url in ingest.source_urls.items():
+            app, name = ingest_app_and_stream(url)
+            sinks[f"{app}/{name}"] = feeds[source_id]
+        host, port = split_listen(ingest.listen)
+        server = RtmpServer(host, port, sinks, ingest.publish_key)
+        rtmp = BuiltInIngest(server, ingest.listen)
+    hook_secret = hook_secret_for_run(ingest.hook_secret, config.state_file)
+    nginx = (
+        ManagedNginx.from_config(ingest, config.api, config.state_file, owner, hook_secret)
+        if ingest.manage
+        else None
+    )
     clock = Clock(
         config.timezone,
         lambda: router.stream_ids,
@@ -103,12 +114,11 @@ def build(
         if config.mqtt.enabled
         else None
     )
-    hook_secret = _hook_secret(ingest.hook_secret, config.state_file)
     return Service(
         owner=owner,
         redactor=redactor,
         engines=engines,
-        rtmp=_rtmp(ingest, feeds),
+        rtmp=rtmp,
         clock=clock,
         router=router,
         persistence=persistence,
@@ -135,41 +145,5 @@ def build(
             state_error=lambda: persistence.error,
             editor=editor,
         ),
-        nginx=_nginx(ingest, config.api, config.state_file, owner, hook_secret),
+        nginx=nginx,
     )
-
-
-def _rtmp(ingest: IngestConfig, feeds: dict[str, RtmpFeed]) -> BuiltInIngest | None:
-    """The built-in ingest: ingest.listen, for each source's /<app>/<stream name>
-    (ingest.url's for main, each ingest.sources[].url's for the others)."""
-    if ingest.listen is None or not feeds:
-        return None
-    host, port = split_listen(ingest.listen)
-    sinks: dict[str, Sink] = {}
-    for source_id, url in ingest.source_urls.items():
-        app, name = ingest_app_and_stream(url)
-        sinks[f"{app}/{name}"] = feeds[source_id]
-    return BuiltInIngest(RtmpServer(host, port, sinks, ingest.publish_key), ingest.listen)
-
-
-def _nginx(
-    ingest: IngestConfig, api: ApiConfig, state_file: Path, owner: str, hook_secret: str
-) -> ManagedNginx | None:
-    """The ingest's nginx when mqttrelay runs it (ingest.manage)."""
-    if not ingest.manage:
-        return None
-    return ManagedNginx.from_config(ingest, api, state_file, owner, hook_secret)
-
-
-def _hook_secret(configured: str | None, state_file: Path) -> str:
-    try:
-        return load_hook_secret(configured, state_file)
-    except OSError as exc:
-        # a managed nginx gets this run's secret; a hand-run one needs the kept one
-        log.error(
-            "cannot keep the ingest hook secret in %s: %s; using one for this run only "
-            "(or set ingest.hook_secret)",
-            hook_secret_path(state_file),
-            exc.strerror or exc,
-        )
-        return secrets.token_urlsafe(24)

@@ -96,6 +96,7 @@ class Engines:
                 hubs[source_id].set_backup(hubs[backup], f"{source_id}'s backup {backup}")
         main = readers[MAIN_SOURCE]
         encoders: dict[str, ProfileEncoder] = {}
+        self._add_encoders(hubs, encoders)
         relays = RelayFactory(
             self.ffmpeg,
             self._ingest,
@@ -110,9 +111,7 @@ class Engines:
         )
         names = {ingest_app_and_stream(url)[1]: i for i, url in self._ingest.source_urls.items()}
         sources = Sources({i: r.reader for i, r in readers.items()}, names, self._ingest.backups)
-        engine = Engine(readers, encoders, relays, sources)
-        self._add_encoders(engine)
-        return engine
+        return Engine(readers, encoders, relays, sources)
 
     def switch(self, mode: str, streams: list[StreamConfig]) -> Engine:
         """Another mode's engine, from now on the current one; the caller stops the
@@ -122,38 +121,41 @@ class Engines:
 
     def _reader(self, mode: str, url: str, feed: RtmpFeed | None) -> SourceReader:
         """One source's reader: a hub (cached mode) or the direct mode's state."""
-        if mode != "cached":
-            return SourceReader(DirectIngest(url, self._ingest.stat_url), None, url)
         standby, ffmpeg = self._standby, self.ffmpeg.path
-        hub = Hub(
-            ffmpeg,
-            url,
-            self._owner,
-            self._redactor,
-            standby=LoopMaker(
-                ffmpeg, ffprobe_beside(ffmpeg), standby.image, self._owner, self._redactor
+        if mode == "cached":
+            loops = (
+                LoopMaker(
+                    ffmpeg, ffprobe_beside(ffmpeg), standby.image, self._owner, self._redactor
+                )
+                if standby
+                else None
             )
-            if standby
-            else None,
-            standby_max_s=standby.max_s if standby else 0.0,
-            feed=feed,
-        )
-        return SourceReader(hub, hub, url)
+            hub = Hub(
+                ffmpeg,
+                url,
+                self._owner,
+                self._redactor,
+                standby=loops,
+                standby_max_s=standby.max_s if standby else 0.0,
+                feed=feed,
+            )
+            return SourceReader(hub, hub, url)
+        return SourceReader(DirectIngest(url, self._ingest.stat_url), None, url)
 
     def add_profiles(self, profiles: Mapping[str, ProfileConfig]) -> None:
         """A reload's profiles: a new one gets its encoders at once; a changed one
         runs as it was until a restart."""
         self.profiles = dict(profiles) | self.profiles
-        self._add_encoders(self.current)
+        self._add_encoders(self.current.hubs, self.current.encoders)
 
-    def _add_encoders(self, engine: Engine) -> None:
+    def _add_encoders(self, hubs: Mapping[str, Hub], encoders: dict[str, ProfileEncoder]) -> None:
         """An encoder for each profile and source that has none yet (idle until a
         relay needs it)."""
-        for source_id, hub in engine.hubs.items():
+        for source_id, hub in hubs.items():
             for name, profile in self.profiles.items():
                 key = encoder_key(name, source_id)
-                if key not in engine.encoders:
-                    engine.encoders[key] = ProfileEncoder(
+                if key not in encoders:
+                    encoders[key] = ProfileEncoder(
                         key, profile, self.ffmpeg.path, self._owner, hub, self._redactor
                     )
 

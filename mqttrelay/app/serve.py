@@ -56,6 +56,7 @@ async def run(
     for problem in await encoder_problems(config.ffmpeg.path, config.profiles):
         raise StartupError(problem)
     open_files = raise_open_file_limit()
+    service = build(config, config_path, redactor=redactor)  # made, nothing started yet
     api = config.api
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(loop.set_exception_handler, loop.get_exception_handler())
@@ -68,7 +69,6 @@ async def run(
                 f"API: {exc.strerror or exc}"
             ) from None
         stack.callback(sock.close)
-        service = build(config, config_path, redactor=redactor)
         if service.nginx is not None:
             process.reap_orphans(service.owner)  # an old run's nginx would hold the port
             stack.push_async_callback(service.nginx.stop)
