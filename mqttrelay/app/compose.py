@@ -45,10 +45,11 @@ def build(
     `config_path`: the file `config` came from (a reload reads it again, the page
     edits it); `redactor`: the log formatter's (cli.py), else one of its own;
     `relay_overrides`: RelaySettings' timings (tests and benchmarks)."""
+    ingest = config.ingest
+    hook_secret = hook_secret_for_run(ingest.hook_secret, config.state_file)
     redactor = redactor if redactor is not None else Redactor()
     redactor.add(config.secrets)
     owner = str(config.state_file.resolve())  # marks every process we start
-    ingest = config.ingest
     # the built-in ingest (ingest.listen) feeds each source's hub in-process, for good
     feeds = {i: RtmpFeed() for i in ingest.source_urls} if ingest.listen else {}
     engines = Engines(
@@ -74,7 +75,6 @@ def build(
         host, port = split_listen(ingest.listen)
         server = RtmpServer(host, port, sinks, ingest.publish_key)
         rtmp = BuiltInIngest(server, ingest.listen)
-    hook_secret = hook_secret_for_run(ingest.hook_secret, config.state_file)
     nginx = (
         ManagedNginx.from_config(ingest, config.api, config.state_file, owner, hook_secret)
         if ingest.manage
