@@ -56,10 +56,10 @@ from benchmarks.profiles import bench_profiles
 from benchmarks.shaped import bench_shaped
 from benchmarks.sources import bench_sources
 from benchmarks.standby import bench_standby
-from mqttrelay.app import Service
+from mqttrelay.app import build
 from mqttrelay.config import Config
 from mqttrelay.control.router import Router
-from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.http.server import ApiServer, bind_api_socket
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from tests.support import (
@@ -158,12 +158,12 @@ class Lab:
 async def service(
     lab: Lab, config: Config
 ) -> AsyncIterator[tuple[Router, MqttBridge, aiomqtt.Client]]:
-    parts = Service(config)
-    router = parts.router
+    parts = build(config)
+    router, bridge = parts.router, parts.bridge
+    assert bridge is not None  # mqtt.enabled
     await parts.start()
-    bridge = MqttBridge(router, config.mqtt, None)
     bridge.start()
-    api = create_app(ApiContext(router, None, None, config.timezone))
+    api = create_app(parts.api)
     server = ApiServer(
         uvicorn.Config(api, port=config.api.port, log_level="warning", lifespan="off")
     )

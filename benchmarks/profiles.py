@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from benchmarks.common import wait_for_keys
-from mqttrelay.app import Service
+from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 from tests.support import NginxRtmp, Publisher, start_nginx
 
@@ -95,7 +95,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 async def _case(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str, tries: int,
                 rng: random.Random) -> dict[str, Any]:  # fmt: skip
     config = _config(folder, ingest, platform, size)
-    service = Service(config)
+    service = build(config)
     await service.start()
     try:
         while not service.router.ingest_state().live:  # noqa: ASYNC110 - polled

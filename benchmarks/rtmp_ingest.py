@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks.bench import summary
 from benchmarks.common import wait_for_keys
-from mqttrelay.app import Service
+from mqttrelay.app import build
 from mqttrelay.config import Config
 from tests.support import NginxRtmp, Publisher, free_port, start_nginx
 
@@ -65,7 +65,7 @@ async def bench_kind(folder: Path, platform: NginxRtmp, kind: str, tries: int) -
     ingest = start_nginx(folder / "ingest", "live") if kind == "nginx" else None
     config = _config(folder, platform, kind, ingest)
     url = config.ingest.url if ingest is not None else f"{config.ingest.url}?key={KEY}"
-    service = Service(config)
+    service = build(config)
     await service.start()
     live, on, gone = [], [], []
     rng = random.Random(4)

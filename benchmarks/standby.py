@@ -19,10 +19,10 @@ from typing import Any
 import psutil
 import uvicorn
 
-from mqttrelay.app import Service
+from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 from mqttrelay.ffmpeg import StreamShape, loop_argv
-from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.http.server import ApiServer, bind_api_socket
 from tests.support import (
     NginxRtmp,
@@ -59,9 +59,9 @@ def red_card(folder: Path, size: str) -> Path:
 @contextlib.asynccontextmanager
 async def running(config: Config) -> AsyncIterator[Service]:
     """The service with its API, so the ingest's hooks reach it."""
-    service = Service(config)
+    service = build(config)
     await service.start()
-    api = create_app(ApiContext(service.router, None, None, config.timezone))
+    api = create_app(service.api)
     server = ApiServer(uvicorn.Config(api, log_level="warning", lifespan="off"))
     http = asyncio.create_task(
         server.serve(sockets=[bind_api_socket("127.0.0.1", config.api.port)])

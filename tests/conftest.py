@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.app import Service
+from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 
 # also imported from here (the kit's names as they were)
@@ -85,19 +85,19 @@ def publisher(ingest: NginxRtmp) -> Iterator[Publisher]:
 
 
 @pytest.fixture
-async def services() -> AsyncIterator[Callable[[Config], Service]]:
-    """Services (a router and its parts) made here are stopped after the test;
-    no ffmpeg may outlive them."""
-    made: list[Service] = []
+async def services() -> AsyncIterator[Callable[..., Service]]:
+    """Services as build() makes them (`services(config, config_path)`: with the
+    file's editor and reloads), stopped after the test; no ffmpeg may outlive them."""
+    made: list[tuple[Service, Config]] = []
 
-    def factory(config: Config) -> Service:
-        service = Service(config, relay_overrides=TEST_RELAY_OVERRIDES)
-        made.append(service)
+    def factory(config: Config, config_path: Path | None = None) -> Service:
+        service = build(config, config_path, relay_overrides=TEST_RELAY_OVERRIDES)
+        made.append((service, config))
         return service
 
     yield factory
-    for service in made:
+    for service, _ in made:
         await service.stop()
-    for service in made:
-        leftovers = owned_processes(service.config.state_file)
+    for _, config in made:
+        leftovers = owned_processes(config.state_file)
         assert not leftovers, f"processes left behind: {leftovers}"

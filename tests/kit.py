@@ -23,9 +23,8 @@ import yaml
 from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
 from mqttrelay.control.router import Router
-from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
-from mqttrelay.transports.mqtt.discovery import configuration_url
 
 from .support import (
     Mosquitto,
@@ -194,10 +193,10 @@ async def collector(port: int) -> AsyncIterator[Collector]:
 
 @contextlib.asynccontextmanager
 async def running_bridge(service: Service, config: Config) -> AsyncIterator[MqttBridge]:
+    """The service build() made, started, with its own MQTT bridge (mqtt.enabled)."""
     await service.start()
-    bridge = MqttBridge(
-        service.router, config.mqtt, configuration_url(config.api.host, config.api.port)
-    )
+    bridge = service.bridge
+    assert bridge is not None, "mqtt.enabled"
     bridge.start()
     try:
         yield bridge
@@ -215,30 +214,18 @@ async def wait_connected(bridge: MqttBridge, connects: int = 1) -> None:
 # -- the HTTP API ---------------------------------------------------------------
 @contextlib.asynccontextmanager
 async def api_client(
-    config_path: Path, services: Callable[[Config], Service], token: str | None = None
+    config_path: Path, services: Callable[..., Service], token: str | None = None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Router]]:
-    """The API app of a started service, called in this event loop."""
-    config = load_config(config_path)
-    service = services(config)
-    router = service.router
+    """The API app build() made for a started service, called in this event loop."""
+    service = services(load_config(config_path), config_path)
     await service.start()
-    app = create_app(
-        ApiContext(
-            router,
-            lambda: service.reload_file(config_path),
-            token,
-            config.timezone,
-            publish_key=config.ingest.publish_key,
-            state_error=lambda: service.persistence.error,
-            editor=service.editor(config_path),
-        )
-    )
+    app = create_app(service.api)
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(
         transport=transport, base_url="http://127.0.0.1", headers=headers
     ) as client:
-        yield client, router
+        yield client, service.router
 
 
 def assert_no_canary(response: httpx.Response) -> None:

@@ -17,7 +17,7 @@ import yaml
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
-from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
 from .kit import CANARY_KEY, collector, wait_gone, wait_ingest_live, wait_publishing, wait_status
@@ -54,16 +54,14 @@ def lab_config(tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, broker: 
 
 @contextlib.asynccontextmanager
 async def lab_service(
-    path: Path, services: Callable[[Config], Service]
+    path: Path, services: Callable[..., Service]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Service, MqttBridge]]:
-    config = load_config(path)
-    service = services(config)
+    service = services(load_config(path), path)
     await service.start()
-    bridge = MqttBridge(service.router, config.mqtt, None)
+    bridge = service.bridge
+    assert bridge is not None
     bridge.start()
-    app = create_app(
-        ApiContext(service.router, None, None, config.timezone, editor=service.editor(path))
-    )
+    app = create_app(service.api)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:

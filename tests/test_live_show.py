@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.app import Service
+from mqttrelay.app import build
 from mqttrelay.config import Config
 
 from .kit import make_config, wait_ingest_live, wait_publishing, wait_status
@@ -35,7 +35,7 @@ async def test_a_platform_down_for_three_minutes_is_live_again_within_one_backof
         make_config(tmp_path, ingest, platforms, ["tiktok"]), f"rtmp://127.0.0.1:{port}/dest"
     )
     # the product's own backoff (up to 30 s between tries), not the tests' faster one
-    service = Service(config, relay_overrides={"stop_grace_s": 2.0})
+    service = build(config, relay_overrides={"stop_grace_s": 2.0})
     router = service.router
     back: NginxRtmp | None = None
     await service.start()
@@ -135,7 +135,7 @@ async def test_a_platform_closing_a_long_run_gets_the_stream_again_at_once(
         make_config(tmp_path, ingest, platforms, ["tiktok"]), f"rtmp://127.0.0.1:{proxy.port}/dest"
     )
     # a "long" run is 8 s here (30 s in the product) so the test stays short
-    service = Service(
+    service = build(
         config, relay_overrides={"stop_grace_s": 2.0, "stable_s": 8.0, "backoff_first_s": 5.0}
     )
     router = service.router

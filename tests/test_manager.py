@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mqttrelay.app import Service
+from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, UnknownStreamError
 
@@ -96,9 +96,8 @@ async def test_unreachable_destination_keeps_retrying_and_reports_a_problem(
     config = config.model_copy(
         update={"streams": [config.streams[0].model_copy(update={"url": dead})]}
     )
-    service = Service(
-        config,
-        relay_overrides={"backoff_first_s": 0.1, "backoff_max_s": 0.3, "max_failures": 3},
+    service = build(
+        config, relay_overrides={"backoff_first_s": 0.1, "backoff_max_s": 0.3, "max_failures": 3}
     )
     router = service.router
     await service.start()
@@ -177,7 +176,7 @@ async def test_reload_keeps_untouched_relays_running(
     youtube, tiktok, _kick = config.streams
     new_tiktok = tiktok.model_copy(update={"key": "tiktok-rotated-" + CANARY_KEY})
     added = youtube.model_copy(update={"id": "twitch", "key": "twitch-" + CANARY_KEY})
-    result = await service.reload(
+    result = await service.runtime.reload(
         config.model_copy(update={"streams": [youtube, new_tiktok, added]})
     )
     assert (result.added, result.removed, result.changed) == (["twitch"], ["kick"], ["tiktok"])

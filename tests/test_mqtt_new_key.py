@@ -94,12 +94,12 @@ def file_config(folder: Path, broker: Mosquitto, ingest: NginxRtmp, platforms: N
 
 @contextlib.asynccontextmanager
 async def bridge_with_editor(
-    path: Path, services: Callable[[Config], Service]
+    path: Path, services: Callable[..., Service]
 ) -> AsyncIterator[tuple[Service, MqttBridge]]:
-    config = load_config(path)
-    service = services(config)
+    service = services(load_config(path), path)
     await service.start()
-    bridge = MqttBridge(service.router, config.mqtt, None, service.editor(path))
+    bridge = service.bridge
+    assert bridge is not None
     bridge.start()
     try:
         yield service, bridge

@@ -137,7 +137,7 @@ async def test_restart_recreates_jobs_without_duplicates(
         router = service.router
         await service.start()
         assert service.clock.schedules.job_ids == ["schedule-0", "schedule-1"]
-        await service.reload(config)  # a reload re-installs, never adds
+        await service.runtime.reload(config)  # a reload re-installs, never adds
         assert service.clock.schedules.job_ids == ["schedule-0", "schedule-1"]
         state = router.stream_state("youtube")
         assert state.next_change_to == "off" and state.next_change_at is not None

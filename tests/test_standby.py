@@ -27,7 +27,7 @@ from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.ffmpeg import StreamShape, loop_argv
 from mqttrelay.hub.standby import FONT, loop_from_flv
 from mqttrelay.ingest.nginx import tap
-from mqttrelay.transports.http.api import ApiContext, create_app
+from mqttrelay.transports.http.api import create_app
 
 from .kit import SHAPES as SHAPES
 from .kit import (
@@ -312,7 +312,7 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
         await col.wait("streamrelay/youtube/status", b"standby")
         await col.wait("streamrelay/host/studio/standby", b"ON")
         await col.wait("streamrelay/ingest/status", b"idle")  # OBS is away all the same
-        app_ = create_app(ApiContext(router, None, None, config.timezone))
+        app_ = create_app(service.api)
         transport = httpx.ASGITransport(app=app_)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             health = (await http.get("/api/health")).json()
@@ -344,10 +344,10 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
             "homeassistant/image/studio/ingest_picture/config",
         ]
         direct = config.ingest.model_copy(update={"mode": "direct"})
-        await service.apply(config.model_copy(update={"ingest": direct}))
+        await service.runtime.apply(config.model_copy(update={"ingest": direct}))
         for topic in standby_topics:
             await col.wait(topic, b"")
-        await service.apply(config)
+        await service.runtime.apply(config)
         for topic in standby_topics:
             await _retained_again(col, topic)
         await wait_status(router, "youtube", "live", 45)
@@ -410,7 +410,7 @@ async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
         config = standby_config(base, red_png(tmp_path))
         service = services(config)
         router = service.router
-        app_ = create_app(ApiContext(router, None, None, config.timezone))
+        app_ = create_app(service.api)
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app_), base_url="http://127.0.0.1"
         )

@@ -54,6 +54,8 @@ class Sources:
     readers: Mapping[str, IngestSource]
     names: Mapping[str, str]  # stream name at the ingest -> source id
     backups: Mapping[str, str] = field(default_factory=dict)  # source id -> backup id
+    # source id -> its stream name (sources on the tracks of one publish share one)
+    stream_names: Mapping[str, str] = field(default_factory=dict)
 
 
 class UnknownSourceError(KeyError):
@@ -339,7 +341,9 @@ class Router:
 
     def source_state(self, source_id: str) -> SourceState:
         reader = self._reader(source_id)
-        names = {i: name for name, i in self._sources.names.items()}
+        names = {i: name for name, i in self._sources.names.items()} | dict(
+            self._sources.stream_names
+        )
         return SourceState(
             id=source_id,
             name=names.get(source_id, ""),

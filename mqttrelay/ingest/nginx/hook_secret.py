@@ -3,12 +3,14 @@ beside the state file (0600), unless config.yaml sets `ingest.hook_secret`."""
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from pathlib import Path
 
 from mqttrelay.lib.files import read_private, write_atomic
 
+log = logging.getLogger(__name__)
 HOOK_SECRET_FILE = ".mqttrelay-hook-secret"
 _VALID = re.compile(r"[A-Za-z0-9_-]{16,}")
 
@@ -31,3 +33,18 @@ def load_hook_secret(configured: str | None, state_file: Path) -> str:
     made = secrets.token_urlsafe(24)
     write_atomic(path, made + "\n")
     return made
+
+
+def hook_secret_for_run(configured: str | None, state_file: Path) -> str:
+    """load_hook_secret's, else (it cannot be kept) one for this run only, logged."""
+    try:
+        return load_hook_secret(configured, state_file)
+    except OSError as exc:
+        # a managed nginx gets this run's secret; a hand-run one needs the kept one
+        log.error(
+            "cannot keep the ingest hook secret in %s: %s; using one for this run only "
+            "(or set ingest.hook_secret)",
+            hook_secret_path(state_file),
+            exc.strerror or exc,
+        )
+        return secrets.token_urlsafe(24)
