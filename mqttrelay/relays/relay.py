@@ -246,7 +246,6 @@ class Relay:
 
     async def _start_run(self) -> ChildProcess:
         """Start ffmpeg (through its tunnel for rtmps://); StartError says why not."""
-        cached = self._mode == "cached"
         problem = await self._codec_problem()
         if problem is not None:
             self._explained = problem
@@ -263,11 +262,11 @@ class Relay:
             except TunnelError as exc:
                 raise StartError(str(exc)) from None
         argv = build_relay_argv(
-            self.settings.ffmpeg, target, None if cached else self.settings.ingest_url, tcurl
+            self.settings.ffmpeg, target, self._mode, self.settings.ingest_url, tcurl
         )
         stderr = stderr_reader(self.settings.redactor, self.stderr_tail, self._log_stderr)
         child = await ChildProcess.spawn(
-            argv, self.settings.owner, "ffmpeg", stdin=cached,
+            argv, self.settings.owner, "ffmpeg", stdin=self._mode == "cached",
             grace_s=self.settings.stop_grace_s, readers=[self._read_progress, stderr],
             on_exit=self.wake, measure=True,
         )  # fmt: skip
