@@ -59,7 +59,6 @@ from benchmarks.standby import bench_standby
 from mqttrelay.app import build
 from mqttrelay.config import Config
 from mqttrelay.control.router import Router
-from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.http.server import ApiServer, bind_api_socket
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from tests.support import (
@@ -163,7 +162,7 @@ async def service(
     assert bridge is not None  # mqtt.enabled
     await parts.start()
     bridge.start()
-    api = create_app(parts.api)
+    api = parts.api
     server = ApiServer(
         uvicorn.Config(api, port=config.api.port, log_level="warning", lifespan="off")
     )

@@ -22,7 +22,6 @@ import uvicorn
 from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 from mqttrelay.ffmpeg import StreamShape, loop_argv
-from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.http.server import ApiServer, bind_api_socket
 from tests.support import (
     NginxRtmp,
@@ -61,7 +60,7 @@ async def running(config: Config) -> AsyncIterator[Service]:
     """The service with its API, so the ingest's hooks reach it."""
     service = build(config)
     await service.start()
-    api = create_app(service.api)
+    api = service.api
     server = ApiServer(uvicorn.Config(api, log_level="warning", lifespan="off"))
     http = asyncio.create_task(
         server.serve(sockets=[bind_api_socket("127.0.0.1", config.api.port)])

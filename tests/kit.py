@@ -23,7 +23,6 @@ import yaml
 from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
 from mqttrelay.control.router import Router
-from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
 from .support import (
@@ -219,7 +218,7 @@ async def api_client(
     """The API app build() made for a started service, called in this event loop."""
     service = services(load_config(config_path), config_path)
     await service.start()
-    app = create_app(service.api)
+    app = service.api
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(

@@ -17,7 +17,6 @@ import yaml
 
 from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
-from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
 from .kit import CANARY_KEY, collector, wait_gone, wait_ingest_live, wait_publishing, wait_status
@@ -61,7 +60,7 @@ async def lab_service(
     bridge = service.bridge
     assert bridge is not None
     bridge.start()
-    app = create_app(service.api)
+    app = service.api
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:

@@ -12,9 +12,11 @@ from mqttrelay.ffmpeg import (
 )
 from mqttrelay.lib.redact import display_url, mask, mask_url
 
+INGEST = "rtmp://127.0.0.1/live/s"
+
 
 def test_cached_relay_argv_reads_stdin_and_copies() -> None:
-    argv = build_relay_argv("ffmpeg", "rtmp://a.example:1935/app/KEY")
+    argv = build_relay_argv("ffmpeg", "rtmp://a.example:1935/app/KEY", "cached", INGEST)
     assert argv[0] == "ffmpeg"
     assert argv[argv.index("-i") + 1] == "pipe:0"
     assert argv[argv.index("-i") - 2 : argv.index("-i")] == ["-f", "flv"]
@@ -26,8 +28,8 @@ def test_cached_relay_argv_reads_stdin_and_copies() -> None:
 
 
 def test_direct_relay_argv_pulls_ingest_with_read_timeout() -> None:
-    argv = build_relay_argv("/usr/bin/ffmpeg", "rtmps://b/rtmp/K", "rtmp://127.0.0.1/live/s")
-    assert argv[argv.index("-i") + 1] == "rtmp://127.0.0.1/live/s"
+    argv = build_relay_argv("/usr/bin/ffmpeg", "rtmps://b/rtmp/K", "direct", INGEST)
+    assert argv[argv.index("-i") + 1] == INGEST
     assert "-rw_timeout" in argv and "-timeout" not in argv
     assert "-tcp_nodelay" not in argv  # not passed to TLS
     assert argv[argv.index("-i") - 2 : argv.index("-i")] == ["-f", "live_flv"]
@@ -35,7 +37,7 @@ def test_direct_relay_argv_pulls_ingest_with_read_timeout() -> None:
 
 
 def test_srt_output_is_mpegts() -> None:
-    argv = build_relay_argv("ffmpeg", "srt://h:9000?streamid=x")
+    argv = build_relay_argv("ffmpeg", "srt://h:9000?streamid=x", "cached", INGEST)
     assert argv[-3:] == ["-f", "mpegts", "srt://h:9000?streamid=x"]
 
 

@@ -91,11 +91,15 @@ PINNED = {
 def built() -> dict[str, list[str]]:
     return {
         "tap": build_tap_argv("/usr/bin/ffmpeg", "rtmp://127.0.0.1:1935/live/stream"),
-        "relay_cached_rtmp": build_relay_argv("ffmpeg", "rtmp://a.example:1935/app/KEY"),
-        "relay_direct_tunnel": build_relay_argv(
-            "ffmpeg", "rtmp://127.0.0.1:5555/rtmp/K", "rtmp://i/live/s", "rtmps://b/rtmp"
+        "relay_cached_rtmp": build_relay_argv(
+            "ffmpeg", "rtmp://a.example:1935/app/KEY", "cached", "rtmp://i/live/s"
         ),
-        "relay_cached_srt": build_relay_argv("ffmpeg", "srt://h:9000?streamid=x"),
+        "relay_direct_tunnel": build_relay_argv(
+            "ffmpeg", "rtmp://127.0.0.1:5555/rtmp/K", "direct", "rtmp://i/live/s", "rtmps://b/rtmp"
+        ),
+        "relay_cached_srt": build_relay_argv(
+            "ffmpeg", "srt://h:9000?streamid=x", "cached", "rtmp://i/live/s"
+        ),
         "profile_x264": build_profile_argv(
             "ffmpeg", PROFILE.model_copy(update={"audio_bitrate_kbps": 96})
         ),

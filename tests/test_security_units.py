@@ -296,7 +296,7 @@ def test_rtmps_goes_through_a_loopback_tunnel_with_the_platform_tcurl() -> None:
     url, tcurl = through_tunnel("rtmps://live-api-s.facebook.com:443/rtmp/FB-KEY", 40001)
     assert url == "rtmp://127.0.0.1:40001/rtmp/FB-KEY"
     assert tcurl == "rtmps://live-api-s.facebook.com:443/rtmp"
-    argv = build_relay_argv("ffmpeg", url, None, tcurl)
+    argv = build_relay_argv("ffmpeg", url, "cached", "rtmp://127.0.0.1/live/s", tcurl)
     assert argv[argv.index("-rtmp_tcurl") + 1] == tcurl
     assert argv[-3:] == ["-tcp_nodelay", "1", url]
     conf = stunnel_conf(40001, "live-api-s.facebook.com", 443)

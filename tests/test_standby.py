@@ -27,7 +27,6 @@ from mqttrelay.control.router import ChangeEvent, Router
 from mqttrelay.ffmpeg import StreamShape, loop_argv
 from mqttrelay.hub.standby import FONT, loop_from_flv
 from mqttrelay.ingest.nginx import tap
-from mqttrelay.transports.http.api import create_app
 
 from .kit import SHAPES as SHAPES
 from .kit import (
@@ -312,7 +311,7 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
         await col.wait("streamrelay/youtube/status", b"standby")
         await col.wait("streamrelay/host/studio/standby", b"ON")
         await col.wait("streamrelay/ingest/status", b"idle")  # OBS is away all the same
-        app_ = create_app(service.api)
+        app_ = service.api
         transport = httpx.ASGITransport(app=app_)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             health = (await http.get("/api/health")).json()
@@ -410,7 +409,7 @@ async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
         config = standby_config(base, red_png(tmp_path))
         service = services(config)
         router = service.router
-        app_ = create_app(service.api)
+        app_ = service.api
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app_), base_url="http://127.0.0.1"
         )

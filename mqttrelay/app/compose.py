@@ -27,7 +27,7 @@ from mqttrelay.ingest.rtmp.feed import RtmpFeed
 from mqttrelay.ingest.rtmp.server import RtmpServer
 from mqttrelay.ingest.rtmp.tracks import stream_sinks
 from mqttrelay.lib.redact import Redactor
-from mqttrelay.transports.http.api import ApiContext
+from mqttrelay.transports.http.api import ApiHandles, ApiSettings, create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from mqttrelay.transports.mqtt.discovery import configuration_url
 
@@ -130,23 +130,27 @@ def build(
         schedules=config.schedules,
         editor=editor,
         bridge=bridge,
-        api=ApiContext(
-            router=router,
-            reload=runtime.reload if config_path is not None else None,
-            token=config.api.token,
-            timezone=config.timezone,
-            mqtt_enabled=bridge is not None,
-            mqtt_connected=(lambda: bridge.connected) if bridge else (lambda: False),
-            problems=(lambda: bridge.problems) if bridge else (lambda: []),
-            api_host=config.api.host,
-            allowed_hosts=tuple(config.api.allowed_hosts),
-            frame_ancestors=tuple(config.api.frame_ancestors),
-            ingress_proxy=config.api.ingress_proxy,
-            hook_secret=hook_secret,
-            hook_secret_required=ingest.manage,
-            publish_key=ingest.publish_key,
-            state_error=lambda: persistence.error,
-            editor=editor,
+        api=create_app(
+            ApiSettings(
+                token=config.api.token,
+                timezone=config.timezone,
+                mqtt_enabled=config.mqtt.enabled,
+                api_host=config.api.host,
+                allowed_hosts=tuple(config.api.allowed_hosts),
+                frame_ancestors=tuple(config.api.frame_ancestors),
+                ingress_proxy=config.api.ingress_proxy,
+                hook_secret=hook_secret,
+                hook_secret_required=ingest.manage,
+                publish_key=ingest.publish_key,
+            ),
+            ApiHandles(
+                router=router,
+                reload=runtime.reload if config_path is not None else None,
+                editor=editor,
+                mqtt_connected=(lambda: bridge.connected) if bridge else (lambda: False),
+                problems=(lambda: bridge.problems) if bridge else (lambda: []),
+                state_error=lambda: persistence.error,
+            ),
         ),
         nginx=nginx,
     )

@@ -20,7 +20,6 @@ from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait
 from mqttrelay.lib.limits import RESERVE_FILES, QuietLoopErrors, raise_open_file_limit
 from mqttrelay.lib.redact import Redactor
-from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.http.server import (
     ApiServer,
     bind_api_socket,
@@ -85,7 +84,7 @@ async def run(
         await service.start()
         if bridge is not None:
             bridge.start()
-        app = create_app(service.api)
+        app = service.api
         app.state.history.start()
         stack.push_async_callback(app.state.history.stop)
         server = ApiServer(uvicorn_config(app, guard_for(open_files, RESERVE_FILES)))

@@ -9,6 +9,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fastapi import FastAPI
+
 from mqttrelay.app.engine import Engines
 from mqttrelay.app.runtime import Runtime
 from mqttrelay.config import ScheduleConfig, StreamConfig
@@ -25,7 +27,6 @@ from mqttrelay.lib import process
 from mqttrelay.lib.redact import Redactor
 from mqttrelay.relays.encoder import ProfileEncoder
 from mqttrelay.relays.factory import RelayFactory
-from mqttrelay.transports.http.api import ApiContext
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Service:
     # what run() starts around the core
     editor: ConfigEditor | None  # config.yaml's, when started from a file
     bridge: MqttBridge | None  # when mqtt.enabled
-    api: ApiContext  # the page and the API
+    api: FastAPI  # the page and the API
     nginx: ManagedNginx | None  # when ingest.manage
 
     @property

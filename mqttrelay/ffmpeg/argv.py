@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from mqttrelay.config.ingest import IngestMode
 from mqttrelay.config.profiles import ProfileConfig
 from mqttrelay.ffmpeg.output import StreamShape
 
@@ -69,16 +70,16 @@ def build_tap_argv(ffmpeg: str, ingest_url: str) -> list[str]:
 
 
 def build_relay_argv(
-    ffmpeg: str, target: str, ingest_url: str | None = None, tcurl: str | None = None
+    ffmpeg: str, target: str, mode: IngestMode, ingest_url: str, tcurl: str | None = None
 ) -> list[str]:
     """A relay to one destination; stats go to stdout as -progress blocks.
 
-    With ingest_url None the relay reads FLV from its stdin (cached mode);
-    otherwise it pulls the ingest itself (direct mode). tcurl: the tcUrl the
-    platform sees when target is a local TLS tunnel (tls_tunnel.py).
+    In cached mode the relay reads FLV from its stdin; in direct mode it pulls
+    ingest_url itself. tcurl: the tcUrl the platform sees when target is a local
+    TLS tunnel (tls_tunnel.py).
     """
     argv = [*_common(ffmpeg), "-progress", "pipe:1", "-stats_period", STATS_PERIOD_S]
-    if ingest_url is None:
+    if mode == "cached":
         argv += [*FAST_PROBE, "-f", "flv", "-i", "pipe:0"]
     else:
         argv += ["-nostdin", "-rw_timeout", INPUT_RW_TIMEOUT_US, *FAST_PROBE, *RTMP_INPUT]

@@ -11,11 +11,11 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mqttrelay.config import StreamConfig
+from mqttrelay.config import IngestMode, StreamConfig
 from mqttrelay.ffmpeg import BitrateMeter, ProgressParser, build_relay_argv
 from mqttrelay.ffmpeg.check import ffmpeg_enhanced_rtmp_problem
 from mqttrelay.hub.hub import Hub
-from mqttrelay.hub.source import Feed, IngestSource
+from mqttrelay.hub.source import Feed, LiveSignal
 from mqttrelay.hub.subscription import Subscription
 from mqttrelay.lib.redact import display_url
 from mqttrelay.lib.supervisor import (
@@ -49,17 +49,20 @@ class Relay:
         self,
         stream: StreamConfig,
         settings: RelaySettings,
-        source: IngestSource,
+        source: LiveSignal,
         hub: Hub | None,
         on_change: Callable[[Relay, bool], None],
         feed: Feed | None = None,
     ) -> None:
-        """`feed`: where its stdin is fed from in cached mode, the hub (OBS's stream as
-        it is) or a profile's encoder; by default the hub."""
+        """`source`: is OBS there; `hub`: its cache (cached mode), None in direct
+        mode, where the relay pulls settings.ingest_url itself; `feed`: where its
+        stdin is fed from in cached mode, the hub (OBS's stream as it is) or a
+        profile's encoder; by default the hub."""
         self.stream = stream
         self.settings = settings
         self._source = source
         self._hub = hub
+        self._mode: IngestMode = "cached" if hub is not None else "direct"
         self._feed: Feed | None = feed if feed is not None else hub
         self._on_change = on_change
         self._wake = asyncio.Event()
@@ -243,7 +246,6 @@ class Relay:
 
     async def _start_run(self) -> ChildProcess:
         """Start ffmpeg (through its tunnel for rtmps://); StartError says why not."""
-        cached = self._hub is not None
         problem = await self._codec_problem()
         if problem is not None:
             self._explained = problem
@@ -260,11 +262,11 @@ class Relay:
             except TunnelError as exc:
                 raise StartError(str(exc)) from None
         argv = build_relay_argv(
-            self.settings.ffmpeg, target, None if cached else self.settings.ingest_url, tcurl
+            self.settings.ffmpeg, target, self._mode, self.settings.ingest_url, tcurl
         )
         stderr = stderr_reader(self.settings.redactor, self.stderr_tail, self._log_stderr)
         child = await ChildProcess.spawn(
-            argv, self.settings.owner, "ffmpeg", stdin=cached,
+            argv, self.settings.owner, "ffmpeg", stdin=self._mode == "cached",
             grace_s=self.settings.stop_grace_s, readers=[self._read_progress, stderr],
             on_exit=self.wake, measure=True,
         )  # fmt: skip
@@ -316,7 +318,7 @@ class Relay:
                     relay_errors.RelayError("stalled", reason, "restarting", reason)
                 )
             if not self._source.live:
-                if self._hub is None:
+                if self._mode == "direct":  # no standby, no hold: the pull ends with OBS
                     await child.stop()
                     return None
                 held_since = held_since or now
@@ -348,7 +350,7 @@ class Relay:
                 if self._total_size == 0:
                     # a platform that accepts the connection and never answers
                     limit = self.settings.connect_timeout_s
-                    if self._hub is None:
+                    if self._mode == "direct":
                         limit += DIRECT_START_ALLOWANCE_S
                     if now - self._last_growth > limit:
                         await child.kill()

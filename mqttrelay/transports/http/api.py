@@ -61,30 +61,39 @@ from mqttrelay.transports.http.models import (
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ApiContext:
-    router: Router
-    reload: Callable[[], Awaitable[ReloadResult]] | None  # None: not started from a file
-    token: str | None
+@dataclass(frozen=True)
+class ApiSettings:
+    """What the API reads from config.yaml (api, timezone, mqtt.enabled, the
+    ingest's hook settings), made once at start."""
+
+    token: str | None  # api.token
     timezone: str
     mqtt_enabled: bool = False
-    mqtt_connected: Callable[[], bool] = lambda: False
-    problems: Callable[[], list[str]] = lambda: []
     api_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
     frame_ancestors: tuple[str, ...] = ()
+    ingress_proxy: str | None = None  # api.ingress_proxy
     hook_secret: str | None = None
     # a managed nginx always calls with the secret; a hand-run one rendered
     # before the secret existed may call from loopback without it
     hook_secret_required: bool = False
     publish_key: str | None = None  # ingest.publish_key, checked by the on_publish hook
-    state_error: Callable[[], str | None] = lambda: None  # why the state file went unwritten
+
+
+@dataclass(frozen=True)
+class ApiHandles:
+    """The running parts the API calls: no config value travels with them."""
+
+    router: Router
+    reload: Callable[[], Awaitable[ReloadResult]] | None  # None: not started from a file
     editor: ConfigEditor | None = None  # destinations and settings kept in config.yaml
-    ingress_proxy: str | None = None  # api.ingress_proxy
+    mqtt_connected: Callable[[], bool] = lambda: False
+    problems: Callable[[], list[str]] = lambda: []
+    state_error: Callable[[], str | None] = lambda: None  # why the state file went unwritten
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
-    router = ctx.router
+def create_app(settings: ApiSettings, handles: ApiHandles) -> FastAPI:
+    router = handles.router
     broker = EventBroker(router)
     app = FastAPI(
         title="mqttrelay", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
@@ -98,10 +107,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.add_middleware(
         RequestGuard,  # outermost: before any route, and its headers on every answer
-        hosts=HostPolicy.build(ctx.api_host, ctx.allowed_hosts),
+        hosts=HostPolicy.build(settings.api_host, settings.allowed_hosts),
         page_html=page_html,
-        frame_ancestors=ctx.frame_ancestors,
-        ingress_proxy=ctx.ingress_proxy,
+        frame_ancestors=settings.frame_ancestors,
+        ingress_proxy=settings.ingress_proxy,
     )
     tickets = EventTickets()
 
@@ -113,7 +122,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse(with_messages(exc.errors()), status_code=422)
 
     def check_token(request: Request) -> None:
-        if ctx.token is None or request.scope.get(INGRESS_SCOPE_KEY) is not None:
+        if settings.token is None or request.scope.get(INGRESS_SCOPE_KEY) is not None:
             return  # Home Assistant signed the user in before its ingress proxy called
         header = request.headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else ""
@@ -123,7 +132,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             if tickets.redeem(request.query_params.get("ticket", "")):
                 return
             given = request.query_params.get("token", "")
-        if not hmac.compare_digest(given.encode(), ctx.token.encode()):
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):
             raise HTTPException(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(check_token)]
@@ -152,7 +161,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         """A ticket for one `GET /api/events?ticket=...`, valid for a short while."""
         return TicketOut(ticket=tickets.issue(), expires_in_s=TICKET_TTL_S)
 
-    app.include_router(destination_routes(router, ctx.editor, auth))
+    app.include_router(destination_routes(router, handles.editor, auth))
 
     @app.get("/api/streams", dependencies=auth)
     async def list_streams() -> list[StreamOut]:
@@ -198,7 +207,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if isinstance(body, TimerIn):
             due = now + timedelta(seconds=body.in_s)
         else:
-            due = body.at if body.at.tzinfo else body.at.replace(tzinfo=ZoneInfo(ctx.timezone))
+            due = body.at if body.at.tzinfo else body.at.replace(tzinfo=ZoneInfo(settings.timezone))
             if due <= now:
                 raise HTTPException(422, "'at' is in the past")
             if due - now > timedelta(seconds=MAX_TIMER_S):
@@ -219,19 +228,19 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(
         hook_routes(
             router,
-            api_token=ctx.token,
-            hook_secret=ctx.hook_secret,
-            hook_secret_required=ctx.hook_secret_required,
-            publish_key=ctx.publish_key,
+            api_token=settings.token,
+            hook_secret=settings.hook_secret,
+            hook_secret_required=settings.hook_secret_required,
+            publish_key=settings.publish_key,
         )
     )
 
     @app.post("/api/reload", dependencies=auth, responses={422: {}})
     async def reload() -> ReloadOut:
-        if ctx.reload is None:
+        if handles.reload is None:
             raise HTTPException(409, "this instance was not started from a config file")
         try:
-            result = await ctx.reload()
+            result = await handles.reload()
         except ConfigError as exc:
             raise HTTPException(422, exc.problems) from None
         return ReloadOut(**asdict(result))
@@ -239,16 +248,16 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @app.get("/api/health", dependencies=auth)
     async def health() -> HealthOut:
         ingest = router.ingest_state()
-        mqtt_ok = ctx.mqtt_connected() or not ctx.mqtt_enabled
-        problems = ctx.problems()
-        healthy = mqtt_ok and ctx.state_error() is None and not problems
+        mqtt_ok = handles.mqtt_connected() or not settings.mqtt_enabled
+        problems = handles.problems()
+        healthy = mqtt_ok and handles.state_error() is None and not problems
         return HealthOut(
             status="ok" if healthy else "degraded",
             problems=problems,
             version=__version__,
             ingest=IngestOut(**asdict(ingest)),
-            mqtt=MqttOut(enabled=ctx.mqtt_enabled, connected=ctx.mqtt_connected()),
-            state_file_error=ctx.state_error(),
+            mqtt=MqttOut(enabled=settings.mqtt_enabled, connected=handles.mqtt_connected()),
+            state_file_error=handles.state_error(),
         )
 
     @app.get("/api/events", dependencies=auth, response_class=StreamingResponse)
@@ -268,7 +277,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/metrics", dependencies=auth, include_in_schema=False)
     async def metrics() -> Response:
-        body, content_type = render_metrics(router, ctx.mqtt_enabled and ctx.mqtt_connected())
+        body, content_type = render_metrics(
+            router, settings.mqtt_enabled and handles.mqtt_connected()
+        )
         return Response(body, media_type=content_type)
 
     return app
