@@ -27,7 +27,7 @@ from mqttrelay.ingest.nginx.managed import ManagedNginx, NginxError, find_execut
 from mqttrelay.lib import process
 from mqttrelay.lib.aio import cancel_and_wait, port_open
 from mqttrelay.lib.redact import Redactor
-from mqttrelay.transports.mqtt.discovery import Topics
+from mqttrelay.transports.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 PLATFORMS = [("facebook", "Facebook"), ("tiktok", "TikTok"), ("youtube", "YouTube")]

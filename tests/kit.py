@@ -124,6 +124,24 @@ async def wait_publishing(platforms: NginxRtmp, key: str, deadline_s: float = 30
     await eventually(check, deadline_s, f"{key} to publish audio and video")
 
 
+def key_of(config: Config, stream_id: str) -> str:
+    """The stream key a destination publishes under at the test platform."""
+    stream = config.stream(stream_id)
+    assert stream is not None and stream.key is not None
+    return stream.key
+
+
+async def switch_on(router: Router, config: Config, platforms: NginxRtmp, stream_id: str) -> str:
+    """Switch a destination on once there is a picture to relay (cached mode: the
+    ingest is live) and wait until the platform gets audio and video; its key."""
+    if config.ingest.mode == "cached":
+        await wait_ingest_live(router)
+    await router.set_enabled(stream_id, True)
+    key = key_of(config, stream_id)
+    await wait_publishing(platforms, key)
+    return key
+
+
 async def wait_gone(platforms: NginxRtmp, key: str, deadline_s: float = 15) -> None:
     async def check() -> bool:
         stream = (await stat_streams(platforms)).get(key)

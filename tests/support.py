@@ -428,8 +428,9 @@ class TlsFront:
                 self.proc.wait()
 
 
-def start_tls_front(folder: Path, backend_port: int) -> TlsFront:
-    openssl, stunnel = require_tool("openssl"), require_tool("stunnel")
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for localhost and its key, in `folder`."""
+    openssl = require_tool("openssl")
     folder.mkdir(parents=True, exist_ok=True)
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
@@ -437,6 +438,12 @@ def start_tls_front(folder: Path, backend_port: int) -> TlsFront:
          "-days", "1", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
+    return cert, key
+
+
+def start_tls_front(folder: Path, backend_port: int) -> TlsFront:
+    stunnel = require_tool("stunnel")
+    cert, key = self_signed_cert(folder)
     port = free_port()
     conf = folder / "stunnel.conf"
     conf.write_text(

@@ -18,7 +18,7 @@ import pytest
 
 from mqttrelay.config import load_config
 from mqttrelay.demo import banner, demo_config, free_port
-from mqttrelay.transports.mqtt.discovery import Topics
+from mqttrelay.transports.mqtt.topics import Topics
 
 from .support import eventually, make_mosquitto, require_tool, wait_port
 from .support import free_port as any_free_port

@@ -23,7 +23,16 @@ from playwright.async_api import Browser, expect
 from mqttrelay.ingest.nginx.conf import RTMP_MODULE, quoted
 
 from .kit import CANARY_KEY, B, collector
-from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, require_tool, wait_port
+from .support import (
+    Mosquitto,
+    NginxRtmp,
+    Publisher,
+    eventually,
+    free_port,
+    require_tool,
+    self_signed_cert,
+    wait_port,
+)
 from .web_kit import browser, shot
 
 __all__ = ["browser"]  # the fixture, used here by name
@@ -125,13 +134,7 @@ def start_denying_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
 def start_client_cert_tls(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     """A TLS server that fails every handshake: it wants a client certificate."""
     openssl = require_tool("openssl")
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-         "-days", "1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_cert(folder)
     port = free_port()
     proc = subprocess.Popen(
         [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert),

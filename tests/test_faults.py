@@ -19,7 +19,16 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .kit import CANARY_KEY, make_config, wait_gone, wait_ingest_live, wait_publishing, wait_status
+from .kit import (
+    CANARY_KEY,
+    key_of,
+    make_config,
+    switch_on,
+    wait_gone,
+    wait_ingest_live,
+    wait_publishing,
+    wait_status,
+)
 from .support import (
     NginxRtmp,
     Publisher,
@@ -32,12 +41,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def key_of(config: Config, stream_id: str) -> str:
-    stream = config.stream(stream_id)
-    assert stream is not None and stream.key is not None
-    return stream.key
 
 
 async def publisher_id(platforms: NginxRtmp, key: str) -> str | None:
@@ -78,11 +81,8 @@ async def test_switching_one_destination_never_interrupts_another(
     service = services(config)
     router = service.router
     await service.start()
-    if mode == "cached":
-        await wait_ingest_live(router)
-    await router.set_enabled("youtube", True)
-    await wait_publishing(platforms, key_of(config, "youtube"))
-    steady = await publisher_id(platforms, key_of(config, "youtube"))
+    key = await switch_on(router, config, platforms, "youtube")
+    steady = await publisher_id(platforms, key)
     ingest_before = (await stat_streams(ingest))["stream"].publisher_id
     pid = router.stream_state("youtube").pid
 
@@ -309,10 +309,7 @@ async def test_short_ingest_outage_keeps_platform_connection(
     service = services(config)
     router = service.router
     await service.start()
-    await wait_ingest_live(router)
-    await router.set_enabled("youtube", True)
-    key = key_of(config, "youtube")
-    await wait_publishing(platforms, key)
+    key = await switch_on(router, config, platforms, "youtube")
     await wait_status(router, "youtube", "live")
     connection = await publisher_id(platforms, key)
     pid = router.stream_state("youtube").pid
@@ -353,10 +350,7 @@ async def test_long_ingest_outage_waits_then_resumes_by_itself(
     service = services(config)
     router = service.router
     await service.start()
-    await wait_ingest_live(router)
-    await router.set_enabled("youtube", True)
-    key = key_of(config, "youtube")
-    await wait_publishing(platforms, key)
+    key = await switch_on(router, config, platforms, "youtube")
 
     publisher.stop()
     await wait_status(router, "youtube", "waiting", deadline_s=30)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mqttrelay.transports.mqtt.discovery import Topics
 from mqttrelay.transports.mqtt.fleet import Fleet, decode_info, encode_info, node_of
+from mqttrelay.transports.mqtt.topics import Topics
 
 
 def test_each_host_has_its_own_availability_and_ingest_topics() -> None:

@@ -12,7 +12,7 @@ from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, UnknownStreamError
 
-from .kit import CANARY_KEY, make_config, wait_ingest_live, wait_publishing, wait_status
+from .kit import CANARY_KEY, make_config, switch_on, wait_ingest_live, wait_publishing, wait_status
 from .support import NginxRtmp, Publisher, eventually, free_port, probe_codecs, start_nginx
 
 pytestmark = pytest.mark.integration
@@ -143,11 +143,7 @@ async def test_default_nginx_application_still_maps_audio_and_video(
         service = services(config)
         router = service.router
         await service.start()
-        if mode == "cached":
-            await wait_ingest_live(router)
-        await router.set_enabled("youtube", True)
-        key = config.streams[0].target.rsplit("/", 1)[1]
-        await wait_publishing(platforms, key)
+        key = await switch_on(router, config, platforms, "youtube")
         assert await probe_codecs(platforms.url(key)) == {"audio", "video"}
         await service.stop()
     finally:

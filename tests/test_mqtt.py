@@ -14,9 +14,9 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config
 from mqttrelay.transports.mqtt.discovery import (
     DiscoveryContext,
-    Topics,
     all_discovery,
 )
+from mqttrelay.transports.mqtt.topics import Topics
 
 from .kit import CANARY_KEY, make_config, wait_gone, wait_publishing
 from .kit import B as B

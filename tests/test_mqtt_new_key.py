@@ -18,7 +18,8 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 from mqttrelay.transports.mqtt.commands import CommandError, parse_key
-from mqttrelay.transports.mqtt.discovery import DiscoveryContext, Topics, all_discovery
+from mqttrelay.transports.mqtt.discovery import DiscoveryContext, all_discovery
+from mqttrelay.transports.mqtt.topics import Topics
 
 from .kit import CANARY_KEY, B, Collector, collector, offline_config, running_bridge, wait_connected
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams

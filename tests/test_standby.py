@@ -35,6 +35,7 @@ from .kit import (
     collector,
     make_config,
     running_bridge,
+    switch_on,
     wait_ingest_live,
     wait_publishing,
     wait_status,
@@ -156,10 +157,7 @@ async def test_standby_picture_fills_an_obs_outage_without_hooks(
         service = services(config)
         router = service.router
         await service.start()
-        await wait_ingest_live(router)
-        await router.set_enabled("youtube", True)
-        key = config.streams[0].target.rsplit("/", 1)[1]
-        await wait_publishing(platforms, key)
+        key = await switch_on(router, config, platforms, "youtube")
         await wait_status(router, "youtube", "live")
         await wait_loop_ready(service)
         seen = statuses(router, "youtube")
@@ -192,10 +190,7 @@ async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
     service = services(config)
     router = service.router
     await service.start()
-    await wait_ingest_live(router)
-    await router.set_enabled("youtube", True)
-    key = config.streams[0].target.rsplit("/", 1)[1]
-    await wait_publishing(platforms, key)
+    key = await switch_on(router, config, platforms, "youtube")
     await wait_status(router, "youtube", "live")
     await wait_loop_ready(service)
     publisher.stop()

@@ -15,14 +15,38 @@ _UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 # and localport (where the relay's own socket binds).
 SRT_OPTIONS = frozenset(
     {
-        "streamid", "srt_streamid", "passphrase", "pbkeylen", "enforced_encryption",
-        "kmrefreshrate", "kmpreannounce", "latency", "rcvlatency", "peerlatency",
-        "tsbpddelay", "tsbpd", "tlpktdrop", "snddropdelay", "nakreport", "maxbw",
-        "inputbw", "oheadbw", "pkt_size", "payload_size", "mss", "ffs", "transtype",
-        "messageapi", "smoother", "connect_timeout", "timeout", "lossmaxttl",
-        "minversion", "linger",
+        "streamid",
+        "srt_streamid",
+        "passphrase",
+        "pbkeylen",
+        "enforced_encryption",
+        "kmrefreshrate",
+        "kmpreannounce",
+        "latency",
+        "rcvlatency",
+        "peerlatency",
+        "tsbpddelay",
+        "tsbpd",
+        "tlpktdrop",
+        "snddropdelay",
+        "nakreport",
+        "maxbw",
+        "inputbw",
+        "oheadbw",
+        "pkt_size",
+        "payload_size",
+        "mss",
+        "ffs",
+        "transtype",
+        "messageapi",
+        "smoother",
+        "connect_timeout",
+        "timeout",
+        "lossmaxttl",
+        "minversion",
+        "linger",
     }
-)  # fmt: skip
+)
 _NAMED_SRT_OPTIONS = ("streamid", "passphrase", "pbkeylen", "latency")
 
 

@@ -105,9 +105,14 @@ def parse_options(raw: Any, where: str) -> ContainerOptions:
 
 # plain Docker: the same options, as upper-case environment variables
 ENV_OPTIONS = (
-    "obs_key", "page_token", "mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password",
+    "obs_key",
+    "page_token",
+    "mqtt_host",
+    "mqtt_port",
+    "mqtt_username",
+    "mqtt_password",
     "ingest_listen",
-)  # fmt: skip
+)
 
 
 def options_from_env(env: Mapping[str, str]) -> ContainerOptions:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,31 +62,23 @@ class ProgressParser:
             return None
         fields, self._fields = self._fields, {}
         return Progress(
-            total_size=_int_or_none(fields.get("total_size")),
-            out_time_us=_int_or_none(fields.get("out_time_us") or fields.get("out_time_ms")),
-            speed=_float_or_none(fields.get("speed", "").rstrip("x")),
-            fps=_float_or_none(fields.get("fps")),
-            dropped_frames=_int_or_none(fields.get("drop_frames")) or 0,
+            total_size=_number(fields.get("total_size"), int),
+            out_time_us=_number(fields.get("out_time_us") or fields.get("out_time_ms"), int),
+            speed=_number(fields.get("speed", "").rstrip("x"), float),
+            fps=_number(fields.get("fps"), float),
+            dropped_frames=_number(fields.get("drop_frames"), int) or 0,
             ended=value == "end",
         )
 
 
-def _int_or_none(value: str | None) -> int | None:
+def _number(value: str | None, kind: Callable[[str], N]) -> N | None:
+    """The field as `kind`; None where it is missing or not a number."""
     if value is None:
         return None
     try:
-        return int(value)
+        return kind(value)
     except ValueError:
         return None  # ffmpeg writes N/A before it knows
-
-
-def _float_or_none(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 def bitrate_kbps(bytes_before: int, bytes_after: int, seconds: float) -> float:

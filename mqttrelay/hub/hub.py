@@ -228,11 +228,8 @@ class Hub(Notifier):
         self._on_session_tag(tag)
 
     def _on_session_tag(self, tag: FlvTag) -> None:
-        now = time.monotonic()
-        if self._new_session:
-            self._follow_last_tag(now)
-            self._new_session = False
-        self._last_tag_wall = now
+        self._stamp(starts_session=self._new_session)
+        self._new_session = False
         if tag.is_metadata or tag.is_sequence_header:
             self._obs_headers[_kind(tag)] = tag
         else:
@@ -253,18 +250,18 @@ class Hub(Notifier):
         self._add_to_sample(tag)
 
     def _on_standby_tag(self, tag: FlvTag) -> None:
-        now = time.monotonic()
-        if self._standby_fresh:
-            self._follow_last_tag(now)
-            self._standby_fresh = False
-        self._last_tag_wall = now
+        self._stamp(starts_session=self._standby_fresh)
+        self._standby_fresh = False
         self._keep_and_forward(self._rewriter.rewrite(tag))
 
-    def _follow_last_tag(self, now: float) -> None:
-        """A new session (OBS's or the standby's) follows the last tag sent, plus
-        the wall-clock pause."""
-        gap = 0 if self._last_tag_wall is None else int((now - self._last_tag_wall) * 1000)
-        self._rewriter.new_session(gap)
+    def _stamp(self, starts_session: bool) -> None:
+        """A tag goes out now. A new session (OBS's or the standby's) follows the
+        last tag sent, plus the wall-clock pause."""
+        now = time.monotonic()
+        if starts_session:
+            last = self._last_tag_wall
+            self._rewriter.new_session(0 if last is None else int((now - last) * 1000))
+        self._last_tag_wall = now
 
     def _keep_and_forward(self, tag: FlvTag) -> None:
         self._fanout.put(tag)

@@ -134,8 +134,11 @@ class LoopMaker:
             return
         if shape not in self._loops:
             started = time.monotonic()
-            data = await self._run(loop_argv(self._ffmpeg, shape, self._image, self._font),
-                                   None, "encoding the standby loop")  # fmt: skip
+            data = await self._run(
+                loop_argv(self._ffmpeg, shape, self._image, self._font),
+                None,
+                "encoding the standby loop",
+            )
             loop = loop_from_flv(shape, data) if data else None
             if loop is None:
                 self._fail(f"the standby loop for {shape.describe()} could not be made")
@@ -144,8 +147,10 @@ class LoopMaker:
             self._loops = {shape: loop}  # one shape at a time: OBS rarely switches back
             log.info(
                 "standby loop ready for %s: %d KiB, encoded in %.1f s",
-                shape.describe(), loop.size // 1024, time.monotonic() - started,
-            )  # fmt: skip
+                shape.describe(),
+                loop.size // 1024,
+                time.monotonic() - started,
+            )
         self.current = self._loops[shape]
         self.last_error = None
 

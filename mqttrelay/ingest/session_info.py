@@ -13,9 +13,13 @@ _VIDEO_CODECS = {2: "H.263", 4: "VP6", 7: "H.264", 12: "HEVC"}
 _AUDIO_CODECS = {2: "MP3", 10: "AAC", 11: "Speex"}
 _FOURCC = {b"avc1": "H.264", b"hvc1": "HEVC", b"av01": "AV1", b"vp09": "VP9"}
 _AUDIO_FOURCC = {  # enhanced RTMP audio (sound format 9)
-    b"mp4a": "AAC", b"Opus": "Opus", b"ac-3": "AC-3", b"ec-3": "E-AC-3", b"fLaC": "FLAC",
+    b"mp4a": "AAC",
+    b"Opus": "Opus",
+    b"ac-3": "AC-3",
+    b"ec-3": "E-AC-3",
+    b"fLaC": "FLAC",
     b".mp3": "MP3",
-}  # fmt: skip
+}
 _MAX_DEPTH = 4
 
 

@@ -57,9 +57,14 @@ class EncoderState:
 
 class ProfileEncoder:
     def __init__(
-        self, name: str, profile: ProfileConfig, ffmpeg: str, owner: str, hub: Hub,
+        self,
+        name: str,
+        profile: ProfileConfig,
+        ffmpeg: str,
+        owner: str,
+        hub: Hub,
         redactor: Redactor,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.name = name
         self.profile = profile
         self.ffmpeg = ffmpeg
@@ -76,9 +81,13 @@ class ProfileEncoder:
         self._tail: deque[str] = deque(maxlen=10)
         self._backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S)
         self._sup: Supervisor[ChildProcess] = Supervisor(
-            f"profile-{name}", self._start, self._after_failure, watch=self._watch,
-            wanted=self._wanted, on_state=self._on_phase,
-        )  # fmt: skip
+            f"profile-{name}",
+            self._start,
+            self._after_failure,
+            watch=self._watch,
+            wanted=self._wanted,
+            on_state=self._on_phase,
+        )
 
     @property
     def restarts(self) -> int:
@@ -112,12 +121,16 @@ class ProfileEncoder:
         cpu = child.usage()[0] if child is not None else 0.0
         running = pid is not None
         return EncoderState(
-            profile=self.name, running=running, destinations=len(self._fanout.subs),
-            pid=pid, cpu_percent=cpu,
+            profile=self.name,
+            running=running,
+            destinations=len(self._fanout.subs),
+            pid=pid,
+            cpu_percent=cpu,
             speed=self._progress.speed if running else None,
-            dropped_frames=self._progress.dropped_frames, restarts=self.restarts,
+            dropped_frames=self._progress.dropped_frames,
+            restarts=self.restarts,
             last_error=self.last_error,
-        )  # fmt: skip
+        )
 
     async def close(self) -> None:
         if self._linger is not None:
@@ -143,9 +156,14 @@ class ProfileEncoder:
     async def _start(self) -> ChildProcess:
         argv = build_profile_argv(self.ffmpeg, self.profile)
         child = await ChildProcess.spawn(
-            argv, self._owner, "ffmpeg", stdin=True, grace_s=2.0,
-            readers=[self._read_output, self._read_stderr], measure=True,
-        )  # fmt: skip
+            argv,
+            self._owner,
+            "ffmpeg",
+            stdin=True,
+            grace_s=2.0,
+            readers=[self._read_output, self._read_stderr],
+            measure=True,
+        )
         assert child.proc.stdin is not None
         log.info("profile %s: encoder started (pid %d)", self.name, child.proc.pid)
         self._fanout.reset()  # the last run's headers and pictures are not this one's
@@ -208,5 +226,7 @@ class ProfileEncoder:
             self._slow.warning(
                 "profile %s: the encoder runs at %.2fx real time: its destinations fall "
                 "behind (a lighter preset, a smaller size, or a hardware encoder)",
-                self.name, speed, key=self.name,
-            )  # fmt: skip
+                self.name,
+                speed,
+                key=self.name,
+            )

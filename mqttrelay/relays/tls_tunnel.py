@@ -143,9 +143,13 @@ class TlsTunnel:
         try:
             # the config on stdin (fd 0): no file to write, clean up or protect
             self._child = child = await ChildProcess.spawn(
-                [self._stunnel, "-fd", "0"], self._owner, "stunnel", stdin=True, grace_s=1.0,
+                [self._stunnel, "-fd", "0"],
+                self._owner,
+                "stunnel",
+                stdin=True,
+                grace_s=1.0,
                 readers=[stderr_reader(self._redactor, self.stderr_tail, _ignore)],
-            )  # fmt: skip
+            )
         except StartError as exc:
             raise TunnelError(str(exc)) from None
         assert child.proc.stdin is not None

@@ -138,8 +138,10 @@ def track_metadata(payload: bytes, video: int, audio: int) -> bytes:
     if len(values) < 2 or not isinstance(values[1], amf0.EcmaArray | dict):
         return payload
     props = dict(values[1].items if isinstance(values[1], amf0.EcmaArray) else values[1])
-    for track, names, info_map in ((video, _VIDEO_PROPS, "videoTrackIdInfoMap"),
-                                   (audio, _AUDIO_PROPS, "audioTrackIdInfoMap")):  # fmt: skip
+    for track, names, info_map in (
+        (video, _VIDEO_PROPS, "videoTrackIdInfoMap"),
+        (audio, _AUDIO_PROPS, "audioTrackIdInfoMap"),
+    ):
         if track == 0:
             continue
         for name in names:

@@ -24,7 +24,6 @@ from mqttrelay.transports.mqtt.client import SharedStatus, make_client, reconnec
 from mqttrelay.transports.mqtt.command_handler import CommandHandler, payload_bytes
 from mqttrelay.transports.mqtt.discovery import (
     DiscoveryContext,
-    Topics,
     all_discovery,
     config_wildcard,
 )
@@ -32,6 +31,7 @@ from mqttrelay.transports.mqtt.fleet import Fleet, encode_info, node_of
 from mqttrelay.transports.mqtt.home_assistant import HomeAssistantAnswer
 from mqttrelay.transports.mqtt.picture import publish_pictures
 from mqttrelay.transports.mqtt.states import StatePublisher
+from mqttrelay.transports.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 

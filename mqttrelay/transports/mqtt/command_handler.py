@@ -13,8 +13,8 @@ from mqttrelay.control.router import Router, StandbyError, UnknownStreamError
 from mqttrelay.lib.ratelimit import RateLimitedLog
 from mqttrelay.lib.redact import mask
 from mqttrelay.transports.mqtt.commands import CommandError, parse_command, parse_key
-from mqttrelay.transports.mqtt.discovery import Topics
 from mqttrelay.transports.mqtt.fleet import Fleet
+from mqttrelay.transports.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 

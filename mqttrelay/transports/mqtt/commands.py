@@ -43,13 +43,18 @@ def _word(value: object) -> Action:
     raise CommandError(f"unknown state {str(value)[:40]!r}; expected {EXPECTED}")
 
 
-def parse_command(payload: bytes) -> Command:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise CommandError(f"payload of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}")
+def _text(payload: bytes, what: str, limit: int) -> str:
+    """The payload as trimmed text, or why it is not (its size, its encoding)."""
+    if len(payload) > limit:
+        raise CommandError(f"{what} of {len(payload)} bytes is over {limit}")
     try:
-        text = payload.decode("utf-8").strip()
+        return payload.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise CommandError("payload is not UTF-8 text") from None
+        raise CommandError(f"{what} is not UTF-8 text") from None
+
+
+def parse_command(payload: bytes) -> Command:
+    text = _text(payload, "payload", MAX_PAYLOAD_BYTES)
     if not text:
         raise CommandError(f"empty payload; expected {EXPECTED}")
     if not text.startswith("{"):
@@ -79,12 +84,7 @@ def parse_command(payload: bytes) -> Command:
 def parse_key(payload: bytes) -> str:
     """A new stream key (B/<id>/key/set): the API's checks, on the text trimmed as
     the page trims it. The errors never repeat the key."""
-    if len(payload) > MAX_KEY_BYTES:
-        raise CommandError(f"key of {len(payload)} bytes is over {MAX_KEY_BYTES}")
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise CommandError("key is not UTF-8 text") from None
+    text = _text(payload, "key", MAX_KEY_BYTES)
     try:
         return check_entered_key(text)
     except ValueError as exc:

@@ -9,8 +9,8 @@ import json
 import aiomqtt
 
 from mqttrelay.control.views import IngestState, StreamState
-from mqttrelay.transports.mqtt.discovery import Topics
 from mqttrelay.transports.mqtt.picture import ingest_info
+from mqttrelay.transports.mqtt.topics import Topics
 
 
 class StatePublisher:
