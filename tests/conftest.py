@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from mqttrelay.config import Config
 
 # also imported from here (the kit's names as they were)
 from .kit import CANARY_KEY as CANARY_KEY
+from .kit import BuiltinIngest, Ingest, ingest_publisher, publish_when_listening
 from .kit import make_config as make_config
 from .support import (
     Mosquitto,
@@ -42,10 +45,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def ingest(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NginxRtmp]:
+def ingest_kind() -> str:
+    """Which ingest `ingest` is: "nginx", or "builtin" where a test parametrizes
+    it (kit.both_ingests)."""
+    return "nginx"
+
+
+@pytest.fixture
+def ingest(tmp_path: Path, request: pytest.FixtureRequest, ingest_kind: str) -> Iterator[Ingest]:
     """The ingest as `mqttrelay nginx-conf` renders it; parametrize with
-    indirect=True and a bool to choose idle_streams."""
+    indirect=True and a bool to choose idle_streams. With ingest_kind "builtin",
+    mqttrelay's own (ingest.listen on a free port): nothing runs until a service does."""
     require_tool("ffmpeg")
+    if ingest_kind == "builtin":
+        yield BuiltinIngest()
+        return
     idle_streams = bool(getattr(request, "param", True))
     server = start_nginx(tmp_path / "ingest", "live", idle_streams=idle_streams)
     yield server
@@ -77,10 +91,16 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
-def publisher(ingest: NginxRtmp) -> Iterator[Publisher]:
-    pub = Publisher(ingest.url("stream"))
-    pub.start()
+async def publisher(ingest: Ingest) -> AsyncIterator[Publisher]:
+    """OBS publishing to "stream": at once on nginx; on the built-in ingest once the
+    test's service listens."""
+    pub = ingest_publisher(ingest)
+    starting = asyncio.create_task(publish_when_listening(ingest, pub))
+    await asyncio.sleep(0)  # on nginx it has started now
     yield pub
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, AssertionError):
+        await starting
     pub.stop()
 
 
