@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -12,7 +10,7 @@ from mqttrelay.config import Config
 
 # also imported from here (the kit's names as they were)
 from .kit import CANARY_KEY as CANARY_KEY
-from .kit import BuiltinIngest, Ingest, ingest_publisher, publish_when_listening
+from .kit import BuiltinIngest, Ingest, publishing
 from .kit import make_config as make_config
 from .support import (
     Mosquitto,
@@ -94,14 +92,8 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 async def publisher(ingest: Ingest) -> AsyncIterator[Publisher]:
     """OBS publishing to "stream": at once on nginx; on the built-in ingest once the
     test's service listens."""
-    pub = ingest_publisher(ingest)
-    starting = asyncio.create_task(publish_when_listening(ingest, pub))
-    await asyncio.sleep(0)  # on nginx it has started now
-    yield pub
-    starting.cancel()
-    with contextlib.suppress(asyncio.CancelledError, AssertionError):
-        await starting
-    pub.stop()
+    async with publishing(ingest) as pub:
+        yield pub
 
 
 @pytest.fixture

@@ -105,6 +105,22 @@ async def publish_when_listening(ingest: Ingest, publisher: Publisher) -> None:
     publisher.start()
 
 
+@contextlib.asynccontextmanager
+async def publishing(ingest: Ingest, **kwargs: Any) -> AsyncIterator[Publisher]:
+    """OBS publishing to "stream" (Publisher's `kwargs`): started at once on nginx,
+    on the built-in ingest in the background once the test's service listens."""
+    pub = ingest_publisher(ingest, **kwargs)
+    starting = asyncio.create_task(publish_when_listening(ingest, pub))
+    await asyncio.sleep(0)  # on nginx it has started now
+    try:
+        yield pub
+    finally:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AssertionError):
+            await starting
+        pub.stop()
+
+
 # -- config builders ----------------------------------------------------------
 def stream_entries(
     names: list[str], url: str, key: Callable[[str], str] = lambda n: f"{n}-{CANARY_KEY}"
