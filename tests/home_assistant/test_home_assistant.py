@@ -178,16 +178,17 @@ async def all_available(col: Collector, entities: set[str]) -> bool:
     return all(states.get(e, "unavailable") != "unavailable" for e in entities)
 
 
+@both_ingests()
 async def test_home_assistant_shows_the_standby_and_holds_it_by_hand(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
 ) -> None:
     config = relay_config(
         tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
-        {"port": broker.port}, "studio", ["tiktok"], standby={},
+        {"port": broker.port}, "studio", ["tiktok"], standby={}, ingest=ingest_section(ingest),
     )  # fmt: skip
     entities = expected_entities("studio", ["tiktok"])
     entities |= {"binary_sensor.studio_standby", "switch.studio_brb"}
@@ -222,16 +223,17 @@ async def test_home_assistant_shows_the_standby_and_holds_it_by_hand(
         )  # fmt: skip
 
 
+@both_ingests()
 async def test_home_assistant_follows_added_and_deleted_destinations_and_shows_the_picture(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
 ) -> None:
     config = relay_config(
         tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
-        {"port": broker.port}, "studio", ["tiktok"],
+        {"port": broker.port}, "studio", ["tiktok"], ingest=ingest_section(ingest),
     )  # fmt: skip
     entities = expected_entities("studio", ["tiktok"])
     entities |= {"image.studio_ingest_picture", "sensor.studio_ingest_resolution"}
