@@ -405,15 +405,15 @@ def test_the_built_in_card_is_made_here_with_its_text() -> None:
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     services: Callable[[Config], Service],
 ) -> None:
     shape = SHAPES[1]
-    publisher = Publisher(ingest.url("stream"), gop_frames=2 * shape["rate"], **shape)
-    publisher.start()
+    publisher = ingest_publisher(ingest, gop_frames=2 * shape["rate"], **shape)
     try:
         base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
         config = standby_config(base, red_png(tmp_path))
@@ -424,6 +424,7 @@ async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
             transport=httpx.ASGITransport(app=app_), base_url="http://127.0.0.1"
         )
         await service.start()
+        publisher.start()  # after the service: the built-in ingest is the service
         await wait_ingest_live(router)
         key = config.streams[0].target.rsplit("/", 1)[1]
         early = await http.put("/api/standby", json={"held": True})
