@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from mqttrelay.transports.http.api import create_app
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
 from .kit import (
+    BUILTIN_KEY,
     CANARY_KEY,
     BuiltinIngest,
     Ingest,
@@ -104,6 +106,7 @@ async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
     services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)  # what a key may leak into is every line
     path = lab_config(tmp_path, ingest, platforms, broker)
     async with collector(broker.port) as seen, lab_service(path, services) as (client, svc, _):
         router = svc.router
@@ -122,6 +125,9 @@ async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
         health = (await client.get("/api/health")).json()["ingest"]
         assert (health["live"], health["width"], health["video_codec"]) == (True, 320, "H.264")
         assert "mqttrelay_ingest_live 1.0" in (await client.get("/metrics")).text
+        for read in ("/", "/api/health", "/api/settings", "/api/sources", "/api/streams"):
+            r = await client.get(read)
+            assert r.status_code == 200 and BUILTIN_KEY not in r.text, read  # the publish key
 
         # added: live at once, with its Home Assistant entities
         body = {"id": "youtube", "name": "YouTube", "enabled": True, "key": f"yt-{CANARY_KEY}",
@@ -175,9 +181,11 @@ async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
             await seen.wait("homeassistant/image/studio/ingest_picture/config", b"")
 
         for item in seen.seen:
-            assert CANARY_KEY.encode() not in item.payload, item.topic
-    assert CANARY_KEY not in caplog.text
-    assert CANARY_KEY not in (tmp_path / "state.json").read_text()
+            for secret in (CANARY_KEY, BUILTIN_KEY):
+                assert secret.encode() not in item.payload, item.topic
+    for secret in (CANARY_KEY, BUILTIN_KEY):
+        assert secret not in caplog.text
+        assert secret not in (tmp_path / "state.json").read_text()
     assert load_config(path).ingest.mode == ("cached" if ingest_kind == "builtin" else "direct")
 
 
