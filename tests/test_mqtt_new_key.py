@@ -158,9 +158,10 @@ async def test_a_key_set_over_mqtt_rekeys_the_live_relay_and_is_never_published(
     assert any("tiktok: destination changed (key)" in m for m in messages)
     assert not [m for m in messages if "canary" in m.lower()]
     # the file written on the new key keeps the ingest as it was (the publish key too)
-    assert load_config(path).ingest.model_dump() == Config.model_validate(
-        {"ingest": ingest_section(ingest)}
-    ).ingest.model_dump()
+    assert (
+        load_config(path).ingest.model_dump()
+        == Config.model_validate({"ingest": ingest_section(ingest)}).ingest.model_dump()
+    )
 
 
 async def rekey_the_live_relay(
