@@ -10,6 +10,7 @@ from mqttrelay.config import Config
 
 # also imported from here (the kit's names as they were)
 from .kit import CANARY_KEY as CANARY_KEY
+from .kit import BuiltinIngest, Ingest, publishing
 from .kit import make_config as make_config
 from .support import (
     Mosquitto,
@@ -42,10 +43,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def ingest(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NginxRtmp]:
+def ingest_kind() -> str:
+    """Which ingest `ingest` is: "nginx", or "builtin" where a test parametrizes
+    it (kit.both_ingests)."""
+    return "nginx"
+
+
+@pytest.fixture
+def ingest(tmp_path: Path, request: pytest.FixtureRequest, ingest_kind: str) -> Iterator[Ingest]:
     """The ingest as `mqttrelay nginx-conf` renders it; parametrize with
-    indirect=True and a bool to choose idle_streams."""
+    indirect=True and a bool to choose idle_streams. With ingest_kind "builtin",
+    mqttrelay's own (ingest.listen on a free port): nothing runs until a service does."""
     require_tool("ffmpeg")
+    if ingest_kind == "builtin":
+        yield BuiltinIngest()
+        return
     idle_streams = bool(getattr(request, "param", True))
     server = start_nginx(tmp_path / "ingest", "live", idle_streams=idle_streams)
     yield server
@@ -77,11 +89,11 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
-def publisher(ingest: NginxRtmp) -> Iterator[Publisher]:
-    pub = Publisher(ingest.url("stream"))
-    pub.start()
-    yield pub
-    pub.stop()
+async def publisher(ingest: Ingest) -> AsyncIterator[Publisher]:
+    """OBS publishing to "stream": at once on nginx; on the built-in ingest once the
+    test's service listens."""
+    async with publishing(ingest) as pub:
+        yield pub
 
 
 @pytest.fixture

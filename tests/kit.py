@@ -18,6 +18,8 @@ from typing import Any
 
 import aiomqtt
 import httpx
+import psutil
+import pytest
 import yaml
 
 from mqttrelay.app import Service
@@ -28,6 +30,7 @@ from mqttrelay.transports.mqtt.bridge import MqttBridge
 from .support import (
     Mosquitto,
     NginxRtmp,
+    Publisher,
     SeenFrame,
     ServiceProcess,
     eventually,
@@ -39,6 +42,82 @@ from .support import (
 
 CANARY_KEY = "canary-SECRET-4711"
 B = "streamrelay"  # the default MQTT base topic
+
+
+# -- the two ingests ------------------------------------------------------------
+BUILTIN_KEY = "pubkey-0123456789ab"  # ingest.listen wants 16+ of [A-Za-z0-9_-]
+
+
+@dataclass
+class BuiltinIngest:
+    """The built-in ingest (ingest.listen): mqttrelay itself listens on rtmp_port,
+    so a publisher may only start once the service does (`publish_when_listening`)."""
+
+    rtmp_port: int = field(default_factory=free_port)
+    app: str = "live"
+    key: str = BUILTIN_KEY
+
+    def url(self, name: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{self.app}/{name}"
+
+    def publish_url(self, name: str) -> str:
+        return f"{self.url(name)}?key={self.key}"
+
+    def listening(self) -> bool:
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.rtmp_port
+            for c in psutil.net_connections("tcp4")
+        )
+
+
+Ingest = NginxRtmp | BuiltinIngest
+INGEST_KINDS = ["nginx", "builtin"]
+
+
+def both_ingests(slow_builtin: bool = False) -> pytest.MarkDecorator:
+    """Runs a test that takes the `ingest` fixture on nginx-rtmp and on the built-in
+    ingest (fixture `ingest_kind`); slow_builtin marks the built-in run slow."""
+    builtin = pytest.param("builtin", marks=[pytest.mark.slow] if slow_builtin else [])
+    return pytest.mark.parametrize("ingest_kind", ["nginx", builtin])
+
+
+def ingest_section(ingest: Ingest, **extra: Any) -> dict[str, Any]:
+    """config.yaml's `ingest` for stream "stream" on either ingest."""
+    section: dict[str, Any] = {"url": ingest.url("stream"), **extra}
+    if isinstance(ingest, BuiltinIngest):
+        section |= {"listen": f"127.0.0.1:{ingest.rtmp_port}", "publish_key": ingest.key}
+    return section
+
+
+def ingest_publisher(ingest: Ingest, **kwargs: Any) -> Publisher:
+    """A publisher (not started) to "stream" on either ingest, with its key."""
+    if isinstance(ingest, BuiltinIngest):
+        return Publisher(ingest.publish_url("stream"), **kwargs)
+    return Publisher(ingest.url("stream"), **kwargs)
+
+
+async def publish_when_listening(ingest: Ingest, publisher: Publisher) -> None:
+    """Starts the publisher: at once on nginx, else once mqttrelay listens (ffmpeg
+    gives up on a refused connection)."""
+    if isinstance(ingest, BuiltinIngest):
+        await eventually(lambda: _async(ingest.listening()), 60, "the built-in ingest to listen")
+    publisher.start()
+
+
+@contextlib.asynccontextmanager
+async def publishing(ingest: Ingest, **kwargs: Any) -> AsyncIterator[Publisher]:
+    """OBS publishing to "stream" (Publisher's `kwargs`): started at once on nginx,
+    on the built-in ingest in the background once the test's service listens."""
+    pub = ingest_publisher(ingest, **kwargs)
+    starting = asyncio.create_task(publish_when_listening(ingest, pub))
+    await asyncio.sleep(0)  # on nginx it has started now
+    try:
+        yield pub
+    finally:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AssertionError):
+            await starting
+        pub.stop()
 
 
 # -- config builders ----------------------------------------------------------
@@ -56,7 +135,7 @@ def unused_ingest_url() -> str:
 
 def make_config(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     names: list[str],
     mode: str = "cached",
@@ -66,7 +145,7 @@ def make_config(
     return Config.model_validate(
         {
             "state_file": str(tmp_path / "state.json"),
-            "ingest": {"url": ingest.url("stream"), "mode": mode, **ingest_extra},
+            "ingest": ingest_section(ingest, mode=mode, **ingest_extra),
             "streams": stream_entries(names, f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest"),
         }
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,19 @@ from mqttrelay.app import Service
 from mqttrelay.config import Config, load_config
 from mqttrelay.transports.mqtt.bridge import MqttBridge
 
-from .kit import CANARY_KEY, collector, wait_gone, wait_ingest_live, wait_publishing, wait_status
+from .kit import (
+    BUILTIN_KEY,
+    CANARY_KEY,
+    BuiltinIngest,
+    Ingest,
+    both_ingests,
+    collector,
+    ingest_section,
+    wait_gone,
+    wait_ingest_live,
+    wait_publishing,
+    wait_status,
+)
 from .support import (
     Mosquitto,
     NginxRtmp,
@@ -34,12 +47,12 @@ from .support import (
 pytestmark = pytest.mark.integration
 
 
-def lab_config(tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp, broker: Mosquitto) -> Path:
+def lab_config(tmp_path: Path, ingest: Ingest, platforms: NginxRtmp, broker: Mosquitto) -> Path:
     path = tmp_path / "config.yaml"
     dest = f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest"
     raw = {
         "state_file": "state.json",
-        "ingest": {"url": ingest.url("stream")},
+        "ingest": ingest_section(ingest),
         "mqtt": {"port": broker.port, "node_id": "studio"},
         "api": {"port": free_port()},
         "streams": [
@@ -81,15 +94,18 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
+    ingest_kind: str,
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
     services: Callable[[Config], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)  # what a key may leak into is every line
     path = lab_config(tmp_path, ingest, platforms, broker)
     async with collector(broker.port) as seen, lab_service(path, services) as (client, svc, _):
         router = svc.router
@@ -105,6 +121,12 @@ async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
         assert (ingest_state.width, ingest_state.height) == (320, 240)
         assert ingest_state.fps == 25 and ingest_state.video_codec == "H.264"
         assert ingest_state.audio_codec == "AAC"
+        health = (await client.get("/api/health")).json()["ingest"]
+        assert (health["live"], health["width"], health["video_codec"]) == (True, 320, "H.264")
+        assert "mqttrelay_ingest_live 1.0" in (await client.get("/metrics")).text
+        for read in ("/", "/api/health", "/api/settings", "/api/sources", "/api/streams"):
+            r = await client.get(read)
+            assert r.status_code == 200 and BUILTIN_KEY not in r.text, read  # the publish key
 
         # added: live at once, with its Home Assistant entities
         body = {"id": "youtube", "name": "YouTube", "enabled": True, "key": f"yt-{CANARY_KEY}",
@@ -145,19 +167,25 @@ async def test_add_rekey_delete_while_live_with_picture_and_home_assistant(
 
         # the ingest mode changed while live: the relay that is on comes back, in direct mode
         r = await client.patch("/api/settings", json={"ingest_mode": "direct"})
-        assert r.status_code == 200, r.text
-        assert router.ingest_state().mode == "direct"
-        await wait_status(router, "facebook", "live", 45)
-        assert router.stream_state("tiktok").status == "off"
-        assert (await client.get("/api/ingest/snapshot")).status_code == 503
-        # direct mode has no picture: its Home Assistant entity goes
-        await seen.wait("homeassistant/image/studio/ingest_picture/config", b"")
+        if isinstance(ingest, BuiltinIngest):  # which it has not: one clear error
+            assert r.status_code == 422 and "ingest.listen needs ingest.mode: cached" in r.text
+            assert router.ingest_state().mode == "cached"
+        else:
+            assert r.status_code == 200, r.text
+            assert router.ingest_state().mode == "direct"
+            await wait_status(router, "facebook", "live", 45)
+            assert router.stream_state("tiktok").status == "off"
+            assert (await client.get("/api/ingest/snapshot")).status_code == 503
+            # direct mode has no picture: its Home Assistant entity goes
+            await seen.wait("homeassistant/image/studio/ingest_picture/config", b"")
 
         for item in seen.seen:
-            assert CANARY_KEY.encode() not in item.payload, item.topic
-    assert CANARY_KEY not in caplog.text
-    assert CANARY_KEY not in (tmp_path / "state.json").read_text()
-    assert load_config(path).ingest.mode == "direct"
+            for secret in (CANARY_KEY, BUILTIN_KEY):
+                assert secret.encode() not in item.payload, item.topic
+    for secret in (CANARY_KEY, BUILTIN_KEY):
+        assert secret not in caplog.text
+        assert secret not in (tmp_path / "state.json").read_text()
+    assert load_config(path).ingest.mode == ("cached" if ingest_kind == "builtin" else "direct")
 
 
 def test_destinations_and_settings_survive_a_restart_and_a_reload(tmp_path: Path) -> None:
@@ -201,9 +229,10 @@ def test_destinations_and_settings_survive_a_restart_and_a_reload(tmp_path: Path
     assert CANARY_KEY not in (tmp_path / "state.json").read_text()
 
 
+@both_ingests()
 async def test_snapshot_is_503_with_a_reason_when_obs_is_away(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     broker: Mosquitto,
     services: Callable[[Config], Service],

@@ -21,6 +21,8 @@ from mqttrelay.config import Config
 
 from .kit import (
     CANARY_KEY,
+    Ingest,
+    both_ingests,
     key_of,
     make_config,
     switch_on,
@@ -296,11 +298,14 @@ def tap_pids(config: Config) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "ingest", [True, False], indirect=True, ids=["idle_streams_on", "idle_streams_off"]
+    ("ingest", "ingest_kind"),
+    [(True, "nginx"), (False, "nginx"), (True, "builtin")],
+    indirect=["ingest"],
+    ids=["idle_streams_on", "idle_streams_off", "builtin"],
 )
 async def test_short_ingest_outage_keeps_platform_connection(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],
@@ -314,12 +319,12 @@ async def test_short_ingest_outage_keeps_platform_connection(
     connection = await publisher_id(platforms, key)
     pid = router.stream_state("youtube").pid
     taps = tap_pids(config)
-    assert len(taps) == 1
+    assert len(taps) == (1 if isinstance(ingest, NginxRtmp) else 0)  # the built-in: no tap
 
     publisher.stop()
     await wait_status(router, "youtube", "holding")
     assert router.ingest_state().live is False
-    if ingest.idle_streams:
+    if isinstance(ingest, NginxRtmp) and ingest.idle_streams:
 
         async def tap_waits_at_ingest() -> bool:
             stream = (await stat_streams(ingest)).get("stream")
@@ -339,9 +344,10 @@ async def test_short_ingest_outage_keeps_platform_connection(
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_long_ingest_outage_waits_then_resumes_by_itself(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],

@@ -12,15 +12,25 @@ from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 from mqttrelay.control.router import ChangeEvent, UnknownStreamError
 
-from .kit import CANARY_KEY, make_config, switch_on, wait_ingest_live, wait_publishing, wait_status
+from .kit import (
+    CANARY_KEY,
+    Ingest,
+    both_ingests,
+    make_config,
+    switch_on,
+    wait_ingest_live,
+    wait_publishing,
+    wait_status,
+)
 from .support import NginxRtmp, Publisher, eventually, free_port, probe_codecs, start_nginx
 
 pytestmark = pytest.mark.integration
 
 
+@both_ingests()
 async def test_commands_are_idempotent_and_persisted(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],
@@ -151,9 +161,10 @@ async def test_default_nginx_application_still_maps_audio_and_video(
         plain.stop()
 
 
+@both_ingests()
 async def test_reload_keeps_untouched_relays_running(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],

@@ -18,7 +18,7 @@ from mqttrelay.transports.mqtt.discovery import (
 )
 from mqttrelay.transports.mqtt.topics import Topics
 
-from .kit import CANARY_KEY, make_config, wait_gone, wait_publishing
+from .kit import CANARY_KEY, Ingest, both_ingests, make_config, wait_gone, wait_publishing
 from .kit import B as B
 from .kit import Collector as Collector
 from .kit import collector as collector
@@ -218,22 +218,35 @@ async def test_home_assistant_online_republishes_and_stale_discovery_is_removed(
             await col.wait(f"{B}/tiktok/state", b"OFF")
 
 
+@both_ingests(slow_builtin=True)
 async def test_real_relay_status_and_bitrate_over_mqtt(
     tmp_path: Path,
     broker: Mosquitto,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],
 ) -> None:
     config = make_config(tmp_path, ingest, platforms, ["tiktok"])
     config = config.model_copy(
-        update={"mqtt": config.mqtt.model_copy(update={"port": broker.port})}
+        update={"mqtt": config.mqtt.model_copy(update={"port": broker.port, "node_id": "studio"})}
     )
     service = services(config)
     async with collector(broker.port) as col, running_bridge(service, config) as bridge:
         await wait_connected(bridge)
         await col.wait(f"{B}/ingest/status", b"live", deadline_s=30)
+        await col.wait(f"{B}/host/studio/ingest/status", b"live")
+
+        async def info() -> dict[str, object]:
+            payload = json.loads(col.last(f"{B}/host/studio/ingest/info") or b"{}")
+            return payload if payload.get("resolution") else {}
+
+        seen = await eventually(info, 20, "the ingest's info")
+        assert (seen["resolution"], seen["video_codec"], seen["audio_codec"]) == (
+            "320x240",
+            "H.264",
+            "AAC",
+        )
         await col.publish(f"{B}/tiktok/set", b"ON")
         await col.wait(f"{B}/tiktok/state", b"ON")
         await col.wait(f"{B}/tiktok/status", b"live", deadline_s=30)

@@ -21,7 +21,18 @@ from mqttrelay.transports.mqtt.commands import CommandError, parse_key
 from mqttrelay.transports.mqtt.discovery import DiscoveryContext, all_discovery
 from mqttrelay.transports.mqtt.topics import Topics
 
-from .kit import CANARY_KEY, B, Collector, collector, offline_config, running_bridge, wait_connected
+from .kit import (
+    CANARY_KEY,
+    B,
+    Collector,
+    Ingest,
+    both_ingests,
+    collector,
+    ingest_section,
+    offline_config,
+    running_bridge,
+    wait_connected,
+)
 from .support import Mosquitto, NginxRtmp, Publisher, eventually, free_port, stat_streams
 
 OLD_KEY = f"old-{CANARY_KEY}"
@@ -74,7 +85,7 @@ def test_key_topics_and_the_new_key_entity() -> None:
     assert text["value_template"] == "{{ '' }}" and text["min"] == 0
 
 
-def file_config(folder: Path, broker: Mosquitto, ingest: NginxRtmp, platforms: NginxRtmp) -> Path:
+def file_config(folder: Path, broker: Mosquitto, ingest: Ingest, platforms: NginxRtmp) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
     stream = {"id": "tiktok", "name": "TikTok", "key": OLD_KEY,
@@ -83,7 +94,7 @@ def file_config(folder: Path, broker: Mosquitto, ingest: NginxRtmp, platforms: N
         yaml.safe_dump(
             {
                 "state_file": str(folder / "state.json"),
-                "ingest": {"url": ingest.url("stream")},
+                "ingest": ingest_section(ingest),
                 "mqtt": {"port": broker.port, "node_id": "studio"},
                 "api": {"port": free_port()},
                 "streams": [stream],
@@ -108,9 +119,10 @@ async def bridge_with_editor(
         await bridge.stop()
 
 
+@both_ingests()
 async def test_a_key_set_over_mqtt_rekeys_the_live_relay_and_is_never_published(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
@@ -146,6 +158,11 @@ async def test_a_key_set_over_mqtt_rekeys_the_live_relay_and_is_never_published(
     messages = [r.getMessage() for r in caplog.records]
     assert any("tiktok: destination changed (key)" in m for m in messages)
     assert not [m for m in messages if "canary" in m.lower()]
+    # the file written on the new key keeps the ingest as it was (the publish key too)
+    assert (
+        load_config(path).ingest.model_dump()
+        == Config.model_validate({"ingest": ingest_section(ingest)}).ingest.model_dump()
+    )
 
 
 async def rekey_the_live_relay(

@@ -9,7 +9,7 @@ import itertools
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,13 @@ from mqttrelay.config import Config
 
 from .kit import (
     CANARY_KEY,
+    Ingest,
     _async,
+    both_ingests,
+    ingest_section,
     is_red,
     publisher_client,
+    publishing,
     red_png,
     standby_config,
     wait_ingest_live,
@@ -50,19 +54,17 @@ STREAMS = {"copy": None, "a": "small", "b": "small", "v": "vertical"}
 
 
 @pytest.fixture
-def wide_publisher(ingest: NginxRtmp) -> Iterator[Publisher]:
-    pub = Publisher(ingest.url("stream"), size="320x180")
-    pub.start()
-    yield pub
-    pub.stop()
+async def wide_publisher(ingest: Ingest) -> AsyncIterator[Publisher]:
+    async with publishing(ingest, size="320x180") as pub:
+        yield pub
 
 
-def profile_config(tmp_path: Path, ingest: NginxRtmp, platforms: NginxRtmp) -> Config:
+def profile_config(tmp_path: Path, ingest: Ingest, platforms: NginxRtmp) -> Config:
     dest = f"rtmp://127.0.0.1:{platforms.rtmp_port}/dest"
     return Config.model_validate(
         {
             "state_file": str(tmp_path / "state.json"),
-            "ingest": {"url": ingest.url("stream")},
+            "ingest": ingest_section(ingest),
             "mqtt": {"enabled": False},
             "profiles": PROFILES,
             "streams": [
@@ -96,9 +98,10 @@ async def kbps_at_platform(platforms: NginxRtmp, key: str, seconds: float = 6.0)
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     wide_publisher: Publisher,
     services: Callable[[Config], Service],
@@ -185,9 +188,10 @@ async def test_profiles_share_one_encoder_each_and_leave_copy_alone(
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_profile_destinations_hold_through_an_obs_outage_on_the_standby_picture(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     wide_publisher: Publisher,
     services: Callable[[Config], Service],

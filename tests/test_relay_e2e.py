@@ -10,7 +10,7 @@ import pytest
 from mqttrelay.app import Service
 from mqttrelay.config import Config
 
-from .kit import make_config
+from .kit import Ingest, make_config
 from .kit import wait_gone as wait_gone
 from .kit import wait_ingest_live as wait_ingest_live
 from .kit import wait_publishing as wait_publishing
@@ -18,14 +18,15 @@ from .kit import wait_status as wait_status
 from .support import NginxRtmp, Publisher, probe_codecs
 
 pytestmark = pytest.mark.integration
-MODES = ["cached", "direct"]
+# the built-in ingest has cached mode alone (relays read the hub)
+MODES = [("cached", "nginx"), ("direct", "nginx"), ("cached", "builtin")]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("mode", "ingest_kind"), MODES, ids=["-".join(m) for m in MODES])
 async def test_switch_on_and_off_delivers_audio_and_video(
     mode: str,
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],

@@ -20,7 +20,7 @@ from mqttrelay.config import Config, ScheduleConfig
 from mqttrelay.control.schedule_times import build_trigger, fire_times, missed_changes, next_changes
 from mqttrelay.control.state import SavedState, SavedTimer, load_state, save_state
 
-from .kit import make_config, wait_gone, wait_ingest_live, wait_publishing
+from .kit import Ingest, both_ingests, make_config, wait_gone, wait_ingest_live, wait_publishing
 from .support import NginxRtmp, Publisher, free_port
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -218,9 +218,10 @@ async def test_schedule_job_fires_through_apscheduler(
 
 
 @pytest.mark.integration
+@both_ingests()
 async def test_a_timer_switches_a_real_relay_off(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],

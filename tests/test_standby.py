@@ -30,9 +30,13 @@ from mqttrelay.ingest.nginx import tap
 
 from .kit import SHAPES as SHAPES
 from .kit import (
+    BuiltinIngest,
     Collector,
+    Ingest,
     _async,
+    both_ingests,
     collector,
+    ingest_publisher,
     make_config,
     running_bridge,
     switch_on,
@@ -82,7 +86,7 @@ def frames_per_second(frames: list[SeenFrame]) -> float:
 
 
 async def outage_through_standby(
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     router: Router,
     key: str,
@@ -141,22 +145,23 @@ def check_what_the_platform_saw(
 
 
 @pytest.mark.slow
+@both_ingests()
 @pytest.mark.parametrize("shape", SHAPES, ids=["320x180-30-stereo", "640x360-25-mono"])
 async def test_standby_picture_fills_an_obs_outage_without_hooks(
     shape: dict[str, Any],
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     services: Callable[[Config], Service],
 ) -> None:
-    publisher = Publisher(ingest.url("stream"), gop_frames=2 * shape["rate"], **shape)
-    publisher.start()
+    publisher = ingest_publisher(ingest, gop_frames=2 * shape["rate"], **shape)
     try:
         base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
         config = standby_config(base, red_png(tmp_path))
         service = services(config)
         router = service.router
         await service.start()
+        publisher.start()  # after the service: the built-in ingest is the service
         key = await switch_on(router, config, platforms, "youtube")
         await wait_status(router, "youtube", "live")
         await wait_loop_ready(service)
@@ -178,9 +183,10 @@ async def test_standby_picture_fills_an_obs_outage_without_hooks(
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_standby_ends_after_max_s_and_relays_stop_as_after_hold_s(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     services: Callable[[Config], Service],
@@ -270,9 +276,10 @@ async def test_standby_with_the_managed_ingest_starts_at_the_on_publish_done_hoo
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
@@ -330,6 +337,8 @@ async def test_standby_shows_on_mqtt_home_assistant_api_and_metrics(
         await col.wait("streamrelay/host/studio/brb", b"OFF")
         await col.wait("streamrelay/youtube/status", b"live", deadline_s=30)
 
+        if isinstance(ingest, BuiltinIngest):
+            return  # the built-in ingest has no direct mode
         # the page switches to direct mode: no standby there, so its entities go
         # (and a "be right back" command is only warned about), then come back
         standby_topics = [
@@ -390,15 +399,15 @@ def test_the_built_in_card_is_made_here_with_its_text() -> None:
 
 
 @pytest.mark.slow
+@both_ingests()
 async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     services: Callable[[Config], Service],
 ) -> None:
     shape = SHAPES[1]
-    publisher = Publisher(ingest.url("stream"), gop_frames=2 * shape["rate"], **shape)
-    publisher.start()
+    publisher = ingest_publisher(ingest, gop_frames=2 * shape["rate"], **shape)
     try:
         base = make_config(tmp_path, ingest, platforms, ["youtube"], hold_s=2)
         config = standby_config(base, red_png(tmp_path))
@@ -409,6 +418,7 @@ async def test_be_right_back_holds_the_standby_while_obs_keeps_sending(
             transport=httpx.ASGITransport(app=app_), base_url="http://127.0.0.1"
         )
         await service.start()
+        publisher.start()  # after the service: the built-in ingest is the service
         await wait_ingest_live(router)
         key = config.streams[0].target.rsplit("/", 1)[1]
         early = await http.put("/api/standby", json={"held": True})

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from ..kit import CANARY_KEY, Collector, collector
+from ..kit import CANARY_KEY, Collector, Ingest, both_ingests, collector, ingest_section
 from ..support import Mosquitto, NginxRtmp, Publisher, ServiceProcess, eventually, free_port
 from .harness import HomeAssistant
 
@@ -117,9 +117,10 @@ async def relay_beside_home_assistant(
     assert CANARY_KEY not in ha.log.read_text()
 
 
+@both_ingests()
 async def test_home_assistant_discovers_drives_and_keeps_states(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
@@ -127,7 +128,7 @@ async def test_home_assistant_discovers_drives_and_keeps_states(
     streams = ["tiktok", "youtube"]
     config = relay_config(
         tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
-        {"port": broker.port}, "studio", streams,
+        {"port": broker.port}, "studio", streams, ingest=ingest_section(ingest),
     )  # fmt: skip
     entities = expected_entities("studio", streams)
     async with relay_beside_home_assistant(tmp_path, broker, config, entities) as session:
@@ -177,16 +178,17 @@ async def all_available(col: Collector, entities: set[str]) -> bool:
     return all(states.get(e, "unavailable") != "unavailable" for e in entities)
 
 
+@both_ingests()
 async def test_home_assistant_shows_the_standby_and_holds_it_by_hand(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
 ) -> None:
     config = relay_config(
         tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
-        {"port": broker.port}, "studio", ["tiktok"], standby={},
+        {"port": broker.port}, "studio", ["tiktok"], standby={}, ingest=ingest_section(ingest),
     )  # fmt: skip
     entities = expected_entities("studio", ["tiktok"])
     entities |= {"binary_sensor.studio_standby", "switch.studio_brb"}
@@ -221,16 +223,17 @@ async def test_home_assistant_shows_the_standby_and_holds_it_by_hand(
         )  # fmt: skip
 
 
+@both_ingests()
 async def test_home_assistant_follows_added_and_deleted_destinations_and_shows_the_picture(
     tmp_path: Path,
-    ingest: NginxRtmp,
+    ingest: Ingest,
     platforms: NginxRtmp,
     publisher: Publisher,
     broker: Mosquitto,
 ) -> None:
     config = relay_config(
         tmp_path / "relay", ingest.url("stream"), platforms.rtmp_port,
-        {"port": broker.port}, "studio", ["tiktok"],
+        {"port": broker.port}, "studio", ["tiktok"], ingest=ingest_section(ingest),
     )  # fmt: skip
     entities = expected_entities("studio", ["tiktok"])
     entities |= {"image.studio_ingest_picture", "sensor.studio_ingest_resolution"}
