@@ -50,7 +50,7 @@ import aiomqtt
 import psutil
 import uvicorn
 
-from benchmarks.common import MEDIA_BYTES, POLL_S, arrived, wait_for_keys
+from benchmarks.common import MEDIA_BYTES, POLL_S, arrived, summary, wait_for_keys
 from benchmarks.ingest import bench_ingest
 from benchmarks.profiles import bench_profiles
 from benchmarks.shaped import bench_shaped
@@ -77,21 +77,6 @@ PARTS = (
     "toggle", "rtmps", "isolation", "outage", "scale", "standby", "profiles", "shaped", "sources",
     "ingest",
 )  # fmt: skip
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
-
-    return {
-        "n": len(values),
-        "median": round(statistics.median(values), 3),
-        "p90": round(pct(0.9), 3),
-        "p95": round(pct(0.95), 3),
-        "max": round(ordered[-1], 3),
-    }
 
 
 class Lab:

@@ -4,6 +4,7 @@ watched by one poller for every key of a try (as the toggle part always did)."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 
 from tests.support import NginxRtmp, StatStream, stat_client, stat_streams
@@ -48,3 +49,20 @@ async def wait_for_keys(
                 raise TimeoutError(f"{keys} never {'left' if gone else 'arrived'}")
             await asyncio.sleep(POLL_S)
     return done
+
+
+def summary(
+    values: list[float], percentiles: tuple[float, ...] = (0.9, 0.95), least: bool = False
+) -> dict[str, float]:
+    """n, median, (min,) the given percentiles (nearest rank) and max, in seconds to
+    the millisecond: every part's figures in one shape."""
+    ordered = sorted(values)
+    out: dict[str, float] = {"n": len(values), "median": round(statistics.median(ordered), 3)}
+    if least:
+        out["min"] = round(ordered[0], 3)
+    for p in percentiles:
+        out[f"p{round(p * 100)}"] = round(
+            ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))], 3
+        )
+    out["max"] = round(ordered[-1], 3)
+    return out

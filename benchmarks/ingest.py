@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -40,9 +39,9 @@ import httpx
 import psutil
 import yaml
 
-from benchmarks.common import wait_for_keys
+from benchmarks.common import summary, wait_for_keys
 from mqttrelay.ingest.nginx.conf import NginxSettings, render_nginx_conf
-from tests.frame_counter import CounterReader, Picture, counter_filter, decode_row
+from tests.frame_counter import CounterReader, Picture, counter_argv, decode_row
 from tests.support import (
     NginxRtmp,
     ServiceProcess,
@@ -58,19 +57,7 @@ KINDS = ("push", "tap", "builtin")
 
 
 def clip_argv(ffmpeg: str, path: Path) -> list[str]:
-    p = PICTURE
-    v = p.video_kbps
-    return [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size={p.width}x{p.height}:rate={p.fps}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-vf", counter_filter(p),
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-        "-pix_fmt", "yuv420p", "-b:v", f"{v}k", "-maxrate", f"{v}k", "-bufsize", f"{v}k",
-        "-g", str(p.gop_frames), "-keyint_min", str(p.gop_frames), "-sc_threshold", "0",
-        "-c:a", "aac", "-b:a", f"{p.audio_kbps}k", "-ac", "2",
-        "-t", str(CLIP_S), "-f", "flv", str(path),
-    ]  # fmt: skip
+    return counter_argv(ffmpeg, str(path), PICTURE, realtime=False, seconds=CLIP_S)
 
 
 def publisher_argv(ffmpeg: str, clip: Path, urls: list[str]) -> list[str]:
@@ -190,21 +177,6 @@ async def until(check: Callable[[], bool], limit_s: float = 60) -> None:
         await asyncio.sleep(0.1)
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
-
-    return {
-        "n": len(values),
-        "median": round(statistics.median(values), 3),
-        "p10": round(pct(0.1), 3),
-        "p90": round(pct(0.9), 3),
-        "max": round(ordered[-1], 3),
-    }
-
-
 async def bench_kind(
     folder: Path, platform: NginxRtmp, clip: Path, kind: str, tries: int, window_s: float
 ) -> dict[str, Any]:
@@ -255,7 +227,7 @@ async def bench_kind(
                     on.append(time.perf_counter() - start)
                     await switch(False)
                     await wait_for_keys(platform, [key], gone=True)
-                result["switch_on_s"] = summary(on)
+                result["switch_on_s"] = summary(on, (0.1, 0.9))
                 await switch(True)
             await wait_for_keys(platform, [key], limit_s=60)
             await asyncio.sleep(3)
@@ -276,7 +248,7 @@ async def bench_kind(
             )
             result["cpu_s_per_min_total"] = round(sum(per_min.values()), 2)
             delays = added_delays(readers[0].frames, readers[1].frames)
-            result["added_delay_s"] = summary(delays)
+            result["added_delay_s"] = summary(delays, (0.1, 0.9))
             result["frames"] = {"path": len(readers[0].frames), "direct": len(readers[1].frames)}
             result["bad_frames"] = sum(r.bad_frames for r in readers)
     finally:

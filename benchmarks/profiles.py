@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from benchmarks.common import wait_for_keys
+from benchmarks.common import summary, wait_for_keys
 from mqttrelay.app import Service, build
 from mqttrelay.config import Config
 from tests.support import NginxRtmp, Publisher, start_nginx
@@ -87,11 +86,6 @@ async def _encoder_cpu(service: Service) -> dict[str, float]:
             "dropped_frames": state.dropped_frames}  # fmt: skip
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "n": len(values)}  # fmt: skip
-
-
 async def _case(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str, tries: int,
                 rng: random.Random) -> dict[str, Any]:  # fmt: skip
     config = _config(folder, ingest, platform, size)
@@ -119,7 +113,7 @@ async def _case(folder: Path, ingest: NginxRtmp, platform: NginxRtmp, size: str,
     finally:
         await service.stop()
     return {
-        **{f"{k}_on": _summary(v) for k, v in runs.items()}, "encoder": cpu,
+        **{f"{k}_on": summary(v, (), least=True) for k, v in runs.items()}, "encoder": cpu,
         "raw_cold": [round(v, 3) for v in runs["cold"]],
         "raw_warm": [round(v, 3) for v in runs["warm"]],
     }  # fmt: skip

@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench import summary
-from benchmarks.common import wait_for_keys
+from benchmarks.common import summary, wait_for_keys
 from mqttrelay.app import build
 from mqttrelay.config import Config
 from tests.support import NginxRtmp, Publisher, free_port, start_nginx

@@ -9,26 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import statistics
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from benchmarks.common import wait_for_keys
+from benchmarks.common import summary, wait_for_keys
 from mqttrelay.config import Config
 from mqttrelay.control.router import Router
 from tests.support import Publisher, stat_streams
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "median": round(statistics.median(ordered), 3),
-        "p90": round(ordered[int(0.9 * (len(ordered) - 1))], 3),
-        "max": round(ordered[-1], 3),
-    }
-
 
 Serve = Callable[[Any, Config], AbstractAsyncContextManager[tuple[Router, Any, Any]]]
 
@@ -91,8 +80,8 @@ async def bench_sources(lab: Any, serve: Serve, tries: int, rng: random.Random) 
         finally:
             vertical.stop()
     return {
-        "on_main": _summary(on["wide"]),
-        "on_vertical": _summary(on["tall"]),
+        "on_main": summary(on["wide"], (0.9,)),
+        "on_vertical": summary(on["tall"], (0.9,)),
         "raw_on_main": [round(v, 3) for v in on["wide"]],
         "raw_on_vertical": [round(v, 3) for v in on["tall"]],
         "main_untouched_while_vertical_toggled": kept,

@@ -82,12 +82,16 @@ def counter_filter(p: Picture) -> str:
     return ",".join(parts)
 
 
-def publisher_argv(ffmpeg: str, url: str, p: Picture) -> list[str]:
-    """An OBS stand-in publishing the counter picture in real time, H.264 + AAC,
-    a keyframe every gop_frames exactly (no scene-cut keyframes)."""
+def counter_argv(
+    ffmpeg: str, output: str, p: Picture, realtime: bool = True, seconds: float | None = None
+) -> list[str]:
+    """The counter picture with a tone, H.264 + AAC as FLV to `output`, a keyframe
+    every gop_frames exactly (no scene-cut keyframes); in real time (an OBS
+    stand-in) or as fast as it goes for `seconds` (a clip to loop)."""
     v = p.video_kbps
     return [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+        *(["-re"] if realtime else []),
         "-f", "lavfi", "-i", f"testsrc2=size={p.width}x{p.height}:rate={p.fps}",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
         "-vf", counter_filter(p),
@@ -95,8 +99,14 @@ def publisher_argv(ffmpeg: str, url: str, p: Picture) -> list[str]:
         "-pix_fmt", "yuv420p", "-b:v", f"{v}k", "-maxrate", f"{v}k", "-bufsize", f"{v}k",
         "-g", str(p.gop_frames), "-keyint_min", str(p.gop_frames), "-sc_threshold", "0",
         "-c:a", "aac", "-b:a", f"{p.audio_kbps}k", "-ac", "2",
-        "-f", "flv", url,
+        *(["-t", str(seconds)] if seconds is not None else []),
+        "-f", "flv", output,
     ]  # fmt: skip
+
+
+def publisher_argv(ffmpeg: str, url: str, p: Picture) -> list[str]:
+    """An OBS stand-in publishing the counter picture in real time."""
+    return counter_argv(ffmpeg, url, p)
 
 
 def reader_argv(ffmpeg: str, url: str) -> list[str]:
