@@ -444,9 +444,13 @@ SHAPES: list[dict[str, Any]] = [
 class IdleHolder:
     """Keeps `count` TCP connections open that never send a byte."""
 
-    def __init__(self, port: int, count: int) -> None:
+    def __init__(self, port: int, count: int, sources: tuple[str, ...] = ()) -> None:
+        """sources: loopback addresses the connections come from, in turn (another
+        machine's flood, not OBS's own address); none: the system's choice."""
         self.port = port
         self.count = count
+        self.sources = sources
+        self._opened = 0
         self.dropped: list[float] = []  # how long each dropped one had been open
         self._tasks: list[asyncio.Task[None]] = []
         self._refill = True
@@ -455,7 +459,11 @@ class IdleHolder:
     async def _hold(self) -> None:
         while True:
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                source = self.sources[self._opened % len(self.sources)] if self.sources else None
+                self._opened += 1
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port, local_addr=(source, 0) if source else None
+                )
             except OSError:
                 await asyncio.sleep(0.1)
                 continue

@@ -164,11 +164,14 @@ def addon(
 async def _publish_past_idle_connections(
     obs: Publisher, broker: Mosquitto, platforms: NginxRtmp
 ) -> None:
-    """OBS publishes, and the relay starts, while 300 idle connections keep arriving
-    at the ingest (issue 26), in the image as its user, with the rlimits it gets. The
-    image's ingest is the built-in one (issue 30): past its caps it drops the idle
-    connections that got least far, never OBS (nginx held all 300 open)."""
-    holder = IdleHolder(1935, IDLE)
+    """OBS publishes, and the relay starts, while 300 idle connections from other
+    addresses keep arriving at the ingest (issue 26), in the image as its user, with
+    the rlimits it gets. The image's ingest is the built-in one (issue 30): past its
+    caps it drops the idle connections that got least far, never OBS (nginx held all
+    300 open)."""
+    # from twelve other addresses, as a flood from the LAN comes: the built-in ingest
+    # caps each address (8), so a flood from OBS's own address can keep OBS out
+    holder = IdleHolder(1935, IDLE, tuple(f"127.0.0.{n}" for n in range(2, 14)))
     await holder.open()
     try:
         obs.start()
