@@ -276,10 +276,12 @@ class FakeSpawner:
         self.procs: list[FakeProcess] = []
         self.fail: OSError | None = None
         self.spawned = asyncio.Event()
+        self.on_call: Callable[[], None] = lambda: None  # sees the relay as each spawn starts
 
     async def __call__(
         self, argv: list[str], owner: str, *, stdin: bool, capture: bool = True
     ) -> Process:
+        self.on_call()
         if self.fail is not None:
             raise self.fail
         proc = FakeProcess(FAKE_PID_BASE + len(self.procs), argv)

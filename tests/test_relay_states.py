@@ -137,6 +137,13 @@ async def test_a_refusing_platform_is_retried_with_backoff_until_it_is_a_problem
 ) -> None:
     lab = make()
     lab.relay.set_enabled(True)
+    unexplained: list[int] = []  # tries whose start showed "retrying" with no time
+
+    def at_spawn() -> None:
+        if lab.relay.status is Status.RETRYING and lab.relay.retry_at is None:
+            unexplained.append(len(lab.spawn.procs) + 1)
+
+    lab.spawn.on_call = at_spawn
     for tries in range(1, 4):
         await lab.spawned(tries)
         lab.spawn.last.say(f"[tcp] {REFUSED} for rtmp://127.0.0.1:9/app/{KEY}")
@@ -154,6 +161,7 @@ async def test_a_refusing_platform_is_retried_with_backoff_until_it_is_a_problem
     await lab.status(Status.LIVE)
     assert lab.relay.problem is None and lab.relay.down_since is None  # the outage is over
     assert lab.statuses[:3] == ["starting", "retrying", "starting"]
+    assert unexplained == [], unexplained
 
 
 async def test_switching_on_again_while_retrying_tries_at_once(make: Callable[..., Lab]) -> None:

@@ -196,7 +196,9 @@ class Relay:
     def _on_phase(self, phase: Phase) -> None:
         if phase is not Phase.RETRYING:
             self.retry_at = None  # the pause is over
-        if phase is Phase.WAITING:
+        if phase is Phase.STARTING and self.status is Status.RETRYING:
+            self._set(Status.STARTING)  # not "retrying" with no time while the try starts
+        elif phase is Phase.WAITING:
             self._set(Status.WAITING)
         elif phase is Phase.STOPPED:
             self._set(Status.OFF)
