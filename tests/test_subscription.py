@@ -171,3 +171,55 @@ def test_what_waits_past_the_pipe_counts_in_the_delay() -> None:
     assert sub.backlog_bytes == 250_000
     feed(sub, clock, pipe, 0.04, timestamp)
     assert 900 <= sub.delay_ms <= 1200
+
+
+class Viewer:
+    """The platform's viewer behind a link of bytes_per_s: it reads the pipe in
+    order and shows a batch once all of it has arrived. Every batch starts with its
+    stream timestamp (4 bytes), so what is shown is known."""
+
+    def __init__(self, pipe: FakePipe, bytes_per_s: float) -> None:
+        self._pipe = pipe
+        self._bytes_per_s = bytes_per_s
+        self._taken = 0  # bytes of pipe.received[self._next] already read
+        self._next = 0
+        self.shown: int | None = None  # the stream timestamp on screen
+
+    def read(self, seconds: float) -> None:
+        budget = int(self._bytes_per_s * seconds)
+        received = self._pipe.received
+        while budget > 0 and self._next < len(received):
+            batch = received[self._next]
+            step = min(budget, len(batch) - self._taken)
+            self._taken += step
+            budget -= step
+            self._pipe.transport.buffered -= step
+            if self._taken == len(batch):
+                self.shown = int.from_bytes(batch[:4], "big")
+                self._next, self._taken = self._next + 1, 0
+
+
+def test_the_viewers_picture_stays_within_the_bound_plus_a_group() -> None:
+    """The picture the viewer sees is never older than the bound plus one keyframe
+    interval: a group whose keyframe is still queued when its tail must go keeps
+    the keyframe (a still picture) rather than losing the whole group."""
+    for link_bytes_per_s in (100_000, 150_000, 200_000):
+        sub, pipe, clock = make(max_delay_ms=2000)
+        sub.link_bytes_per_s = link_bytes_per_s
+        viewer = Viewer(pipe, link_bytes_per_s)
+        worst = 0
+        timestamp = 0
+        for _ in range(int(120 / 0.04)):  # 2 minutes; 250 kB/s with 60 kB keyframes
+            clock.now += 0.04
+            keyframe = timestamp % 2000 == 0
+            size = 60_000 if keyframe else 8_300
+            sub.send(timestamp, timestamp.to_bytes(4, "big") + b"x" * size, keyframe=keyframe)
+            viewer.read(0.04)
+            sub.flush()
+            if viewer.shown is not None and timestamp > 10_000:
+                worst = max(worst, timestamp - viewer.shown)
+            timestamp += 40
+        assert sub.drops > 5, link_bytes_per_s
+        # the bound, then a keyframe's way over the link (it was 3.1-3.6 s when the
+        # whole group went: a freeze of up to two groups)
+        assert worst <= 2000 + 60_000 * 1000 / link_bytes_per_s + 200, (link_bytes_per_s, worst)

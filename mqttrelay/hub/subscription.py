@@ -5,7 +5,9 @@ its own connection, the delay is bounded by dropping, never by reconnecting: whe
 a new keyframe group starts while the relay is more than `max_delay_ms` behind,
 everything still queued before that keyframe is dropped, so the platform's
 decoder only ever resumes at a keyframe and the delay stays under the bound plus
-one keyframe interval."""
+one keyframe interval. Mid-group, the rest of a group that would arrive too late
+goes, but not its keyframe: losing that would freeze the picture for one more
+group."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class Chunk(NamedTuple):
     timestamp: int
     data: bytes
     keep: bool  # codec headers: a stream resumed after a drop needs them
+    keyframe: bool = False  # it starts a keyframe group
 
 
 class RecentShare:
@@ -176,11 +179,11 @@ class Subscription:
         return floor_now >= TREND_MIN_MS and floor_now - floor_then >= TREND_GROWTH_MS
 
     # -- feeding ----------------------------------------------------------------
-    def put(self, timestamp: int, data: bytes, keep: bool = False) -> None:
+    def put(self, timestamp: int, data: bytes, keep: bool = False, keyframe: bool = False) -> None:
         """Queue bytes; `keep`: codec headers, never dropped."""
         if self.overflow is not None:
             return
-        self._chunks.append(Chunk(timestamp, data, keep))
+        self._chunks.append(Chunk(timestamp, data, keep, keyframe))
         self._bytes += len(data)
         self._edge = max(self._edge, timestamp)
         lag = timestamp - self._chunks[0].timestamp
@@ -214,14 +217,14 @@ class Subscription:
         if keyframe:
             self._skipping = False
             dropped = self._drop_if_behind(timestamp)
-        elif not keep and (self._skipping or self._too_late(timestamp)):
+        elif not keep and (self._too_late(timestamp) or self._skipping):
             if not self._skipping:  # the rest of this group goes, with what is queued of it
                 self._skipping = True
-                dropped = self._drop_queued(starting=False)
+                dropped = self._drop_queued(starting=False, keep_keyframe=True)
             self.dropped_bytes += offered
             self._share.add(self._clock(), offered, dropped + offered)
             return
-        self.put(timestamp, batch, keep)
+        self.put(timestamp, batch, keep, keyframe)
         self.flush()
         now = self._clock()
         self._share.add(now, offered, dropped)
@@ -267,9 +270,14 @@ class Subscription:
             return False
         return self.delay_ms + self._drain_growth_ms() > self.max_delay_ms
 
-    def _drop_queued(self, starting: bool) -> int:
-        """Drop what is queued but codec headers; returns the bytes dropped."""
-        kept = [chunk for chunk in self._chunks if chunk.keep]
+    def _drop_queued(self, starting: bool, keep_keyframe: bool = False) -> int:
+        """Drop what is queued but codec headers; returns the bytes dropped.
+        keep_keyframe: mid-group, the group's keyframe stays if it is still queued:
+        the viewer gets a still picture now rather than nothing for one more group."""
+        newest_keyframe = None
+        if keep_keyframe:
+            newest_keyframe = next((c for c in reversed(self._chunks) if c.keyframe), None)
+        kept = [c for c in self._chunks if c.keep or c is newest_keyframe]
         dropped = self._bytes - sum(len(chunk.data) for chunk in kept)
         if dropped or not starting:  # each call is one drop, even of an empty queue
             self._chunks = deque(kept)
