@@ -223,6 +223,7 @@ class Subscription:
                 dropped = self._drop_queued(starting=False, keep_keyframe=True)
             self.dropped_bytes += offered
             self._share.add(self._clock(), offered, dropped + offered)
+            self.flush()  # the group's keyframe, if kept, goes as soon as there is room
             return
         self.put(timestamp, batch, keep, keyframe)
         self.flush()
