@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from types import TracebackType
 
 import aiomqtt
 
@@ -28,11 +29,32 @@ def reconnect_backoff() -> Backoff:
     return Backoff(RECONNECT_FIRST_S, RECONNECT_MAX_S)
 
 
+class Client(aiomqtt.Client):
+    """aiomqtt's client, but a connection the broker dropped leaves no unread
+    reason behind: aiomqtt 2.5 keeps it in a future its `__aexit__` does not read,
+    and asyncio then logs "Future exception was never retrieved" with no context
+    (after every broker restart). What went wrong reaches the bridge anyway, as
+    the MqttError its next call raises."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            lost = self._disconnected
+            if lost.done() and not lost.cancelled():
+                lost.exception()  # read: it is the reason the connection ended
+
+
 def make_client(cfg: MqttConfig, identifier: str, will_topic: str) -> aiomqtt.Client:
     tls_context = None
     if cfg.tls:
         tls_context = ssl.create_default_context(cafile=str(cfg.ca_certs) if cfg.ca_certs else None)
-    return aiomqtt.Client(
+    return Client(
         cfg.host,
         cfg.port,
         username=cfg.username,
