@@ -82,7 +82,15 @@ async def test_the_page_shows_each_source_and_a_destination_picks_one(
     row = page.locator('[data-testid="source"][data-source="vertical"]')
     await expect(row.locator(".pill")).to_have_text("live", timeout=30_000)
     await expect(row.locator(".source-facts")).to_contain_text("180x320")
+    # on a phone its picture is one tap away: the destinations stay on the first screen
     picture = row.locator("img")
+    await expect(picture).to_be_hidden()
+    first_card = page.locator('[data-testid="card"]').first
+    box = await first_card.bounding_box()
+    screen = page.viewport_size
+    assert box is not None and screen is not None
+    assert box["y"] + box["height"] <= screen["height"], (box, screen)
+    await row.get_by_test_id("source-open").tap()
     await expect(picture).to_be_visible(timeout=20_000)
     assert await picture.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [180, 320]
 
