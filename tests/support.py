@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -44,11 +45,36 @@ def require_tool(name: str) -> str:
     return path
 
 
+# Under pytest-xdist (scripts/test) each worker draws its ports from a range of its
+# own, below the kernel's ephemeral ports (32768 up), so two workers never hand out
+# the same free port before either has bound it.
+WORKER_PORTS = 2500
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A port free on loopback now, not handed out before in this process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    if not worker.startswith("gw"):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    low = 10_000 + int(worker[2:]) * WORKER_PORTS
+    if len(_handed_out) > WORKER_PORTS // 2:
+        _handed_out.clear()  # those are bound by now, or given up
+    for _ in range(1000):
+        port = secrets.randbelow(WORKER_PORTS) + low
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free port between {low} and {low + WORKER_PORTS}")
 
 
 def wait_port(port: int, deadline_s: float = 10.0) -> None:

@@ -22,7 +22,8 @@ import yaml
 
 from .support import ServiceProcess, free_port, make_mosquitto
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One xdist worker holds both tests: the session fixture lives in one process.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("quiet")]
 QUIET_S = float(os.environ.get("MQTTRELAY_QUIET_SECONDS", "180"))
 
 

@@ -116,6 +116,7 @@ def test_problems_name_each_missed_criterion() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.alone
 async def test_a_slow_platform_keeps_a_bounded_delay_without_reconnecting(
     tmp_path: Path,
 ) -> None:
