@@ -114,3 +114,28 @@ async def test_a_new_sessions_codec_headers_reach_a_relay_that_is_dropping() -> 
         fan.subs[0].flush()
     assert fan.subs[0].drops >= 1
     assert any(t.data == new_seq.data for t in tags_of(slow))
+
+
+async def test_the_sound_goes_on_while_the_rest_of_a_group_is_dropped() -> None:
+    """As OBS keeps audio when it drops frames: where a slow relay's video skips the
+    rest of a group, its audio still arrives (and the relay's ffmpeg, which
+    interleaves the two, does not hold the next keyframe back for want of sound)."""
+    fan = FanOut()
+    fan.put(AVC_SEQ)
+    fan.put(AAC_SEQ)
+    pipe = attach(fan, max_delay_ms=1000)
+    ts = 0
+    for _ in range(20 * 25):  # 20 s at 25 fps, a batch per frame as the hub sends them
+        fan.put(keyframe(ts, 8000) if ts % 2000 == 0 else inter(ts, 2000))
+        fan.put(audio(ts))
+        fan.flush()
+        pipe.read(1_600)  # about 40 kB/s of a 55 kB/s stream
+        fan.subs[0].flush()
+        ts += 40
+    got = tags_of(pipe)
+    video = [t.timestamp for t in got if t.is_video and not t.is_sequence_header]
+    sound = [t.timestamp for t in got if t.is_audio and not t.is_sequence_header]
+    gaps = [(a, b) for a, b in itertools.pairwise(video) if b - a > 40]
+    assert len(gaps) >= 3 and fan.subs[0].dropped_bytes > 0
+    heard_in_gaps = [s for s in sound if any(a < s < b for a, b in gaps)]
+    assert len(heard_in_gaps) > len(gaps), (gaps, len(heard_in_gaps))

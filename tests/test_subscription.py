@@ -180,18 +180,20 @@ class Viewer:
 
     def __init__(self, pipe: FakePipe, bytes_per_s: float) -> None:
         self._pipe = pipe
-        self._bytes_per_s = bytes_per_s
+        self.taken_bytes = 0  # read since the relay last looked
+        self.bytes_per_s = bytes_per_s
         self._taken = 0  # bytes of pipe.received[self._next] already read
         self._next = 0
         self.shown: int | None = None  # the stream timestamp on screen
 
     def read(self, seconds: float) -> None:
-        budget = int(self._bytes_per_s * seconds)
+        budget = int(self.bytes_per_s * seconds)
         received = self._pipe.received
         while budget > 0 and self._next < len(received):
             batch = received[self._next]
             step = min(budget, len(batch) - self._taken)
             self._taken += step
+            self.taken_bytes += step
             budget -= step
             self._pipe.transport.buffered -= step
             if self._taken == len(batch):
@@ -201,21 +203,32 @@ class Viewer:
 
 def test_the_viewers_picture_stays_within_the_bound_plus_a_group() -> None:
     """The picture the viewer sees is never older than the bound plus one keyframe
-    interval: a group whose keyframe is still queued when its tail must go keeps
-    the keyframe (a still picture) rather than losing the whole group."""
+    interval, from the moment the link turns slow: a group whose keyframe is still
+    queued when its tail must go keeps the keyframe (a still picture) rather than
+    losing the whole group, and once the link is seen to fall behind, little waits
+    past the queue, where nothing can be dropped any more."""
     for link_bytes_per_s in (100_000, 150_000, 200_000):
         sub, pipe, clock = make(max_delay_ms=2000)
-        sub.link_bytes_per_s = link_bytes_per_s
-        viewer = Viewer(pipe, link_bytes_per_s)
+        viewer = Viewer(pipe, 10_000_000)  # a fast link first
         worst = 0
         timestamp = 0
-        for _ in range(int(120 / 0.04)):  # 2 minutes; 250 kB/s with 60 kB keyframes
+        taken = [0]
+        for step in range(int(120 / 0.04)):  # 2 minutes; 250 kB/s with 60 kB keyframes
             clock.now += 0.04
+            if step == int(10 / 0.04):
+                viewer.bytes_per_s = link_bytes_per_s  # the link turns slow
             keyframe = timestamp % 2000 == 0
             size = 60_000 if keyframe else 8_300
             sub.send(timestamp, timestamp.to_bytes(4, "big") + b"x" * size, keyframe=keyframe)
             viewer.read(0.04)  # nothing else flushes: the hub's next batch does
-            if viewer.shown is not None and timestamp > 10_000:
+            if step % int(0.5 / 0.04) == 0:  # the relay's look at its link (link_watch.py)
+                # ffmpeg's rate over the last 3 s (ffmpeg/output.py's BitrateMeter): it
+                # trails a link that just turned slow
+                taken.append(taken[-1] + viewer.taken_bytes)
+                viewer.taken_bytes = 0
+                sub.link_bytes_per_s = (taken[-1] - taken[-7]) / 3 if len(taken) > 6 else 0
+                sub.congested()
+            if viewer.shown is not None and step >= int(10 / 0.04):
                 worst = max(worst, timestamp - viewer.shown)
             timestamp += 40
         assert sub.drops > 5, link_bytes_per_s

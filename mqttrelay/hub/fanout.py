@@ -32,6 +32,7 @@ class FanOut:
         self.subs: list[Subscription] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._batch: list[bytes] = []  # live tags not yet written to the relays
+        self._batch_audio: list[bytes] = []  # its audio tags, for a relay skipping video
         self._batch_timestamp = 0
         self._batch_keyframe = False  # the batch starts a keyframe group
 
@@ -115,7 +116,10 @@ class FanOut:
         if not self._batch:
             self._batch_timestamp = tag.timestamp
             self._batch_keyframe = tag.is_keyframe
-        self._batch.append(tag.encode())
+        encoded = tag.encode()
+        self._batch.append(encoded)
+        if tag.is_audio:
+            self._batch_audio.append(encoded)
         if self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(FEED_INTERVAL_S, self.flush)
@@ -127,10 +131,12 @@ class FanOut:
         if not self._batch:
             return
         batch = b"".join(self._batch)
+        audio = b"".join(self._batch_audio)
         self._batch.clear()
+        self._batch_audio.clear()
         for sub in self.subs:
             if sub.started:
-                sub.send(self._batch_timestamp, batch, self._batch_keyframe)
+                sub.send(self._batch_timestamp, batch, self._batch_keyframe, audio=audio)
 
     def disconnect_all(self, reason: str) -> None:
         """Every relay on this stream restarts (its feed broke): they say why."""

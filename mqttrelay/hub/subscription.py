@@ -204,10 +204,16 @@ class Subscription:
         self._on_wake()
 
     def send(
-        self, timestamp: int, batch: bytes, keyframe: bool = False, keep: bool = False
+        self,
+        timestamp: int,
+        batch: bytes,
+        keyframe: bool = False,
+        keep: bool = False,
+        audio: bytes = b"",
     ) -> None:
         """A batch of live tags (`keyframe`: it starts a keyframe group; `keep`: codec
-        headers, never dropped)."""
+        headers, never dropped; `audio`: the batch's audio tags alone, which go on
+        while the rest of a group is dropped)."""
         offered = len(batch)
         dropped = 0
         self._offered_total += offered
@@ -221,8 +227,13 @@ class Subscription:
             if not self._skipping:  # the rest of this group goes, with what is queued of it
                 self._skipping = True
                 dropped = self._drop_queued(starting=False, keep_keyframe=True)
-            self.dropped_bytes += offered
-            self._share.add(self._clock(), offered, dropped + offered)
+            # The sound goes on, as OBS keeps it when it drops frames: a few percent
+            # of the bytes, and without it the relay's ffmpeg would hold the next
+            # picture back until sound came again (its muxer interleaves the two).
+            if audio:
+                self.put(timestamp, audio)
+            self.dropped_bytes += offered - len(audio)
+            self._share.add(self._clock(), offered, dropped + offered - len(audio))
             self.flush()  # the group's keyframe, if kept, goes as soon as there is room
             return
         self.put(timestamp, batch, keep, keyframe)
@@ -237,7 +248,10 @@ class Subscription:
         """Hand queued chunks to the relay's stdin while its pipe has room."""
         if self.overflow is not None or self._pipe.is_closing():
             return
-        room = CONGESTED_PIPE_MAX_BYTES if self._dropped_lately() else PIPE_BACKLOG_MAX_BYTES
+        # once the link is seen to fall behind (congested(), every 0.5 s), before
+        # any drop: the meter of its speed trails a link that just turned slow
+        slow = self._dropped_lately() or self._clock() < self._congested_until
+        room = CONGESTED_PIPE_MAX_BYTES if slow else PIPE_BACKLOG_MAX_BYTES
         while self._chunks and self._pipe_buffered() <= room:
             chunk = self._chunks.popleft()
             self._bytes -= len(chunk.data)
