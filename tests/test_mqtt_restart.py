@@ -33,6 +33,8 @@ def no_unread_disconnect_reason(caplog: pytest.LogCaptureFixture) -> Iterator[No
     gc.collect()
     unread = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
     assert unread == [], unread
+
+
 TRIES = 10
 HOST_STATUS = f"{B}/host/studio/status"
 # one stream per availability topic: each is commanded the moment its topic says online
