@@ -243,7 +243,7 @@ class Hub(Notifier):
             log.info("ingest is live (session %d)", self.sessions)
             self._tap.went_live()
             if self.backup is not None and self.backup.live:
-                self._check_pairing(feed_shape(self._obs_headers))
+                self._check_pairing(self.shape())
             self._begin_sample(tag)
             self.notify()
         self._keep_and_forward(tag)
@@ -344,7 +344,7 @@ class Hub(Notifier):
             self._fanout.drop_cache()
         if self.live:
             self.live = False
-            self._last_shape = feed_shape(self._obs_headers)
+            self._last_shape = self.shape()
             self._obs_headers = {}
             log.info("ingest is no longer live")
             if self._player is None and not self._start_backup():
@@ -364,7 +364,7 @@ class Hub(Notifier):
         backup = self.backup
         if backup is None or not backup.live:
             return False
-        problem = pairing_problem(primary, feed_shape(backup._obs_headers))
+        problem = pairing_problem(primary, backup.shape())
         if problem is not None and problem != self.backup_problem:
             log.warning("%s cannot stand in: %s", self._label, problem)
         self.backup_problem = problem
@@ -377,7 +377,7 @@ class Hub(Notifier):
     def _backup_changed(self) -> None:
         """The backup went live or away: follow it, or leave it for the standby."""
         if self.live and self.backup is not None and self.backup.live:
-            self._check_pairing(feed_shape(self._obs_headers))
+            self._check_pairing(self.shape())
         if self.on_backup and not self._backup_live():
             log.info("backup: the backup is away too")
             self._stop_standby()
@@ -398,22 +398,33 @@ class Hub(Notifier):
             self._player = None
         log.info("backup: OBS is away, the platforms get the backup's picture")
         self.on_backup, self._standby_fresh = True, True
-        # from its cached group, or (it went live just now) from the keyframe that
-        # it forwards next
-        fan = backup._fanout
-        start = fan.gop[0].timestamp if fan.gop else backup._rewriter.last_timestamp or 0
-        for header in (fan.metadata, fan.video_seq, fan.audio_seq):
-            if header is not None:
-                self._on_standby_tag(header.with_timestamp(start))
-        for tag in fan.gop:
-            self._on_standby_tag(tag)
-        backup._followers.append(self._on_standby_tag)
+        backup.follow(self._on_standby_tag)
         return True
 
     def _stop_backup(self) -> None:
         if self.on_backup and self.backup is not None:
             self.on_backup = False
-            self.backup._followers.remove(self._on_standby_tag)
+            self.backup.unfollow(self._on_standby_tag)
+
+    # -- as another source's backup -----------------------------------------------
+    def shape(self) -> FeedShape:
+        """Its picture's size and rate and its sound's layout now (backup.py)."""
+        return feed_shape(self._obs_headers)
+
+    def follow(self, follower: Callable[[FlvTag], None]) -> None:
+        """Hand follower this hub's stream, codec headers first, from its cached
+        group on (or, live just now, from the keyframe it forwards next)."""
+        fan = self._fanout
+        start = fan.gop[0].timestamp if fan.gop else self._rewriter.last_timestamp or 0
+        for header in (fan.metadata, fan.video_seq, fan.audio_seq):
+            if header is not None:
+                follower(header.with_timestamp(start))
+        for tag in fan.gop:
+            follower(tag)
+        self._followers.append(follower)
+
+    def unfollow(self, follower: Callable[[FlvTag], None]) -> None:
+        self._followers.remove(follower)
 
 
 def _kind(tag: FlvTag) -> str:
