@@ -21,11 +21,6 @@ STATS_PERIOD_S = "1"
 # where the plain flv demuxer lets the muxer clamp every later timestamp.
 RTMP_INPUT = ["-f", "live_flv"]
 FLV_OUT = ["-f", "flv", "-flvflags", "no_duration_filesize"]
-# A relay's muxer waits for both sound and picture before it writes either, by default
-# for up to 10 s: while a slow link's relay skips the rest of a keyframe group, the
-# sound it still gets would wait for the next picture, and the platform would get
-# nothing at all for up to a group (its player then held the group's keyframe too).
-COPY_INTERLEAVE = ["-max_interleave_delta", "200000"]  # microseconds
 
 # output profiles (encoder.py)
 VAAPI_DEVICE = "/dev/dri/renderD128"
@@ -89,7 +84,7 @@ def build_relay_argv(
     else:
         argv += ["-nostdin", "-rw_timeout", INPUT_RW_TIMEOUT_US, *FAST_PROBE, *RTMP_INPUT]
         argv += ["-i", ingest_url]
-    argv += ["-map", "0:v?", "-map", "0:a?", "-c", "copy", *COPY_INTERLEAVE]
+    argv += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
     if tcurl is not None:
         argv += ["-rtmp_tcurl", tcurl]
     return argv + _output_options(target)
