@@ -216,14 +216,17 @@ class Subscription:
         while the rest of a group is dropped)."""
         offered = len(batch)
         dropped = 0
+        # the live edge moves with every batch, skipped ones too: the delay shown
+        # while a group is skipped is then the viewer's
+        self._edge = max(self._edge, timestamp)
         self._offered_total += offered
         self._offered.append((timestamp, self._offered_total))
         while timestamp - self._offered[0][0] > TREND_WINDOW_S * 1000:
             self._offered.popleft()
         if keyframe:
             self._skipping = False
-            dropped = self._drop_if_behind(timestamp)
-        elif not keep and (self._too_late(timestamp) or self._skipping):
+            dropped = self._drop_if_behind()
+        elif not keep and (self._skipping or self._too_late()):
             if not self._skipping:  # the rest of this group goes, with what is queued of it
                 self._skipping = True
                 dropped = self._drop_queued(starting=False, keep_keyframe=True)
@@ -263,10 +266,9 @@ class Subscription:
             del self._ends[:1024], self._stamps[:1024]
 
     # -- inside -----------------------------------------------------------------
-    def _drop_if_behind(self, keyframe_timestamp: int) -> int:
+    def _drop_if_behind(self) -> int:
         """At a new keyframe: if the relay is too far behind, drop what is queued
         before it (the rest of the older groups). Returns the bytes dropped."""
-        self._edge = max(self._edge, keyframe_timestamp)
         behind = self.delay_ms + self._drain_growth_ms() > self.max_delay_ms
         if not behind:
             self._catching_up = False
@@ -276,11 +278,10 @@ class Subscription:
         starting, self._catching_up = self._catching_up, False
         return self._drop_queued(starting)
 
-    def _too_late(self, timestamp: int) -> bool:
+    def _too_late(self) -> bool:
         """Mid-group, has the delay the viewer will see passed the bound? Then the
         rest of this group goes (the frames sent so far stay decodable) and the
         stream resumes at the next keyframe."""
-        self._edge = max(self._edge, timestamp)
         if self._catching_up:
             return False
         return self.delay_ms + self._drain_growth_ms() > self.max_delay_ms
