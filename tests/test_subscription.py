@@ -173,6 +173,38 @@ def test_what_waits_past_the_pipe_counts_in_the_delay() -> None:
     assert 900 <= sub.delay_ms <= 1200
 
 
+def test_a_group_cut_short_keeps_its_keyframe_and_the_picture_after_it() -> None:
+    """A decoder shows a picture once the next one has arrived (ffmpeg reading a
+    platform's stream did): a keyframe sent on alone would leave the viewer on the
+    last group's picture for one more group."""
+    sub, pipe, clock = make(max_delay_ms=2000)
+    feed(sub, clock, pipe, 4, 0)  # live, nothing behind
+    # the keyframe leaves at once, then the link is far behind: the next picture still
+    # goes, whole, and after it only the sound
+    sub.send(4000, b"K" * 30_000, keyframe=True, frames=1)
+    sub.downstream_bytes = 2_000_000
+    for timestamp, batch, frames in ((4040, b"P1", 1), (4080, b"P2", 1), (4120, b"", 0)):
+        pipe.read()
+        sub.send(timestamp, batch + b"a", audio=b"a", frames=frames)
+    assert pipe.received[-4:] == [b"K" * 30_000, b"P1a", b"a", b"a"]
+
+    # the same when both are still queued as the group is cut short: they stay
+    sub, pipe, clock = make(max_delay_ms=2000)
+    feed(sub, clock, pipe, 4, 0)
+    pipe.transport.buffered += 1_000_000  # the pipe is full: what comes now is queued
+    sub.max_delay_ms = 60_000  # not behind yet
+    sub.send(4000, b"K" * 30_000, keyframe=True, frames=1)
+    sub.send(4040, b"P1", frames=1)
+    sub.send(4080, b"P2", frames=1)
+    sub.max_delay_ms = 2000
+    sub.send(4120, b"P3" + b"d", audio=b"d", frames=1)
+    for _ in range(3):
+        pipe.read()
+        sub.flush()
+    assert pipe.received[-3:] == [b"K" * 30_000, b"P1", b"d"]
+    assert sub.dropped_bytes == len(b"P2") + len(b"P3")
+
+
 class Viewer:
     """The platform's viewer behind a link of bytes_per_s: it reads the pipe in
     order and shows a batch once all of it has arrived. Every batch starts with its
@@ -185,6 +217,7 @@ class Viewer:
         self._taken = 0  # bytes of pipe.received[self._next] already read
         self._next = 0
         self.shown: int | None = None  # the stream timestamp on screen
+        self._arrived: int | None = None  # the newest picture, not shown yet
 
     def read(self, seconds: float) -> None:
         budget = int(self.bytes_per_s * seconds)
@@ -197,7 +230,9 @@ class Viewer:
             budget -= step
             self._pipe.transport.buffered -= step
             if self._taken == len(batch):
-                self.shown = int.from_bytes(batch[:4], "big")
+                # a decoder shows a picture once the next has arrived: ffmpeg reading a
+                # platform's stream did so (a keyframe sent alone showed one group late)
+                self.shown, self._arrived = self._arrived, int.from_bytes(batch[:4], "big")
                 self._next, self._taken = self._next + 1, 0
 
 

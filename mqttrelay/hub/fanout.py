@@ -35,6 +35,7 @@ class FanOut:
         self._batch_audio: list[bytes] = []  # its audio tags, for a relay skipping video
         self._batch_timestamp = 0
         self._batch_keyframe = False  # the batch starts a keyframe group
+        self._batch_frames = 0  # its video frames
 
     def subscribe(
         self,
@@ -48,7 +49,7 @@ class FanOut:
         if self.gop:
             self._send_start(sub, self.gop[0].timestamp)
             for tag in self.gop:
-                sub.put(tag.timestamp, tag.encode())
+                sub.put(tag.timestamp, tag.encode(), keyframe=tag.is_keyframe, frames=tag.is_video)
             sub.flush()
         self.subs.append(sub)
         return sub
@@ -111,7 +112,7 @@ class FanOut:
             self.flush()
             for sub in self.subs:
                 if sub.started:
-                    sub.send(tag.timestamp, tag.encode(), keep=True)
+                    sub.send(tag.timestamp, tag.encode(), keep=True, frames=0)
             return
         if not self._batch:
             self._batch_timestamp = tag.timestamp
@@ -120,6 +121,8 @@ class FanOut:
         self._batch.append(encoded)
         if tag.is_audio:
             self._batch_audio.append(encoded)
+        elif tag.is_video:
+            self._batch_frames += 1
         if self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(FEED_INTERVAL_S, self.flush)
@@ -132,11 +135,14 @@ class FanOut:
             return
         batch = b"".join(self._batch)
         audio = b"".join(self._batch_audio)
+        frames, self._batch_frames = self._batch_frames, 0
         self._batch.clear()
         self._batch_audio.clear()
         for sub in self.subs:
             if sub.started:
-                sub.send(self._batch_timestamp, batch, self._batch_keyframe, audio=audio)
+                sub.send(
+                    self._batch_timestamp, batch, self._batch_keyframe, audio=audio, frames=frames
+                )
 
     def disconnect_all(self, reason: str) -> None:
         """Every relay on this stream restarts (its feed broke): they say why."""

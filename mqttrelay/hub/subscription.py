@@ -6,8 +6,9 @@ a new keyframe group starts while the relay is more than `max_delay_ms` behind,
 everything still queued before that keyframe is dropped, so the platform's
 decoder only ever resumes at a keyframe and the delay stays under the bound plus
 one keyframe interval. Mid-group, the rest of a group that would arrive too late
-goes, but not its keyframe: losing that would freeze the picture for one more
-group."""
+goes, but not its keyframe, nor the picture after it: a decoder shows a picture
+once the next one has arrived (ffmpeg does), so a keyframe sent alone would leave
+the viewer on the last group's picture for one more group."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ class Chunk(NamedTuple):
     data: bytes
     keep: bool  # codec headers: a stream resumed after a drop needs them
     keyframe: bool = False  # it starts a keyframe group
+    frames: int = 0  # video frames in it
+
+
+def _pictures(chunk: Chunk) -> int:
+    return max(chunk.frames, 1) if chunk.keyframe else chunk.frames
 
 
 class RecentShare:
@@ -111,6 +117,7 @@ class Subscription:
         self._last_drop: float | None = None
         self._congested_until = 0.0
         self._skipping = False  # the rest of this group is dropped (subscription.py, top)
+        self._group_frames = 0  # the current group's pictures queued so far, keyframe too
         self._share = RecentShare()
         self._delays: deque[tuple[float, int]] = deque()  # (when, delay_ms), the trend window
         self.dropped_bytes = 0
@@ -179,11 +186,22 @@ class Subscription:
         return floor_now >= TREND_MIN_MS and floor_now - floor_then >= TREND_GROWTH_MS
 
     # -- feeding ----------------------------------------------------------------
-    def put(self, timestamp: int, data: bytes, keep: bool = False, keyframe: bool = False) -> None:
-        """Queue bytes; `keep`: codec headers, never dropped."""
+    def put(
+        self,
+        timestamp: int,
+        data: bytes,
+        keep: bool = False,
+        keyframe: bool = False,
+        frames: int = 0,
+    ) -> None:
+        """Queue bytes; `keep`: codec headers, never dropped; `frames`: its video frames."""
         if self.overflow is not None:
             return
-        self._chunks.append(Chunk(timestamp, data, keep, keyframe))
+        if keyframe:
+            self._group_frames = max(frames, 1)
+        else:
+            self._group_frames += frames
+        self._chunks.append(Chunk(timestamp, data, keep, keyframe, frames))
         self._bytes += len(data)
         self._edge = max(self._edge, timestamp)
         lag = timestamp - self._chunks[0].timestamp
@@ -210,10 +228,11 @@ class Subscription:
         keyframe: bool = False,
         keep: bool = False,
         audio: bytes = b"",
+        frames: int = 1,
     ) -> None:
         """A batch of live tags (`keyframe`: it starts a keyframe group; `keep`: codec
         headers, never dropped; `audio`: the batch's audio tags alone, which go on
-        while the rest of a group is dropped)."""
+        while the rest of a group is dropped; `frames`: its video frames)."""
         offered = len(batch)
         dropped = 0
         # the live edge moves with every batch, skipped ones too: the delay shown
@@ -230,6 +249,9 @@ class Subscription:
             if not self._skipping:  # the rest of this group goes, with what is queued of it
                 self._skipping = True
                 dropped = self._drop_queued(starting=False, keep_keyframe=True)
+            if self._group_frames == 1 and frames:  # the keyframe's follower: none dropped yet
+                self._put_live(timestamp, batch, frames, offered, dropped)
+                return
             # The sound goes on, as OBS keeps it when it drops frames: a few percent
             # of the bytes, and without it the relay's ffmpeg would hold the next
             # picture back until sound came again (its muxer interleaves the two).
@@ -239,7 +261,19 @@ class Subscription:
             self._share.add(self._clock(), offered, dropped + offered - len(audio))
             self.flush()  # the group's keyframe, if kept, goes as soon as there is room
             return
-        self.put(timestamp, batch, keep, keyframe)
+        self._put_live(timestamp, batch, frames, offered, dropped, keep, keyframe)
+
+    def _put_live(
+        self,
+        timestamp: int,
+        batch: bytes,
+        frames: int,
+        offered: int,
+        dropped: int,
+        keep: bool = False,
+        keyframe: bool = False,
+    ) -> None:
+        self.put(timestamp, batch, keep, keyframe, frames)
         self.flush()
         now = self._clock()
         self._share.add(now, offered, dropped)
@@ -288,12 +322,23 @@ class Subscription:
 
     def _drop_queued(self, starting: bool, keep_keyframe: bool = False) -> int:
         """Drop what is queued but codec headers; returns the bytes dropped.
-        keep_keyframe: mid-group, the group's keyframe stays if it is still queued:
-        the viewer gets a still picture now rather than nothing for one more group."""
-        newest_keyframe = None
+        keep_keyframe: mid-group, the group's keyframe and the picture after it stay
+        if they are still queued: the viewer gets a still picture now rather than
+        nothing for one more group."""
+        chunks = list(self._chunks)
+        group_from, pictures = len(chunks), 2  # pictures of the group kept or gone on
+        if keep_keyframe:  # the group's queued chunks: from its keyframe, or all of them
+            group_from = next((i for i in reversed(range(len(chunks))) if chunks[i].keyframe), 0)
+            pictures = self._group_frames - sum(_pictures(c) for c in chunks[group_from:])
+        kept: list[Chunk] = []
+        for i, chunk in enumerate(chunks):
+            if i >= group_from and pictures < 2:
+                pictures += _pictures(chunk)
+                kept.append(chunk)
+            elif chunk.keep:
+                kept.append(chunk)
         if keep_keyframe:
-            newest_keyframe = next((c for c in reversed(self._chunks) if c.keyframe), None)
-        kept = [c for c in self._chunks if c.keep or c is newest_keyframe]
+            self._group_frames = pictures
         dropped = self._bytes - sum(len(chunk.data) for chunk in kept)
         if dropped or not starting:  # each call is one drop, even of an empty queue
             self._chunks = deque(kept)
