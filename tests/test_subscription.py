@@ -9,6 +9,7 @@ from typing import cast
 
 from mqttrelay.hub.subscription import (
     CONGESTION_HOLD_S,
+    PICTURES_AFTER_KEYFRAME,
     PIPE_BACKLOG_MAX_BYTES,
     RecentShare,
     Subscription,
@@ -173,36 +174,42 @@ def test_what_waits_past_the_pipe_counts_in_the_delay() -> None:
     assert 900 <= sub.delay_ms <= 1200
 
 
-def test_a_group_cut_short_keeps_its_keyframe_and_the_picture_after_it() -> None:
-    """A decoder shows a picture once the next one has arrived (ffmpeg reading a
-    platform's stream did): a keyframe sent on alone would leave the viewer on the
+def test_a_group_cut_short_keeps_its_keyframe_and_the_pictures_after_it() -> None:
+    """A decoder shows a picture only once one or more after it have arrived (the
+    lab's viewers held two): a keyframe sent on alone would leave the viewer on the
     last group's picture for one more group."""
+    after = PICTURES_AFTER_KEYFRAME
     sub, pipe, clock = make(max_delay_ms=2000)
     feed(sub, clock, pipe, 4, 0)  # live, nothing behind
-    # the keyframe leaves at once, then the link is far behind: the next picture still
-    # goes, whole, and after it only the sound
+    # the keyframe leaves at once, then the link is far behind: the next pictures
+    # still go, whole, and after them only the sound
     sub.send(4000, b"K" * 30_000, keyframe=True, frames=1)
     sub.downstream_bytes = 2_000_000
-    for timestamp, batch, frames in ((4040, b"P1", 1), (4080, b"P2", 1), (4120, b"", 0)):
+    for n in range(1, after + 3):
         pipe.read()
-        sub.send(timestamp, batch + b"a", audio=b"a", frames=frames)
-    assert pipe.received[-4:] == [b"K" * 30_000, b"P1a", b"a", b"a"]
+        sub.send(4000 + 40 * n, b"P%d" % n + b"a", audio=b"a", frames=1)
+    pictures = [b"P%da" % n for n in range(1, after + 1)]
+    assert pipe.received[-after - 3 :] == [b"K" * 30_000, *pictures, b"a", b"a"]
 
-    # the same when both are still queued as the group is cut short: they stay
+    # the same when they are still queued as the group is cut short: they stay
     sub, pipe, clock = make(max_delay_ms=2000)
     feed(sub, clock, pipe, 4, 0)
     pipe.transport.buffered += 1_000_000  # the pipe is full: what comes now is queued
     sub.max_delay_ms = 60_000  # not behind yet
     sub.send(4000, b"K" * 30_000, keyframe=True, frames=1)
-    sub.send(4040, b"P1", frames=1)
-    sub.send(4080, b"P2", frames=1)
+    for n in range(1, after + 2):
+        sub.send(4000 + 40 * n, b"P%d" % n, frames=1)
     sub.max_delay_ms = 2000
-    sub.send(4120, b"P3" + b"d", audio=b"d", frames=1)
-    for _ in range(3):
+    sub.send(4000 + 40 * (after + 2), b"late" + b"d", audio=b"d", frames=1)
+    for _ in range(after + 2):
         pipe.read()
         sub.flush()
-    assert pipe.received[-3:] == [b"K" * 30_000, b"P1", b"d"]
-    assert sub.dropped_bytes == len(b"P2") + len(b"P3")
+    assert pipe.received[-after - 2 :] == [
+        b"K" * 30_000,
+        *[b"P%d" % n for n in range(1, after + 1)],
+        b"d",
+    ]
+    assert sub.dropped_bytes == len(b"P%d" % (after + 1)) + len(b"late")
 
 
 class Viewer:

@@ -6,9 +6,10 @@ a new keyframe group starts while the relay is more than `max_delay_ms` behind,
 everything still queued before that keyframe is dropped, so the platform's
 decoder only ever resumes at a keyframe and the delay stays under the bound plus
 one keyframe interval. Mid-group, the rest of a group that would arrive too late
-goes, but not its keyframe, nor the picture after it: a decoder shows a picture
-once the next one has arrived (ffmpeg does), so a keyframe sent alone would leave
-the viewer on the last group's picture for one more group."""
+goes, but not its keyframe, nor the few pictures after it: a decoder shows a
+picture only once one or more after it have arrived (ffmpeg's H.264 decoder held
+one or two here; B-frames add more), so a keyframe sent alone would leave the
+viewer on the last group's picture for one more group."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ CONGESTED_PIPE_MAX_BYTES = 16 * 1024
 # What is written is remembered this far back, to date what waits past the pipe.
 HISTORY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_DELAY_MS = 2_000
+# The pictures after a kept keyframe that go with it (see the top): the lab's viewers
+# showed a picture once two more had arrived; OBS's x264 reorders up to two B-frames.
+PICTURES_AFTER_KEYFRAME = 3
 # A drop this recent still counts as congestion (the delay itself falls at once).
 CONGESTION_HOLD_S = 10.0
 # A link a little slower than the stream takes long to reach the bound: a delay
@@ -249,7 +253,7 @@ class Subscription:
             if not self._skipping:  # the rest of this group goes, with what is queued of it
                 self._skipping = True
                 dropped = self._drop_queued(starting=False, keep_keyframe=True)
-            if self._group_frames == 1 and frames:  # the keyframe's follower: none dropped yet
+            if self._group_frames <= PICTURES_AFTER_KEYFRAME and frames:  # none dropped yet
                 self._put_live(timestamp, batch, frames, offered, dropped)
                 return
             # The sound goes on, as OBS keeps it when it drops frames: a few percent
@@ -322,17 +326,17 @@ class Subscription:
 
     def _drop_queued(self, starting: bool, keep_keyframe: bool = False) -> int:
         """Drop what is queued but codec headers; returns the bytes dropped.
-        keep_keyframe: mid-group, the group's keyframe and the picture after it stay
-        if they are still queued: the viewer gets a still picture now rather than
-        nothing for one more group."""
+        keep_keyframe: mid-group, the group's keyframe and the pictures after it
+        (PICTURES_AFTER_KEYFRAME) stay if they are still queued: the viewer gets a
+        still picture now rather than nothing for one more group."""
         chunks = list(self._chunks)
-        group_from, pictures = len(chunks), 2  # pictures of the group kept or gone on
+        group_from, pictures = len(chunks), 0  # pictures of the group kept or gone on
         if keep_keyframe:  # the group's queued chunks: from its keyframe, or all of them
             group_from = next((i for i in reversed(range(len(chunks))) if chunks[i].keyframe), 0)
             pictures = self._group_frames - sum(_pictures(c) for c in chunks[group_from:])
         kept: list[Chunk] = []
         for i, chunk in enumerate(chunks):
-            if i >= group_from and pictures < 2:
+            if i >= group_from and pictures <= PICTURES_AFTER_KEYFRAME:
                 pictures += _pictures(chunk)
                 kept.append(chunk)
             elif chunk.keep:
