@@ -6,7 +6,8 @@ unshaped first, then every link is shaped at once (t = 0) for `shaped_s`, then
 unshaped for `recover_s`. Every `sample_s` it notes, per destination: the delay
 a viewer at the platform sees (tests/frame_counter.py, against a viewer of the
 ingest), the platform's publisher client id (a new one is a reconnect), and what
-the API says (status, delay_ms, dropped_share, restarts)."""
+the API says (status, delay_ms, dropped_share, restarts). Throughout, it notes
+when the sound arrives at each platform (tests/sound_log.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import yaml
 
 from .frame_counter import CounterReader, Picture, delay_s, publisher_argv
 from .shaped_link import ShapedPlatform, shaped_platforms
+from .sound_log import SoundLog, largest_gap
 from .support import (
     NginxRtmp,
     ServiceProcess,
@@ -77,6 +79,8 @@ class Run:
     fell_behind_lines: int = 0  # the service's "fell behind" log lines
     log_lines: list[str] = field(default_factory=list)  # its lines about the relays, masked
     misses: dict[str, int] = field(default_factory=dict)  # stat pages and API answers missed
+    # per destination, the longest stretch without sound at the platform while shaped
+    sound_gap_s: dict[str, float | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +210,18 @@ async def _viewers(urls: dict[str, str], ffmpeg: str) -> AsyncIterator[dict[str,
             await reader.stop()
 
 
+@contextlib.asynccontextmanager
+async def _listeners(urls: dict[str, str], ffmpeg: str) -> AsyncIterator[dict[str, SoundLog]]:
+    logs = {name: SoundLog(url, ffmpeg) for name, url in urls.items()}
+    for sound in logs.values():
+        sound.start()
+    try:
+        yield logs
+    finally:
+        for sound in logs.values():
+            await sound.stop()
+
+
 async def run_shaped(folder: Path, plan: Plan) -> Run:
     """The whole run: start everything, sample, shape, unshape; stop everything."""
     ffmpeg = require_tool("ffmpeg")
@@ -239,7 +255,12 @@ async def run_shaped(folder: Path, plan: Plan) -> Run:
                     if isinstance(server, ShapedPlatform)
                     else server.url(d.key)
                 )
-            async with _viewers(urls, ffmpeg) as readers, stat_client() as http:
+            platforms = {d.id: urls[d.id] for d in destinations}
+            async with (
+                _viewers(urls, ffmpeg) as readers,
+                _listeners(platforms, ffmpeg) as sounds,
+                stat_client() as http,
+            ):
                 viewers = {d.id: readers[d.id] for d in destinations}
                 lab = _Lab(plan, destinations, servers, readers["ingest"], viewers, service.port)
                 lab.shaped_at = time.monotonic() + 1e9  # t stays very negative until shaped
@@ -253,6 +274,11 @@ async def run_shaped(folder: Path, plan: Plan) -> Run:
                         shaped[d.id].shape(d.rate_kbit)
                 lab.shaped_at = time.monotonic()
                 await _sample_until(lab, http, run, plan.shaped_s)
+                window = (lab.shaped_at, lab.shaped_at + plan.shaped_s)
+                run.sound_gap_s = {
+                    sid: _rounded(largest_gap(sound.arrivals, *window))
+                    for sid, sound in sounds.items()
+                }
                 for sid, platform in shaped.items():
                     run.qdisc[sid] = platform.qdisc_stats()
                     platform.unshape()

@@ -132,6 +132,7 @@ def summary(run: Run) -> dict[str, Any]:
         "log_lines": run.log_lines,
         "misses": run.misses,
         "qdisc": run.qdisc,
+        "sound_gap_s": run.sound_gap_s,
     }
 
 

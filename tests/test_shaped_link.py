@@ -29,6 +29,7 @@ from .frame_counter import (
 from .shaped_link import pick_block, tbf_argv
 from .shaped_run import Destination, Plan, Run, Sample, run_shaped
 from .shaped_summary import problems, summary
+from .sound_log import largest_gap
 
 DEFAULT_BOUND_S = 2.0
 
@@ -74,6 +75,12 @@ def test_delay_is_the_age_of_the_viewers_picture() -> None:
     assert delay_s(ingest, viewer, 15.0, 30) == pytest.approx(15.0 - (10.0 + 40 / 30))
     del ingest.seen[40]  # missed at the ingest: placed from its neighbours
     assert delay_s(ingest, viewer, 13.0, 30) == pytest.approx(13.0 - (10.0 + 40 / 30))
+
+
+def test_the_longest_stretch_without_sound() -> None:
+    assert largest_gap([1.0, 1.1, 1.3, 2.5, 2.6], 1.0, 3.0) == pytest.approx(1.2)
+    assert largest_gap([0.5, 2.0], 1.0, 4.0) == pytest.approx(2.0)  # to the end too
+    assert largest_gap([5.0], 1.0, 4.0) is None
 
 
 def test_address_block_and_shaping_command() -> None:

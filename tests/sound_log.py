@@ -1,0 +1,73 @@
+"""What a platform's listener hears, as arrival times: a reader of a platform's
+stream that notes when each audio frame arrives (ffmpeg copying the sound alone,
+so nothing of its own waits for the picture). While a slow link's relay skips
+pictures the sound should keep coming, as OBS keeps it when it drops frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from mqttrelay.lib.flv import FlvReader
+
+
+def sound_argv(ffmpeg: str, url: str) -> list[str]:
+    return [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-fflags", "nobuffer",
+        "-rw_timeout", "15000000", "-i", url, "-map", "0:a:0", "-c", "copy",
+        "-f", "flv", "-flush_packets", "1", "pipe:1",
+    ]  # fmt: skip
+
+
+def largest_gap(arrivals: list[float], start: float, end: float) -> float | None:
+    """The longest time between two arrivals within [start, end], the stretch from
+    start to the first and from the last to end too; None when nothing arrived."""
+    inside = [t for t in arrivals if start <= t <= end]
+    if not inside:
+        return None
+    edges = [start, *inside, end]
+    return max(b - a for a, b in itertools.pairwise(edges))
+
+
+@dataclass
+class SoundLog:
+    """Listens to a URL for as long as it runs, started again whenever it ends."""
+
+    url: str
+    ffmpeg: str = "ffmpeg"
+    arrivals: list[float] = field(default_factory=list)  # monotonic, one per audio frame
+    _proc: asyncio.subprocess.Process | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self._proc = await asyncio.create_subprocess_exec(
+                *sound_argv(self.ffmpeg, self.url),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            assert self._proc.stdout is not None
+            reader = FlvReader()
+            while chunk := await self._proc.stdout.read(65536):
+                now = time.monotonic()
+                for tag in reader.feed(chunk):
+                    if tag.is_audio and not tag.is_sequence_header:
+                        self.arrivals.append(now)
+            await self._proc.wait()
+            await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
