@@ -9,6 +9,10 @@ from typing import Any
 from .shaped_run import Destination, Plan, Run, Sample
 
 RECOVERED_DELAY_S = 1.0
+# The sound keeps coming while pictures are skipped, as OBS keeps it: no stretch this
+# long without it at any platform (0.16-0.38 s with the relays' muxer waiting at most
+# 0.2 s for a picture; 1.1-1.7 s when it waited for the next keyframe).
+SOUND_GAP_MAX_S = 1.0
 CONGESTED_WITHIN_S = 5.0
 SKIP_S = 2.0  # the picture jumps ahead: the delay falls this much between two samples
 GROWTH_WINDOW_S = 15.0
@@ -144,6 +148,9 @@ def problems(run: Run, bound_s: float) -> list[str]:
     for d in run.destinations:
         samples = run.samples[d.id]
         s = summarize(d, samples, run.plan)
+        gap = run.sound_gap_s.get(d.id)
+        if gap is None or gap >= SOUND_GAP_MAX_S:
+            out.append(f"{d.id}: no sound at the platform for {gap} s while shaped")
         ids = s["publisher_ids"]
         if len(ids) != 1 or s["not_publishing_s"] > 0:
             out.append(

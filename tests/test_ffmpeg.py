@@ -25,6 +25,8 @@ def test_cached_relay_argv_reads_stdin_and_copies() -> None:
     assert argv[-1] == "rtmp://a.example:1935/app/KEY"
     assert argv[-3:-1] == ["-tcp_nodelay", "1"]
     assert "-fpsprobesize" in argv and argv[argv.index("-analyzeduration") + 1] == "5000000"
+    # the sound goes on while a slow link's relay skips pictures
+    assert argv[argv.index("-max_interleave_delta") + 1] == "200000"
 
 
 def test_direct_relay_argv_pulls_ingest_with_read_timeout() -> None:

@@ -34,19 +34,20 @@ PINNED = {
     "relay_cached_rtmp": (
         "ffmpeg -hide_banner -nostats -loglevel error -progress pipe:1 -stats_period 1 "
         "-fpsprobesize 0 -analyzeduration 5000000 -f flv -i pipe:0 -map '0:v?' -map '0:a?' -c"
-        " copy -f flv -flvflags no_duration_filesize -tcp_nodelay 1 "
-        "rtmp://a.example:1935/app/KEY"
+        " copy -max_interleave_delta 200000 -f flv -flvflags no_duration_filesize "
+        "-tcp_nodelay 1 rtmp://a.example:1935/app/KEY"
     ),
     "relay_direct_tunnel": (
         "ffmpeg -hide_banner -nostats -loglevel error -progress pipe:1 -stats_period 1 "
         "-nostdin -rw_timeout 10000000 -fpsprobesize 0 -analyzeduration 5000000 -f live_flv "
-        "-i rtmp://i/live/s -map '0:v?' -map '0:a?' -c copy -rtmp_tcurl rtmps://b/rtmp -f flv"
-        " -flvflags no_duration_filesize -tcp_nodelay 1 rtmp://127.0.0.1:5555/rtmp/K"
+        "-i rtmp://i/live/s -map '0:v?' -map '0:a?' -c copy -max_interleave_delta 200000 "
+        "-rtmp_tcurl rtmps://b/rtmp -f flv -flvflags no_duration_filesize -tcp_nodelay 1 "
+        "rtmp://127.0.0.1:5555/rtmp/K"
     ),
     "relay_cached_srt": (
         "ffmpeg -hide_banner -nostats -loglevel error -progress pipe:1 -stats_period 1 "
         "-fpsprobesize 0 -analyzeduration 5000000 -f flv -i pipe:0 -map '0:v?' -map '0:a?' -c"
-        " copy -f mpegts 'srt://h:9000?streamid=x'"
+        " copy -max_interleave_delta 200000 -f mpegts 'srt://h:9000?streamid=x'"
     ),
     "profile_x264": (
         "ffmpeg -hide_banner -nostats -loglevel error -progress pipe:2 -stats_period 1 "

@@ -93,10 +93,13 @@ def test_address_block_and_shaping_command() -> None:
     ]  # fmt: skip
 
 
-def _synthetic(delay: float, status: str, share: float | None, same_id: bool = True) -> Run:
+def _synthetic(
+    delay: float, status: str, share: float | None, same_id: bool = True, silent_s: float = 0.3
+) -> Run:
     plan = Plan(rates_kbit=(1000,), shaped_s=20, recover_s=5, warm_s=2)
     dests = [Destination("good", None, "g"), Destination("slow1000k", 1000, "s")]
     run = Run(plan, dests, {d.id: [] for d in dests})
+    run.sound_gap_s = {"good": 0.2, "slow1000k": silent_s}
     for i in range(-4, 50):
         t = i / 2
         shaped = 0 <= t < 20
@@ -113,7 +116,8 @@ def _synthetic(delay: float, status: str, share: float | None, same_id: bool = T
 
 def test_problems_name_each_missed_criterion() -> None:
     assert problems(_synthetic(2.5, "congested", 0.6), 2.0) == []
-    found = problems(_synthetic(9.0, "live", None, same_id=False), 2.0)
+    found = problems(_synthetic(9.0, "live", None, same_id=False, silent_s=1.7), 2.0)
+    assert any("slow1000k: no sound at the platform for 1.7 s" in p for p in found)
     assert any("delay over 4.0 s" in p for p in found)
     assert any("not congested within 5 s" in p for p in found)
     assert any("dropped_share never above 0" in p for p in found)

@@ -21,6 +21,11 @@ STATS_PERIOD_S = "1"
 # where the plain flv demuxer lets the muxer clamp every later timestamp.
 RTMP_INPUT = ["-f", "live_flv"]
 FLV_OUT = ["-f", "flv", "-flvflags", "no_duration_filesize"]
+# A relay's muxer writes the sound on after at most 0.2 s without a picture: while a
+# slow link's relay skips the rest of a group (hub/subscription.py), its default (up
+# to 10 s) held the sound back until the next keyframe, 1.1-1.7 s of silence at the
+# platform (benchmarks/RESULTS.md, shaped link).
+RELAY_INTERLEAVE = ["-max_interleave_delta", "200000"]
 
 # output profiles (encoder.py)
 VAAPI_DEVICE = "/dev/dri/renderD128"
@@ -84,7 +89,7 @@ def build_relay_argv(
     else:
         argv += ["-nostdin", "-rw_timeout", INPUT_RW_TIMEOUT_US, *FAST_PROBE, *RTMP_INPUT]
         argv += ["-i", ingest_url]
-    argv += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
+    argv += ["-map", "0:v?", "-map", "0:a?", "-c", "copy", *RELAY_INTERLEAVE]
     if tcurl is not None:
         argv += ["-rtmp_tcurl", tcurl]
     return argv + _output_options(target)
