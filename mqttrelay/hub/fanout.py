@@ -49,7 +49,9 @@ class FanOut:
         if self.gop:
             self._send_start(sub, self.gop[0].timestamp)
             for tag in self.gop:
-                sub.put(tag.timestamp, tag.encode(), keyframe=tag.is_keyframe, frames=tag.is_video)
+                sub.put(
+                    tag.timestamp, tag.encode(), keyframe=tag.is_keyframe, frames=int(tag.is_video)
+                )
             sub.flush()
         self.subs.append(sub)
         return sub
