@@ -18,6 +18,8 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from .player import Player
+
 DATA_BITS = 20  # 2**20 frames: 9.7 hours at 30 fps
 CHECK_BITS = 4
 CHECK_MOD = 13
@@ -140,39 +142,22 @@ def encode_row(n: int) -> bytes:
 
 
 @dataclass
-class CounterReader:
+class CounterReader(Player):
     """Plays a URL for as long as it runs and notes each decoded frame's number
-    with the monotonic time it was decoded; started again whenever it ends
-    (a platform connection that changed, a stalled link)."""
+    with the monotonic time it was decoded."""
 
-    url: str
-    ffmpeg: str = "ffmpeg"
     seen: dict[int, float] = field(default_factory=dict)  # n -> first time seen
     latest: int | None = None  # the highest n seen (what the viewer shows now)
     latest_at: float = 0.0
     bad_frames: int = 0  # rows whose check failed
-    starts: int = 0
-    _proc: asyncio.subprocess.Process | None = None
-    _task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+    def argv(self) -> list[str]:
+        return reader_argv(self.ffmpeg, self.url)
 
-    async def _run(self) -> None:
-        while True:
-            self.starts += 1
-            self._proc = await asyncio.create_subprocess_exec(
-                *reader_argv(self.ffmpeg, self.url),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            assert self._proc.stdout is not None
-            with contextlib.suppress(asyncio.IncompleteReadError):
-                while True:
-                    self._note(await self._proc.stdout.readexactly(BITS), time.monotonic())
-            await self._proc.wait()
-            await asyncio.sleep(0.5)
+    async def consume(self, stdout: asyncio.StreamReader) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                self._note(await stdout.readexactly(BITS), time.monotonic())
 
     def _note(self, row: bytes, now: float) -> None:
         n = decode_row(row)
@@ -182,15 +167,6 @@ class CounterReader:
         self.seen.setdefault(n, now)
         if self.latest is None or n > self.latest:
             self.latest, self.latest_at = n, now
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-            await self._proc.wait()
 
 
 def shown_at(reference: dict[int, float], n: int, fps: float) -> float | None:

@@ -17,12 +17,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
 
 from .frame_counter import CounterReader, Picture, delay_s, publisher_argv
+from .player import Player
 from .shaped_link import ShapedPlatform, shaped_platforms
 from .sound_log import SoundLog, largest_gap
 from .support import (
@@ -36,6 +37,7 @@ from .support import (
 )
 
 GOOD = "good"
+P = TypeVar("P", bound=Player)
 
 
 @dataclass(frozen=True)
@@ -199,27 +201,14 @@ async def _ready(lab: _Lab, http: httpx.AsyncClient) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _viewers(urls: dict[str, str], ffmpeg: str) -> AsyncIterator[dict[str, CounterReader]]:
-    readers = {name: CounterReader(url, ffmpeg) for name, url in urls.items()}
-    for reader in readers.values():
-        reader.start()
+async def _playing(players: dict[str, P]) -> AsyncIterator[dict[str, P]]:
+    for player in players.values():
+        player.start()
     try:
-        yield readers
+        yield players
     finally:
-        for reader in readers.values():
-            await reader.stop()
-
-
-@contextlib.asynccontextmanager
-async def _listeners(urls: dict[str, str], ffmpeg: str) -> AsyncIterator[dict[str, SoundLog]]:
-    logs = {name: SoundLog(url, ffmpeg) for name, url in urls.items()}
-    for sound in logs.values():
-        sound.start()
-    try:
-        yield logs
-    finally:
-        for sound in logs.values():
-            await sound.stop()
+        for player in players.values():
+            await player.stop()
 
 
 async def run_shaped(folder: Path, plan: Plan) -> Run:
@@ -257,8 +246,8 @@ async def run_shaped(folder: Path, plan: Plan) -> Run:
                 )
             platforms = {d.id: urls[d.id] for d in destinations}
             async with (
-                _viewers(urls, ffmpeg) as readers,
-                _listeners(platforms, ffmpeg) as sounds,
+                _playing({n: CounterReader(u, ffmpeg) for n, u in urls.items()}) as readers,
+                _playing({n: SoundLog(u, ffmpeg) for n, u in platforms.items()}) as sounds,
                 stat_client() as http,
             ):
                 viewers = {d.id: readers[d.id] for d in destinations}

@@ -6,12 +6,13 @@ pictures the sound should keep coming, as OBS keeps it when it drops frames."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from dataclasses import dataclass, field
 
 from mqttrelay.lib.flv import FlvReader
+
+from .player import Player
 
 
 def sound_argv(ffmpeg: str, url: str) -> list[str]:
@@ -33,41 +34,18 @@ def largest_gap(arrivals: list[float], start: float, end: float) -> float | None
 
 
 @dataclass
-class SoundLog:
-    """Listens to a URL for as long as it runs, started again whenever it ends."""
+class SoundLog(Player):
+    """Listens to a URL for as long as it runs."""
 
-    url: str
-    ffmpeg: str = "ffmpeg"
     arrivals: list[float] = field(default_factory=list)  # monotonic, one per audio frame
-    _proc: asyncio.subprocess.Process | None = None
-    _task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+    def argv(self) -> list[str]:
+        return sound_argv(self.ffmpeg, self.url)
 
-    async def _run(self) -> None:
-        while True:
-            self._proc = await asyncio.create_subprocess_exec(
-                *sound_argv(self.ffmpeg, self.url),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            assert self._proc.stdout is not None
-            reader = FlvReader()
-            while chunk := await self._proc.stdout.read(65536):
-                now = time.monotonic()
-                for tag in reader.feed(chunk):
-                    if tag.is_audio and not tag.is_sequence_header:
-                        self.arrivals.append(now)
-            await self._proc.wait()
-            await asyncio.sleep(0.5)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-            await self._proc.wait()
+    async def consume(self, stdout: asyncio.StreamReader) -> None:
+        reader = FlvReader()
+        while chunk := await stdout.read(65536):
+            now = time.monotonic()
+            for tag in reader.feed(chunk):
+                if tag.is_audio and not tag.is_sequence_header:
+                    self.arrivals.append(now)
