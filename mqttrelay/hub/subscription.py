@@ -52,11 +52,7 @@ class Chunk(NamedTuple):
     data: bytes
     keep: bool  # codec headers: a stream resumed after a drop needs them
     keyframe: bool = False  # it starts a keyframe group
-    frames: int = 0  # video frames in it
-
-
-def _pictures(chunk: Chunk) -> int:
-    return max(chunk.frames, 1) if chunk.keyframe else chunk.frames
+    frames: int = 0  # video frames in it (a keyframe's chunk: at least 1)
 
 
 class RecentShare:
@@ -202,7 +198,8 @@ class Subscription:
         if self.overflow is not None:
             return
         if keyframe:
-            self._group_frames = max(frames, 1)
+            frames = max(frames, 1)
+            self._group_frames = frames
         else:
             self._group_frames += frames
         self._chunks.append(Chunk(timestamp, data, keep, keyframe, frames))
@@ -253,30 +250,17 @@ class Subscription:
             if not self._skipping:  # the rest of this group goes, with what is queued of it
                 self._skipping = True
                 dropped = self._drop_queued(starting=False, keep_keyframe=True)
-            if self._group_frames <= PICTURES_AFTER_KEYFRAME and frames:  # none dropped yet
-                self._put_live(timestamp, batch, frames, offered, dropped)
+            # the pictures right after the group's keyframe still go, whole (see the top)
+            if not (frames and self._group_frames <= PICTURES_AFTER_KEYFRAME):
+                # The sound goes on, as OBS keeps it when it drops frames: a few percent
+                # of the bytes, and without it the relay's ffmpeg would hold the next
+                # picture back until sound came again (its muxer interleaves the two).
+                if audio:
+                    self.put(timestamp, audio)
+                self.dropped_bytes += offered - len(audio)
+                self._share.add(self._clock(), offered, dropped + offered - len(audio))
+                self.flush()  # the group's keyframe, if kept, goes as soon as there is room
                 return
-            # The sound goes on, as OBS keeps it when it drops frames: a few percent
-            # of the bytes, and without it the relay's ffmpeg would hold the next
-            # picture back until sound came again (its muxer interleaves the two).
-            if audio:
-                self.put(timestamp, audio)
-            self.dropped_bytes += offered - len(audio)
-            self._share.add(self._clock(), offered, dropped + offered - len(audio))
-            self.flush()  # the group's keyframe, if kept, goes as soon as there is room
-            return
-        self._put_live(timestamp, batch, frames, offered, dropped, keep, keyframe)
-
-    def _put_live(
-        self,
-        timestamp: int,
-        batch: bytes,
-        frames: int,
-        offered: int,
-        dropped: int,
-        keep: bool = False,
-        keyframe: bool = False,
-    ) -> None:
         self.put(timestamp, batch, keep, keyframe, frames)
         self.flush()
         now = self._clock()
@@ -333,11 +317,11 @@ class Subscription:
         group_from, pictures = len(chunks), 0  # pictures of the group kept or gone on
         if keep_keyframe:  # the group's queued chunks: from its keyframe, or all of them
             group_from = next((i for i in reversed(range(len(chunks))) if chunks[i].keyframe), 0)
-            pictures = self._group_frames - sum(_pictures(c) for c in chunks[group_from:])
+            pictures = self._group_frames - sum(c.frames for c in chunks[group_from:])
         kept: list[Chunk] = []
         for i, chunk in enumerate(chunks):
             if i >= group_from and pictures <= PICTURES_AFTER_KEYFRAME:
-                pictures += _pictures(chunk)
+                pictures += chunk.frames
                 kept.append(chunk)
             elif chunk.keep:
                 kept.append(chunk)
